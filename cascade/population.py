@@ -1,0 +1,250 @@
+"""The synthetic population of leveraged positions, as structure-of-arrays.
+
+Every position is one row across the arrays of :class:`Population`. Rows are sorted by side then by
+liquidation price, so the population itself is the liquidation ladder: longs occupy rows
+``[0, n_long)`` with ascending liquidation price (the engine walks them from the top down as the
+mark falls), shorts occupy ``[n_long, n)`` ascending (walked from the bottom up as the mark rises).
+
+Random draws use a seeded ``np.random.Generator`` with one child stream per quantity, outside any
+kernel, so the population is the same for a seed whatever the thread count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from cascade.brackets import bracket_table, venue_rules
+from cascade.history import history_grid
+from cascade.margin import liq_prices_nb
+from cascade.scenario import Scenario, venue_date
+
+LONG, SHORT = 1, -1
+OVERSAMPLE = 1.15  # extra candidates drawn to replace those liquidated before the start
+
+
+@dataclasses.dataclass
+class Population:
+    """Synthetic positions, one row each, sorted as a ladder (see module docstring).
+
+    Attributes (n = number of positions)
+    ----------
+    side : int8 (n,)      +1 long, -1 short
+    qty : float64 (n,)    size in coin (> 0)
+    entry : float64 (n,)  entry price, USD
+    wallet : float64 (n,) margin behind the position, USD (isolated wallet, or the cross wallet)
+    lp : float64 (n,)     liquidation price, USD (0 for a long that cannot be liquidated)
+    bracket : int8 (n,)   index of the margin bracket containing qty * lp
+    cross : bool (n,)     cross margin (else isolated)
+    leverage : float32 (n,) leverage the position was opened with (after the bracket cap)
+    n_long : int          rows [0, n_long) are longs
+    stop_idx : int32 (m,) rows that carry a stop-loss; long stops first, each part sorted by price
+    stop_px : float64 (m,) stop trigger price (on last price), USD, ascending within each part
+    n_long_stops : int
+    price_start : float   USD
+    requested : int       positions asked for; ``n`` may be a little lower (see ``dropped_prestart``)
+    dropped_prestart : int candidates discarded because the history had already liquidated them
+    leverage_capped : int positions whose leverage was lowered to their bracket's maximum
+    """
+
+    side: np.ndarray
+    qty: np.ndarray
+    entry: np.ndarray
+    wallet: np.ndarray
+    lp: np.ndarray
+    bracket: np.ndarray
+    cross: np.ndarray
+    leverage: np.ndarray
+    n_long: int
+    stop_idx: np.ndarray
+    stop_px: np.ndarray
+    n_long_stops: int
+    price_start: float
+    requested: int = 0
+    dropped_prestart: int = 0
+    leverage_capped: int = 0
+
+    @property
+    def n(self) -> int:
+        return int(self.side.shape[0])
+
+    @property
+    def notional_start(self) -> np.ndarray:
+        """float64 (n,): notional at the start price, USD."""
+        return self.qty * self.price_start
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, f.name).nbytes for f in dataclasses.fields(self)
+                   if isinstance(getattr(self, f.name), np.ndarray))
+
+
+def _streams(seed: int, k: int) -> list[np.random.Generator]:
+    return [np.random.Generator(np.random.PCG64(s))
+            for s in np.random.SeedSequence([seed, 0xCA5CADE]).spawn(k)]
+
+
+def build_population(sc: Scenario, positions: int | None = None, seed: int | None = None,
+                     *, sort: bool = True, timings: dict | None = None) -> Population:
+    """Draw the synthetic population of a scenario.
+
+    Parameters
+    ----------
+    sc : Scenario
+    positions : number of positions (default: ``sc.population.positions``)
+    seed : default ``sc.scenario.seed``
+    sort : sort rows as the ladder (the engine needs it; tests may turn it off)
+    timings : if given, receives ``population_s`` (drawing, sizing, margin) and ``ladder_s``
+        (sorting rows and stops), wall seconds
+    """
+    t_start = time.perf_counter()
+    pop = sc.population
+    n_req = int(pop.positions if positions is None else positions)
+    seed = int(sc.scenario.seed if seed is None else seed)
+    table = bracket_table(sc.venue.name, sc.venue.symbol, venue_date(sc))
+    age_grid, price_grid = history_grid(sc)
+    p0 = float(price_grid[-1])
+    # running extremes of the history from each grid point to the start: a position opened at
+    # that point would already have been liquidated (or stopped) if the path crossed its trigger
+    suffix_min = np.minimum.accumulate(price_grid[::-1])[::-1]
+    suffix_max = np.maximum.accumulate(price_grid[::-1])[::-1]
+
+    rng_side, rng_size, rng_lev, rng_age, rng_noise, rng_mode, rng_spare, rng_stop, rng_dist = \
+        _streams(seed, 9)
+    n_cand = int(np.ceil(n_req * OVERSAMPLE)) + 16 if n_req else 0
+
+    side = np.where(rng_side.random(n_cand) < pop.long_share, LONG, SHORT).astype(np.int8)
+    # classic Pareto notional shape: xm * (1 + Lomax(a))
+    shape = pop.min_notional_usd * (1.0 + rng_size.pareto(pop.size_tail_index, n_cand))
+    lev_choices = np.asarray(pop.leverages, dtype=np.float64)
+    leverage = lev_choices[rng_lev.choice(len(lev_choices), size=n_cand,
+                                          p=np.asarray(pop.leverage_weights) / sum(pop.leverage_weights))]
+    lb, mean_age = pop.entry_lookback_h * 3600.0, pop.entry_age_mean_h * 3600.0
+    # truncated exponential age by inverse CDF
+    age = -mean_age * np.log1p(-rng_age.random(n_cand) * -np.expm1(-lb / mean_age))
+    gi = np.clip(np.rint((lb - age) / (lb / (len(age_grid) - 1))).astype(np.int64), 0,
+                 len(age_grid) - 1) if len(age_grid) > 1 else np.zeros(n_cand, np.int64)
+    entry = np.interp(-age, -age_grid, price_grid)
+    entry *= np.exp(rng_noise.standard_normal(n_cand) * (pop.entry_noise_pct / 100.0))
+    cross = rng_mode.random(n_cand) < pop.cross_share
+    spare = rng_spare.exponential(1.0, n_cand) * pop.cross_spare_margin_mean if \
+        pop.cross_spare_margin_mean > 0 else np.zeros(n_cand)
+    has_stop = rng_stop.random(n_cand) < pop.stop_loss_share
+    lo, hi = pop.stop_loss_distance_pct
+    stop_dist = (lo + (hi - lo) * rng_dist.random(n_cand)) / 100.0
+
+    targets = {LONG: sc.population.open_interest_usd * pop.long_share,
+               SHORT: sc.population.open_interest_usd * (1.0 - pop.long_share)}
+
+    def derive(keep):
+        """Sizes scaled to the open-interest target, leverage capped, wallets and LPs."""
+        notional = shape * keep
+        for s in (LONG, SHORT):
+            _rescale_capped(notional, side == s, targets[s], pop.max_notional_share)
+        qty = notional / p0  # the target is notional at the start price
+        entry_notional = qty * entry
+        b_entry = np.searchsorted(table.cap, entry_notional, side="left")  # floor < n <= cap
+        lev = np.minimum(leverage, table.max_leverage[b_entry])
+        capped = int(np.count_nonzero((lev < leverage) & keep))
+        wallet = entry_notional / lev * np.where(cross, 1.0 + spare, 1.0)
+        lp = np.empty(n_cand)
+        br = np.empty(n_cand, np.int8)
+        liq_prices_nb(side, qty, entry, wallet, table.floor, table.cap, table.mmr, table.cum, lp, br)
+        return qty, lev, wallet, lp, br, capped
+
+    def survived(qty, lp):
+        long = side == LONG
+        path_lo, path_hi = suffix_min[gi], suffix_max[gi]
+        ok = np.where(long, lp < np.minimum(path_lo, p0), lp > np.maximum(path_hi, p0))
+        stop_px = entry * (1.0 - side * stop_dist)
+        stopped = has_stop & np.where(long, stop_px >= path_lo, stop_px <= path_hi)
+        return ok & ~stopped & (qty > 0)
+
+    keep = np.ones(n_cand, bool)
+    qty, lev, wallet, lp, br, _ = derive(keep)
+    alive = survived(qty, lp)
+    # keep the first n_req survivors in draw order, then re-derive sizes for exactly that set
+    first = np.flatnonzero(alive)[:n_req]
+    keep = np.zeros(n_cand, bool)
+    keep[first] = True
+    qty, lev, wallet, lp, br, capped = derive(keep)
+    # rescaling moved a few brackets: drop any that now fall on the wrong side of the history
+    n_first = int(keep.sum())
+    keep &= survived(qty, lp)
+    considered = int(first[-1]) + 1 if first.size == n_req and n_req else n_cand
+    dropped = (considered - n_first) + (n_first - int(keep.sum()))
+
+    rows = np.flatnonzero(keep)
+    t_ladder = time.perf_counter()
+    if sort and rows.size:
+        longs = rows[side[rows] == LONG]
+        shorts = rows[side[rows] == SHORT]
+        rows = np.concatenate([longs[np.argsort(lp[longs], kind="stable")],
+                               shorts[np.argsort(lp[shorts], kind="stable")]])
+    side_r = side[rows]
+    stop_px = (entry * (1.0 - side * stop_dist))[rows]
+    stop_rows = np.flatnonzero(has_stop[rows])
+    n_long = int(np.count_nonzero(side_r == LONG))
+    ls = stop_rows[side_r[stop_rows] == LONG]
+    ss = stop_rows[side_r[stop_rows] == SHORT]
+    ls = ls[np.argsort(stop_px[ls], kind="stable")]
+    ss = ss[np.argsort(stop_px[ss], kind="stable")]
+    stop_idx = np.concatenate([ls, ss]).astype(np.int32)
+    popu = Population(
+        side=side_r, qty=qty[rows], entry=entry[rows], wallet=wallet[rows], lp=lp[rows],
+        bracket=br[rows], cross=cross[rows], leverage=lev[rows].astype(np.float32), n_long=n_long,
+        stop_idx=stop_idx, stop_px=stop_px[stop_idx], n_long_stops=int(ls.size),
+        price_start=p0, requested=n_req, dropped_prestart=dropped, leverage_capped=capped)
+    if timings is not None:
+        timings["ladder_s"] = time.perf_counter() - t_ladder
+        timings["population_s"] = t_ladder - t_start
+    return popu
+
+
+def _rescale_capped(notional, mask, target, max_share) -> None:
+    """Scale ``notional[mask]`` (in place) to sum to ``target``, no element above
+    ``max_share * target``. Water-filling: capped elements stay at the cap, the rest are rescaled."""
+    idx = np.flatnonzero(mask & (notional > 0))
+    if idx.size == 0:
+        return
+    vals = notional[idx]
+    cap = max_share * target
+    if cap * idx.size < target:  # too few positions to reach the target under the cap
+        cap = target / idx.size
+    capped = np.zeros(idx.size, bool)
+    for _ in range(64):
+        free_target = target - cap * np.count_nonzero(capped)
+        free = ~capped
+        vals[free] *= free_target / vals[free].sum()
+        over = free & (vals > cap)
+        if not over.any():
+            break
+        vals[over] = cap
+        capped |= over
+    notional[idx] = vals
+
+
+def liquidation_map(popu: Population, *, width_pct: float = 30.0, bins: int = 240):
+    """Notional that would be liquidated at each price level, before the shock.
+
+    Returns a DataFrame indexed by price level (bin centre, USD, ascending) with columns
+    ``long_usd`` and ``short_usd`` (notional at the liquidation price).
+    """
+    import pandas as pd
+
+    p0 = popu.price_start
+    edges = np.linspace(p0 * (1 - width_pct / 100), p0 * (1 + width_pct / 100), bins + 1)
+    notional = popu.qty * popu.lp
+    long = popu.side == LONG
+    hl, _ = np.histogram(popu.lp[long], bins=edges, weights=notional[long])
+    hs, _ = np.histogram(popu.lp[~long], bins=edges, weights=notional[~long])
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    return pd.DataFrame({"long_usd": hl, "short_usd": hs},
+                        index=pd.Index(centres, name="price"))
+
+
+def venue_tables(sc: Scenario):
+    """(BracketTable, VenueRules) of the scenario's venue on its bracket date."""
+    return (bracket_table(sc.venue.name, sc.venue.symbol, venue_date(sc)),
+            venue_rules(sc.venue.name, sc.venue.symbol))
