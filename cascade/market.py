@@ -6,7 +6,8 @@ The price model (applied inside the engine's step loop, :mod:`cascade.engine`), 
     x_t        = x_{t-1} + sigma * z_t                         background noise, z ~ N(0, 1)
     log P_pre  = x_t + perm + trans * d                        before this step's orders
     F          = exogenous + dip-buying + forced orders        net market-order flow, USD (+ buy)
-    G(y)       = 1% * sign(y) * (|y| / D_t) ** alpha           impact of an outstanding imbalance
+    G(y)       = 1% * sign(y) * g(|y| / D_t)                   impact of an outstanding imbalance
+                 g(u) = u for u < 1, u ** alpha beyond          (linear sweep, then concave)
     Y          = Y_{t-1} * d                                   imbalance the book has not absorbed
     I          = G(Y + F) - G(Y);  Y += F                      this step's impact, log units
     log P      = log P_pre + I;  perm += phi * I;  trans += (1 - phi) * I
@@ -15,8 +16,10 @@ The price model (applied inside the engine's step loop, :mod:`cascade.engine`), 
                  v: moving average of |log return| per step in %, l: of forced flow / depth_usd
     fill price = P_pre * exp(mean of G(u) - G(Y) for u from Y to Y + F)
 
-Impact is concave in the cumulative imbalance (the square-root law for metaorders when
-alpha = 0.5), so the same block sold at once or over a few steps moves the price alike.
+Impact is linear for imbalances below ``depth_usd`` (small orders sweep a book of roughly
+constant density) and concave beyond (the square-root law of large metaorders when alpha = 0.5).
+Because it is a function of the cumulative imbalance, the same block sold at once or over a few
+steps moves the price alike, less what the book refilled in between.
 Dip buyers add ``rate * (drawdown below a slow moving average - threshold)`` USD per second.
 Random draws come from a seeded generator independent of the population, so the price path with
 feedback off does not depend on the positions at all.

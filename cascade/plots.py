@@ -301,7 +301,8 @@ def _bars(ax: Axes, left, width: float, bottom, top, color: str, label: str) -> 
 
 def _note(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=12,
-            color=_GREY, style="italic")
+            color=_GREY, style="italic", zorder=10,
+            bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "none"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,9 +551,9 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
     cum_long = data["liq_long_usd"].cumsum().to_numpy()
     cum_short = data["liq_short_usd"].cumsum().to_numpy()
     total = cum_long + cum_short
-    ax_c.plot(x, total, color="black", linewidth=1.4, label="total liquidated")
-    ax_c.plot(x, cum_long, color=_RED, linewidth=1.1, label="longs")
-    ax_c.plot(x, cum_short, color=_GREEN, linewidth=1.1, label="shorts")
+    ax_c.plot(x, total, color="black", linewidth=1.4, marker=lone, label="total liquidated")
+    ax_c.plot(x, cum_long, color=_RED, linewidth=1.1, marker=lone, label="longs")
+    ax_c.plot(x, cum_short, color=_GREEN, linewidth=1.1, marker=lone, label="shorts")
     if total[-1] < _NEGLIGIBLE_USD:
         ax_c.set_ylim(0, 1)
         ax_c.set_yticks([0])
@@ -562,7 +563,8 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
     ax_c.set_ylabel("cumulative liquidated")
     ax_oi = ax_c.twinx()
     oi = data["open_interest_usd"].to_numpy()
-    ax_oi.plot(x, oi, color=_OI, linewidth=1.1, linestyle=":", label="open interest (right)")
+    ax_oi.plot(x, oi, color=_OI, linewidth=1.1, linestyle=":", marker=lone,
+               label="open interest (right)")
     lo, hi = float(oi.min()), float(oi.max())
     pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 1.0
     ax_oi.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
@@ -748,10 +750,12 @@ def plot_insurance(steps: pd.DataFrame, path: Any, *, title: str | None = None) 
     fund = data["insurance_fund_usd"].to_numpy()
     debt = data["bad_debt_usd"].to_numpy()
 
-    ax_f.plot(x, fund, color=_OI, linewidth=1.4, label="insurance fund")
-    ax_f.fill_between(x, 0, fund, color=_OI, alpha=0.12, linewidth=0)
-    lo, hi = min(0.0, float(fund.min())), float(fund.max())
-    ax_f.set_ylim(lo, (hi if hi > lo else lo + 1.0) * 1.1 if hi > 0 else lo + 1.0)
+    lone = "o" if len(x) == 1 else None  # a single step draws no line: show a dot
+    ax_f.plot(x, fund, color=_OI, linewidth=1.4, marker=lone, label="insurance fund")
+    # zoomed on the fund's range (not from zero) so that a drawdown of a few % is visible
+    lo, hi = float(fund.min()), float(fund.max())
+    pad = (hi - lo) * 0.1 or abs(hi) * 0.02 or 1.0
+    ax_f.set_ylim(lo - pad, hi + pad)
     ax_f.set_xlim(*xlim)
     ax_f.set_ylabel("insurance fund")
     f0, f1 = fund[0], fund[-1]
@@ -762,7 +766,7 @@ def plot_insurance(steps: pd.DataFrame, path: Any, *, title: str | None = None) 
               fontsize=9, bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "none",
                                 "alpha": 0.85})
 
-    ax_b.plot(x, debt, color=_RED, linewidth=1.4, label="cumulative bad debt")
+    ax_b.plot(x, debt, color=_RED, linewidth=1.4, marker=lone, label="cumulative bad debt")
     ax_b.fill_between(x, 0, debt, color=_RED, alpha=0.12, linewidth=0)
     dmax = float(debt.max())
     if dmax < _NEGLIGIBLE_USD:
@@ -771,8 +775,10 @@ def plot_insurance(steps: pd.DataFrame, path: Any, *, title: str | None = None) 
         _note(ax_b, "no bad debt")
     else:
         ax_b.set_ylim(0, dmax * 1.12)
-        ax_b.text(0.99, 0.9, _esc(f"total {_usd_tick(float(debt[-1]))}"),
-                  transform=ax_b.transAxes, ha="right", va="top", fontsize=9, color=_DARK_RED)
+        ax_b.text(0.01, 0.92, _esc(f"total {_usd_tick(float(debt[-1]))}"),
+                  transform=ax_b.transAxes, ha="left", va="top", fontsize=9, color=_DARK_RED,
+                  bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "none",
+                        "alpha": 0.85})
     ax_b.set_ylabel("cumulative bad debt")
     ax_b.set_xlim(*xlim)
     _setup_time_axis(ax_b, t_lo, t_hi)

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import math
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +26,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 REQUIRED = object()
+# date-times must fit pandas' nanosecond timestamps (1677-09-21 to 2262-04-11), with room for the
+# entry lookback before the start
+DT_MIN = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+DT_MAX = dt.datetime(2262, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Field:
             "int": "an integer",
             "bool": "true or false",
             "str": "a string",
-            "datetime": "a UTC date-time such as 2025-10-10T20:50:00Z",
+            "datetime": "a UTC date-time from 1970 to 2261 such as 2025-10-10T20:50:00Z",
             "date": "a date such as 2025-10-10",
             "floats": "a list of numbers",
             "waypoints": 'a list of [date-time, price] pairs such as [["2025-10-10T12:00:00Z", 121500.0]]',
@@ -115,7 +120,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "stop_loss_distance_pct": F("range", [1.0, 6.0], "Stop distance from the entry price, "
                                     "uniform in this range.", "%", lo=0, lo_open=True, hi=100),
         "entry_lookback_h": F("float", 72.0, "Entries are opened within this window before the start.",
-                              "h", lo=0, lo_open=True),
+                              "h", lo=0, lo_open=True, hi=87_600),
         "entry_age_mean_h": F("float", 24.0, "Mean age of a position at the start (exponential, "
                               "truncated at the lookback).", "h", lo=0, lo_open=True),
         "entry_noise_pct": F("float", 0.1, "Dispersion of entry prices around the path price "
@@ -126,10 +131,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
                             "lookback (close prices are used)."),
     },
     "market": {
-        "depth_usd": F("float", doc="Resting depth: net market-order flow in one step that moves "
-                       "the price 1% (before thinning).", unit="USD", lo=0, lo_open=True),
-        "impact_exponent": F("float", 0.5, "Impact law exponent: move = 1% * (flow/depth)^exponent "
-                             "(0.5 square-root law; about 0.9 for liquidation bursts).",
+        "depth_usd": F("float", doc="Resting depth: net market-order imbalance that moves the "
+                       "price 1% (before thinning; see the impact law).", unit="USD", lo=0,
+                       lo_open=True),
+        "impact_exponent": F("float", 0.5, "Impact law exponent beyond depth_usd: move = 1% * "
+                             "(imbalance/depth)^exponent (0.5 square-root law; about 0.9 for "
+                             "liquidation bursts); linear below depth_usd.",
                              lo=0, lo_open=True, hi=1.5),
         "permanent_share": F("float", 0.3, "Share of each step's impact that is permanent; the rest "
                              "is transient and decays.", lo=0, hi=1),
@@ -212,7 +219,10 @@ class Scenario:
         re-validated like the file."""
         raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.raw.items()}
         for dotted, value in overrides.items():
-            section, key = dotted.split(".")
+            section, _, key = dotted.partition(".")
+            if not key or "." in key or section in ARRAY_SECTIONS:
+                raise CascadeError(f"override {dotted!r}: expected 'section.key' naming a key of "
+                                   "a table, such as 'population.positions'")
             raw.setdefault(section, {})[key] = value
         return parse_scenario(raw, source=str(self.path) if self.path else "<overrides>",
                               base_dir=self.path.parent if self.path else None, path=self.path)
@@ -234,13 +244,29 @@ def load_scenario(path, **overrides) -> Scenario:
     if path.is_dir():
         raise CascadeError(f"{path}: is a directory, expected a scenario .toml file")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise CascadeError(f"{path}: not valid TOML: {exc}") from None
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise CascadeError(f"{path}: not a UTF-8 text file") from None
+        raise CascadeError(f"{path}: not a UTF-8 text file; expected a scenario .toml file") from None
+    except OSError as exc:
+        raise CascadeError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CascadeError(f"{path}: not valid TOML: {_toml_error(exc, text)}") from None
     sc = parse_scenario(raw, source=str(path), base_dir=path.parent, path=path)
     return sc.with_overrides(**overrides) if overrides else sc
+
+
+def _toml_error(exc: Exception, text: str) -> str:
+    """tomllib's message, plus the offending line (it names the key) and what TOML expects."""
+    msg = str(exc)
+    m = re.search(r"\(at line (\d+), column \d+\)", msg)
+    lines = text.splitlines()
+    if m and 1 <= int(m.group(1)) <= len(lines):
+        msg += f": {lines[int(m.group(1)) - 1].strip()!r}"
+    if msg.startswith(("Cannot overwrite", "Cannot declare")):
+        msg += "; expected each key and table to be defined only once"
+    return msg
 
 
 def parse_scenario(raw: dict, *, source: str = "<dict>", base_dir: Path | None = None,
@@ -285,13 +311,14 @@ def _parse_section(table: dict, fields: dict[str, Field], where: str, base_dir) 
         elif field.default is REQUIRED:
             raise CascadeError(f"{where} missing key '{key}': expected {field.expectation()}"
                                + (f" ({field.doc})" if field.doc else ""))
-        else:
-            values[key] = field.default
+        else:  # a copy: a scenario must not share (and so mutate) SCHEMA's default lists
+            values[key] = list(field.default) if isinstance(field.default, list) else field.default
     return SimpleNamespace(**values)
 
 
 def _fail(where: str, field: Field, value) -> CascadeError:
-    return CascadeError(f"{where}: expected {field.expectation()}, got {value!r}")
+    shown = value.isoformat() if isinstance(value, (dt.date, dt.time)) else repr(value)
+    return CascadeError(f"{where}: expected {field.expectation()}, got {shown}")
 
 
 def _number(value, field: Field, where: str, integer: bool = False) -> float:
@@ -317,7 +344,12 @@ def _datetime(value, field: Field, where: str) -> dt.datetime:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(dt.timezone.utc)
+        try:
+            value = value.astimezone(dt.timezone.utc)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+            raise _fail(where, field, value) from None
+        if DT_MIN <= value < DT_MAX:
+            return value
     raise _fail(where, field, value)
 
 
@@ -373,7 +405,8 @@ def _coerce(value, field: Field, where: str, base_dir):
             pts.append((t, p))
         times = [t for t, _ in pts]
         if any(b <= a for a, b in zip(times, times[1:])):
-            raise CascadeError(f"{where}: waypoint times must be strictly increasing")
+            raise CascadeError(f"{where}: expected strictly increasing waypoint times, got "
+                               f"{[t.isoformat() for t in times]}")
         return pts
     if k == "path":
         if not isinstance(value, str) or not value:
@@ -382,7 +415,8 @@ def _coerce(value, field: Field, where: str, base_dir):
         if not p.is_absolute() and base_dir is not None:
             p = Path(base_dir) / p
         if not p.exists():
-            raise CascadeError(f"{where}: file not found: {p}")
+            raise CascadeError(f"{where}: expected {field.expectation()}, got {value!r} "
+                               f"({p} not found)")
         return p
     raise AssertionError(k)  # pragma: no cover
 
@@ -421,6 +455,9 @@ def _cross_checks(sc: Scenario, source: str) -> None:
                 f"{source}: [population] history: expected waypoints covering "
                 f"{need.isoformat()} to {s.start.isoformat()} (entry_lookback_h before the start), "
                 f"got {first.isoformat()} to {last.isoformat()}")
+    if eng.latency_s > (s.end - s.start).total_seconds():
+        raise CascadeError(f"{source}: [engine] latency_s: expected at most the window "
+                           f"({(s.end - s.start).total_seconds():g} s), got {eng.latency_s:g}")
     if eng.latency_s:
         lat = eng.latency_s / s.step_s
         if abs(lat - round(lat)) > 1e-9:
@@ -435,12 +472,20 @@ def _cross_checks(sc: Scenario, source: str) -> None:
 
 
 def _check_venue(sc: Scenario, source: str) -> None:
-    from cascade.brackets import bracket_table
+    from cascade.brackets import COVERAGE_START, bracket_table, normalize_symbol
 
+    try:
+        normalize_symbol(sc.venue.name, sc.venue.symbol)
+    except CascadeError as exc:
+        raise CascadeError(f"{source}: [venue] symbol: expected a contract of {sc.venue.name}: "
+                           f"{exc}") from None
+    key = "[venue] bracket_date" if sc.venue.bracket_date else \
+        "[scenario] start (its date picks the bracket table unless [venue] bracket_date is set)"
     try:
         table = bracket_table(sc.venue.name, sc.venue.symbol, venue_date(sc))
     except CascadeError as exc:
-        raise CascadeError(f"{source}: [venue]: {exc}") from None
+        raise CascadeError(f"{source}: {key}: expected a date from {COVERAGE_START} on: "
+                           f"{exc}") from None
     top = float(table.max_leverage[0])
     for lev in sc.population.leverages:
         if lev > top:

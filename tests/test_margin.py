@@ -8,7 +8,6 @@ import zlib
 
 import numpy as np
 import pytest
-from naive import margin as naive
 
 from cascade import brackets
 from cascade._numba import set_threads
@@ -23,6 +22,7 @@ from cascade.margin import (
     liquidation_price,
     maintenance_margin_nb,
 )
+from tests.naive import margin as naive
 
 D = datetime.date
 ALL_KEYS = [(v, s) for v in brackets.VENUES for s in ("BTCUSDT", "ETHUSDT")]
@@ -72,6 +72,13 @@ def test_result_fields():
     # at LP, equity equals the maintenance margin
     np.testing.assert_allclose(3_250.0 + (lp - 65_000.0), r["maintenance_margin_at_liq_usd"],
                                rtol=1e-12)
+    # entry notional 3.9 * 80,000 = 312,000 is in 2025H2 bracket 2 (100x, 0.5 %, cum 300), the
+    # notional at LP (~297,600) in bracket 1 (0.4 %, cum 0): mmr/cum/bracket follow the LP,
+    # max_leverage/entry_bracket the entry. LP = (15,600 - 312,000)/(3.9*(0.004-1)) = 76,305.22
+    r = liquidation_price("binance", "BTCUSDT", "long", 80_000, 3.9, 20)
+    assert (r["bracket"], r["mmr"], r["maintenance_amount"]) == (1, 0.004, 0.0)
+    assert (r["entry_bracket"], r["max_leverage"]) == (2, 100.0)
+    np.testing.assert_allclose(r["liquidation_price"], 296_400 / 3.8844, rtol=1e-12)
     for key in ("venue", "symbol", "side", "margin", "entry_price", "size", "leverage",
                 "notional_usd", "wallet_usd", "liquidation_price", "bankruptcy_price", "mmr",
                 "maintenance_amount", "bracket", "max_leverage", "maintenance_margin_at_liq_usd",

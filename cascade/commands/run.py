@@ -35,11 +35,17 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
+    from cascade.errors import CascadeError
     from cascade.runner import run
     from cascade.scenario import load_scenario
 
     sc = load_scenario(args.scenario)
     out = args.out or Path("runs") / sc.name
+    try:  # before the run, so a bad --out fails at once, not after the simulation
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CascadeError(f"--out {out}: expected a folder that can be created and written to "
+                           f"({exc.strerror or exc})") from None
     res = run(sc, positions=args.positions, seed=args.seed,
               feedback=False if args.no_feedback else None, amplification=args.amplification,
               progress=not args.quiet, threads=args.threads or None)

@@ -1,0 +1,176 @@
+"""Slow, obvious reference for the engine kernels (:mod:`cascade.engine`).
+
+Plain Python floats and loops; every step rescans ALL positions with no ladder and no pointers, and
+the mark is re-summed from its window each time. Written from the model's description in
+:mod:`cascade.market` and the settlement rules in mechanics.md, not from the kernel's code.
+Only for small populations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+OPEN, TRIGGERED, LIQUIDATED, STOPPED = 0, 1, 2, 3
+LIQ, STOP = 1, 2
+
+
+def curve(y, depth, alpha):
+    """Impact of imbalance y: linear up to 1% at y = depth, then power law."""
+    u = abs(y) / depth
+    g = u if u < 1 else u ** alpha
+    return 0.01 * g if y >= 0 else -0.01 * g
+
+
+def integral(y, depth, alpha):
+    """Integral of curve from 0 to |y|, by cases."""
+    u = abs(y) / depth
+    h = u * u / 2 if u < 1 else 0.5 + (u ** (alpha + 1) - 1) / (alpha + 1)
+    return 0.01 * depth * h
+
+
+def mean_impact(y, f, depth, alpha, imp):
+    if abs(f) <= 1e-9 * (abs(y) + depth):
+        return 0.5 * imp
+    return (integral(y + f, depth, alpha) - integral(y, depth, alpha)) / f - curve(y, depth, alpha)
+
+
+def scan(mark, last, side, lp, status, stop_rows, stop_px, liq_on_equal=True):
+    """Every open position whose trigger is crossed, in the order an exchange would process them:
+    long liquidations from the highest liquidation price down, short ones from the lowest up,
+    then long stops from the highest stop down, short stops from the lowest up.
+
+    Returns a list of (row, kind)."""
+    out = []
+    rows = range(len(side))
+
+    def crossed_long(x):
+        return x > mark or (liq_on_equal and x == mark)
+
+    def crossed_short(x):
+        return x < mark or (liq_on_equal and x == mark)
+
+    longs = [i for i in rows if status[i] == OPEN and side[i] > 0 and crossed_long(lp[i])]
+    shorts = [i for i in rows if status[i] == OPEN and side[i] < 0 and crossed_short(lp[i])]
+    out += [(i, LIQ) for i in sorted(longs, key=lambda i: (-lp[i], -i))]
+    out += [(i, LIQ) for i in sorted(shorts, key=lambda i: (lp[i], i))]
+    for i, _ in out:
+        status[i] = TRIGGERED
+    ls = [(px, k, i) for k, (i, px) in enumerate(zip(stop_rows, stop_px))
+          if side[i] > 0 and status[i] == OPEN and px >= last]
+    ss = [(px, k, i) for k, (i, px) in enumerate(zip(stop_rows, stop_px))
+          if side[i] < 0 and status[i] == OPEN and px <= last]
+    for _, _, i in sorted(ls, key=lambda x: (-x[0], -x[1])):
+        out.append((i, STOP))
+        status[i] = TRIGGERED
+    for _, _, i in sorted(ss, key=lambda x: (x[0], x[1])):
+        out.append((i, STOP))
+        status[i] = TRIGGERED
+    return out
+
+
+def settle(kind, side, qty, entry, wallet, fill, fee_rate):
+    """(fund_delta, fee, trader_returned) of closing one position at ``fill``."""
+    equity = wallet + side * qty * (fill - entry)
+    if kind == LIQ:
+        return equity, min(fee_rate * qty * fill, max(equity, 0.0)), 0.0
+    return min(equity, 0.0), 0.0, max(equity, 0.0)
+
+
+def run(popu, exo, noise, prm, iprm, fund0):
+    """Simulate like :func:`cascade.engine.step_loop_nb`, slowly.
+
+    Returns dict with ``last`` / ``mark`` / ``liq_long`` / ``liq_short`` / ``stop`` / ``fund`` /
+    ``bad`` per step (lists) and ``closed``: {row: (kind, trigger_step, fill_price, fund_delta,
+    fee)}.
+    """
+    from cascade import market as m
+
+    side = [int(s) for s in popu.side]
+    qty, entry, wallet, lp = (list(map(float, a)) for a in
+                              (popu.qty, popu.entry, popu.wallet, popu.lp))
+    stop_rows = [int(i) for i in popu.stop_idx]
+    stop_px = [float(x) for x in popu.stop_px]
+    status = [OPEN] * len(side)
+    alpha, phi, decay, depth0 = prm[m.P_ALPHA], prm[m.P_PHI], prm[m.P_DECAY], prm[m.P_DEPTH]
+    feedback = prm[m.P_FEEDBACK] != 0
+    liq_eq = prm[m.P_LIQ_EQ] != 0
+    w, lat, maxit = int(iprm[m.I_MARKW]), int(iprm[m.I_LAT]), int(iprm[m.I_MAXIT])
+    p0 = popu.price_start
+    x, perm, trans, y, price, ref, rv, lf = math.log(p0), 0.0, 0.0, 0.0, p0, p0, 0.0, 0.0
+    fund, bad = fund0, 0.0
+    window = [p0] * w  # last w prices, oldest first
+    queue = {}  # exec step -> list of (row, kind, trigger_step, trigger_price)
+    flow_at = {}  # exec step -> forced flow USD
+    out = {k: [] for k in ("last", "mark", "liq_long", "liq_short", "stop", "fund", "bad")}
+    closed = {}
+    for t in range(len(exo)):
+        p_prev = price
+        depth = depth0 * max(prm[m.P_FLOOR], 1.0 / (1.0 + prm[m.P_VOLSENS] * rv / 0.1
+                                                     + prm[m.P_LIQSENS] * lf))
+        x += noise[t]
+        trans *= decay
+        y *= decay
+        p_pre = math.exp(x + perm + trans)
+        dd = (ref - p_pre) / ref * 100.0 - prm[m.P_DIPTHR]
+        dip = min(prm[m.P_DIPRATE] * dd, prm[m.P_DIPCAP]) if dd > 0 else 0.0
+        ext = exo[t] + dip
+        forced = flow_at.pop(t, 0.0)
+        it = 0
+        while True:
+            net = ext + forced if feedback else ext
+            imp = curve(y + net, depth, alpha) - curve(y, depth, alpha)
+            p = p_pre * math.exp(imp)
+            mark = (sum(window[1:]) + p) / w
+            found = scan(mark, p, side, lp, status, stop_rows, stop_px, liq_eq)
+            it += 1
+            if not found:
+                break
+            new = sum(-side[i] * qty[i] * p for i, _ in found)
+            for i, kind in found:
+                queue.setdefault(t + lat, []).append((i, kind, t, mark if kind == LIQ else p))
+            if lat == 0:
+                forced += new
+            else:
+                flow_at[t + lat] = flow_at.get(t + lat, 0.0) + new
+            if it >= maxit or not feedback or lat > 0:
+                net = ext + forced if feedback else ext
+                imp = curve(y + net, depth, alpha) - curve(y, depth, alpha)
+                p = p_pre * math.exp(imp)
+                mark = (sum(window[1:]) + p) / w
+                break
+        net = ext + forced if feedback else ext
+        fill = p_pre * math.exp(mean_impact(y, net, depth, alpha, imp))
+        ll = ls = st = 0.0
+        for i, kind, t_trig, _ in queue.pop(t, []):
+            delta, fee, _ = settle(kind, side[i], qty[i], entry[i], wallet[i], fill,
+                                   prm[m.P_FEE])
+            status[i] = LIQUIDATED if kind == LIQ else STOPPED
+            fund += delta
+            if fund < 0:
+                bad -= fund
+                fund = 0.0
+            closed[i] = (kind, t_trig, fill, delta, fee)
+            usd = qty[i] * fill
+            if kind == STOP:
+                st += usd
+            elif side[i] > 0:
+                ll += usd
+            else:
+                ls += usd
+        perm += phi * imp
+        trans += (1 - phi) * imp
+        y += net
+        price = p
+        window = window[1:] + [p]
+        rv = prm[m.P_MEMDECAY] * rv + (1 - prm[m.P_MEMDECAY]) * abs(math.log(p / p_prev)) * 100
+        if feedback:
+            lf = prm[m.P_MEMDECAY] * lf + (1 - prm[m.P_MEMDECAY]) * abs(forced) / depth0
+        ref = prm[m.P_REFDECAY] * ref + (1 - prm[m.P_REFDECAY]) * p
+        for k, v in (("last", p), ("mark", mark), ("liq_long", ll), ("liq_short", ls),
+                     ("stop", st), ("fund", fund), ("bad", bad)):
+            out[k].append(v)
+    out = {k: np.array(v) for k, v in out.items()}
+    out["closed"] = closed
+    return out

@@ -1,0 +1,264 @@
+"""The step loop against the slow reference, accounting, determinism and feedback properties."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import pandas as pd
+import pytest
+
+from cascade.engine import (KIND_LIQ, KIND_STOP, LIQUIDATED, OPEN, RECORD_DTYPE, STOPPED,
+                            N_ISTATE, J_LPTR, J_SPTR, J_LSPTR, J_SSPTR, J_NREC, scan_triggers_nb)
+from cascade.market import background_noise, exogenous_flow, parameters
+from cascade.population import build_population
+from cascade.runner import simulate
+from tests.conftest import START, make_scenario
+from tests.naive import engine as naive
+
+
+def _inputs(sc, popu):
+    from cascade.population import venue_tables
+
+    _, rules = venue_tables(sc)
+    prm, iprm = parameters(sc, rules.liquidation_fee_rate, sc.engine.feedback,
+                           rules.liquidate_on_equal)
+    return exogenous_flow(sc), background_noise(sc, sc.scenario.seed), prm, iprm
+
+
+def _compare_with_naive(sc):
+    res = simulate(sc)
+    popu = res.population
+    exo, noise, prm, iprm = _inputs(sc, popu)
+    ref = naive.run(popu, exo, noise, prm, iprm, sc.venue.insurance_fund_usd)
+    steps = res.steps
+    np.testing.assert_allclose(steps["last_price"], ref["last"], rtol=1e-10)
+    np.testing.assert_allclose(steps["mark_price"], ref["mark"], rtol=1e-10)
+    for col, key in (("liq_long_usd", "liq_long"), ("liq_short_usd", "liq_short"),
+                     ("stop_usd", "stop"), ("insurance_fund_usd", "fund"),
+                     ("bad_debt_usd", "bad")):
+        np.testing.assert_allclose(steps[col], ref[key], rtol=1e-9, atol=1e-4, err_msg=col)
+    rec = res.records[~np.isnan(res.records["fill_price"])]
+    got = {int(r["pos"]): (int(r["kind"]), int(r["trigger_step"])) for r in rec}
+    want = {i: (v[0], v[1]) for i, v in ref["closed"].items()}
+    assert got == want
+    fills = dict(zip(rec["pos"].tolist(), rec["fill_price"].tolist()))
+    np.testing.assert_allclose([fills[i] for i in sorted(want)],
+                               [ref["closed"][i][2] for i in sorted(want)], rtol=1e-10)
+    return res
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"engine.feedback": False},
+    {"engine.latency_s": 2.0},
+    {"engine.max_iterations": 1},
+    {"venue.name": "hyperliquid", "population.leverages": [3.0, 10.0, 20.0, 30.0, 40.0]},
+    {"market.mark_window_s": 1.0, "population.cross_share": 1.0},
+])
+def test_step_loop_matches_naive(overrides):
+    res = _compare_with_naive(make_scenario(**overrides))
+    s = res.summary
+    if overrides.get("engine.feedback") is not False:
+        # the scenario is built to liquidate both sides and fire stops
+        assert s["liquidated_long_usd"] > 0 and s["liquidated_short_usd"] > 0
+        assert s["stops_executed"] > 0
+
+
+def test_no_positions():
+    res = _compare_with_naive(make_scenario(**{"population.positions": 0}))
+    assert res.summary["liquidated_notional_usd"] == 0
+    assert res.summary["accounts_liquidated"] == 0
+    assert res.summary["long_share"] is None
+
+
+def test_everything_liquidated_in_one_step():
+    crash = [{"start": START + pd.Timedelta(minutes=1), "duration_min": 1 / 60,
+              "usd_per_min": 1e12, "side": "sell"}]
+    sc = make_scenario(**{"flows": crash, "population.long_share": 1.0,
+                          "population.leverages": [5.0], "population.leverage_weights": [1.0],
+                          "population.stop_loss_share": 0.0, "market.dip_buy_usd_per_s_per_pct": 0.0,
+                          "market.mark_window_s": 1.0})
+    res = _compare_with_naive(sc)
+    liq_steps = res.steps.index[res.steps["liq_count"] > 0]
+    assert len(liq_steps) == 1
+    assert res.summary["accounts_liquidated"] == res.population.n
+    assert res.summary["bad_debt_usd"] > 0  # filled far below bankruptcy
+
+
+def _scan_inputs(side, lp, stop_rows=(), stop_px=()):
+    side = np.asarray(side, np.int8)
+    lp = np.asarray(lp, float)
+    n_long = int((side > 0).sum())
+    stop_idx = np.asarray(stop_rows, np.int32)
+    stop_px = np.asarray(stop_px, float)
+    n_long_stops = int((side[stop_idx] > 0).sum()) if stop_idx.size else 0
+    ist = np.zeros(N_ISTATE, np.int64)
+    ist[J_LPTR] = ist[J_SPTR] = n_long
+    ist[J_LSPTR] = ist[J_SSPTR] = n_long_stops
+    return side, lp, n_long, stop_idx, stop_px, n_long_stops, ist
+
+
+@pytest.mark.parametrize("mark,last", [(100.0, 100.0), (95.0, 104.0), (90.0, 90.0),
+                                       (120.0, 120.0), (0.5, 0.5), (1e9, 1e9)])
+def test_scan_kernel_both_sides_and_ties(mark, last):
+    # longs then shorts, each ascending; ties on purpose (100.0 twice), a long that cannot be
+    # liquidated (lp 0), a position already closed
+    side = [1, 1, 1, 1, 1, -1, -1, -1, -1]
+    lp = [0.0, 90.0, 95.0, 100.0, 100.0, 96.0, 100.0, 104.0, 130.0]
+    stops_rows, stops_px = [1, 4, 3, 5, 8], [92.0, 99.0, 101.0, 97.0, 104.0]
+    side, lp, n_long, sidx, spx, nls, ist = _scan_inputs(side, lp, stops_rows, stops_px)
+    qty = np.arange(1.0, 10.0)
+    status = np.zeros(9, np.int8)
+    status[2] = LIQUIDATED
+    rec = np.empty(9, RECORD_DTYPE)
+    flow = scan_triggers_nb(7, mark, last, side, qty, lp, status, n_long, sidx, spx, nls, True, 0,
+                            rec, ist)
+    status_ref = [OPEN] * 9
+    status_ref[2] = LIQUIDATED
+    want = naive.scan(mark, last, list(side), list(lp), status_ref, list(sidx), list(spx))
+    got = [(int(r["pos"]), int(r["kind"])) for r in rec[: ist[J_NREC]]]
+    assert got == want
+    assert math.isclose(flow, sum(-side[i] * qty[i] * last for i, _ in want), rel_tol=1e-12,
+                        abs_tol=1e-12)
+    # a second scan at the same prices finds nothing new
+    n = ist[J_NREC]
+    scan_triggers_nb(8, mark, last, side, qty, lp, status, n_long, sidx, spx, nls, True, 0, rec,
+                     ist)
+    assert ist[J_NREC] == n
+
+
+def test_scan_kernel_empty():
+    side, lp, n_long, sidx, spx, nls, ist = _scan_inputs([], [])
+    rec = np.empty(0, RECORD_DTYPE)
+    flow = scan_triggers_nb(0, 1.0, 1.0, side, np.zeros(0), lp, np.zeros(0, np.int8), n_long,
+                            sidx, spx, nls, True, 0, rec, ist)
+    assert flow == 0.0 and ist[J_NREC] == 0
+
+
+def test_strict_trigger_for_hyperliquid():
+    side, lp, n_long, sidx, spx, nls, ist = _scan_inputs([1, -1], [100.0, 100.0])
+    rec = np.empty(2, RECORD_DTYPE)
+    status = np.zeros(2, np.int8)
+    scan_triggers_nb(0, 100.0, 100.0, side, np.ones(2), lp, status, n_long, sidx, spx, nls,
+                     False, 0, rec, ist)
+    assert ist[J_NREC] == 0  # equity == MM is not yet a liquidation on Hyperliquid
+    scan_triggers_nb(0, 100.0, 100.0, side, np.ones(2), lp, status, n_long, sidx, spx, nls,
+                     True, 0, rec, ist)
+    assert ist[J_NREC] == 2  # ...but it is on Binance (WB + UPNL <= MM)
+
+
+# --------------------------------------------------------------------------------- accounting
+@pytest.mark.parametrize("overrides", [{}, {"engine.latency_s": 3.0},
+                                       {"venue.insurance_fund_usd": 0.0}])
+def test_accounting_balances_to_the_cent(overrides):
+    res = simulate(make_scenario(**overrides))
+    popu, rec, s = res.population, res.records, res.summary
+    closed = rec[~np.isnan(rec["fill_price"])]
+    i = closed["pos"]
+    sd, q, ep, wb, fill = popu.side[i], popu.qty[i], popu.entry[i], popu.wallet[i], \
+        closed["fill_price"]
+    equity = wb + sd * q * (fill - ep)
+    returned = np.where(closed["kind"] == KIND_STOP, np.maximum(equity, 0.0), 0.0)
+    traders_lost = math.fsum(wb - returned)
+    counterparties = math.fsum(sd * q * (ep - fill))  # the market's side of each closing trade
+    fund_change = s["insurance_fund_end_usd"] - s["insurance_fund_start_usd"]
+    assert s["liquidated_notional_usd"] > 0
+    # traders' losses (+ what nobody covered) = fund change + counterparties' gains
+    assert abs(traders_lost + s["bad_debt_usd"] - (fund_change + counterparties)) < 0.01
+    # fund change recomputed record by record, in the order the engine booked them
+    fund, bad = s["insurance_fund_start_usd"], 0.0
+    for d in closed["fund_delta"]:
+        fund += d
+        if fund < 0:
+            bad, fund = bad - fund, 0.0
+    assert abs(fund - s["insurance_fund_end_usd"]) < 0.01 and abs(bad - s["bad_debt_usd"]) < 0.01
+    # clearance fee is part of what the fund received, never more than the equity left
+    liq = closed["kind"] == KIND_LIQ
+    assert np.all(closed["fee"][liq] <= np.maximum(equity[liq], 0) + 1e-9)
+    np.testing.assert_allclose(closed["fund_delta"][liq], equity[liq], rtol=1e-12, atol=1e-6)
+    # notional by side matches the records
+    long_liq = math.fsum((q * fill)[liq & (sd > 0)])
+    assert abs(long_liq - s["liquidated_long_usd"]) < 0.01
+
+
+def test_open_interest_falls_by_what_was_closed(small):
+    res = simulate(small)
+    popu = res.population
+    rec = res.records
+    closed = rec[~np.isnan(rec["fill_price"])]
+    qty_closed = math.fsum(popu.qty[closed["pos"]])
+    qty_start = math.fsum(popu.qty)
+    last = res.steps.iloc[-1]
+    qty_end = last["open_interest_usd"] / last["mark_price"]
+    np.testing.assert_allclose(qty_end, qty_start - qty_closed, rtol=1e-12)
+    status_open = np.ones(popu.n, bool)
+    status_open[closed["pos"]] = False
+    np.testing.assert_allclose(qty_end, math.fsum(popu.qty[status_open]), rtol=1e-12)
+    assert set(np.flatnonzero(~status_open)) == set(closed["pos"].tolist())
+    assert {LIQUIDATED, STOPPED}  # statuses used for closed rows
+
+
+# ------------------------------------------------------------------------------ determinism
+def test_same_seed_same_steps(small):
+    a = simulate(small).steps
+    b = simulate(small).steps
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    c = simulate(small.with_overrides(**{"scenario.seed": 4})).steps
+    assert not np.array_equal(a["last_price"].to_numpy(), c["last_price"].to_numpy())
+
+
+def test_serial_and_parallel_identical(small):
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        serial = simulate(small)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        parallel = simulate(small)
+    finally:
+        numba.set_num_threads(before)
+    pd.testing.assert_frame_equal(serial.steps, parallel.steps, check_exact=True)
+    np.testing.assert_array_equal(serial.population.lp, parallel.population.lp)
+    np.testing.assert_array_equal(serial.records, parallel.records)
+
+
+def test_chunking_does_not_change_results(small, monkeypatch):
+    import cascade.runner as runner
+
+    a = simulate(small).steps
+    monkeypatch.setattr(runner, "CHUNKS", 7)
+    b = simulate(small).steps
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+# --------------------------------------------------------------------------------- feedback
+def test_no_feedback_has_no_endogenous_price_move():
+    sc = make_scenario(**{"engine.feedback": False})
+    a = simulate(sc)
+    b = simulate(sc.with_overrides(**{"population.positions": 500, "population.long_share": 0.2}))
+    empty = simulate(sc.with_overrides(**{"population.positions": 0}))
+    assert a.summary["liquidated_notional_usd"] > 0  # liquidations happen, but move nothing
+    np.testing.assert_array_equal(a.steps["last_price"], empty.steps["last_price"])
+    np.testing.assert_array_equal(b.steps["last_price"], empty.steps["last_price"])
+    np.testing.assert_array_equal(a.steps["depth_usd"], empty.steps["depth_usd"])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_feedback_deepens_or_equals_drawdown(seed):
+    sc = make_scenario(**{"scenario.seed": seed})
+    on = simulate(sc)
+    off = simulate(sc.with_overrides(**{"engine.feedback": False}), population=on.population)
+    assert on.summary["max_drawdown_pct"] >= off.summary["max_drawdown_pct"]
+    assert on.summary["liquidated_notional_usd"] >= off.summary["liquidated_notional_usd"]
+
+
+def test_population_respects_bracket_max_leverage(small):
+    from cascade.population import venue_tables
+
+    popu = build_population(small)
+    table, _ = venue_tables(small)
+    b = np.searchsorted(table.cap, popu.qty * popu.entry, side="left")
+    assert np.all(popu.leverage <= table.max_leverage[b] + 1e-6)
+    eff = popu.qty * popu.entry / popu.wallet
+    assert np.all(eff <= table.max_leverage[b] * (1 + 1e-9))
