@@ -79,7 +79,7 @@ def test_everything_liquidated_in_one_step():
     sc = make_scenario(**{"flows": crash, "population.long_share": 1.0,
                           "population.leverages": [5.0], "population.leverage_weights": [1.0],
                           "population.stop_loss_share": 0.0, "market.dip_buy_usd_per_s_per_pct": 0.0,
-                          "market.mark_window_s": 1.0})
+                          "market.mark_window_s": 1.0, "population.cross_share": 0.0})
     res = _compare_with_naive(sc)
     liq_steps = res.steps.index[res.steps["liq_count"] > 0]
     assert len(liq_steps) == 1

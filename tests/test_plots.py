@@ -136,11 +136,26 @@ def test_waterfall_png_size_colours_and_reference_overlay(steps, tmp_path):
     assert count_colour(b, "#2ca02c") > 1000
 
 
-def test_waterfall_str_path_and_missing_optional_summary_keys(steps, tmp_path):
+def test_waterfall_str_path_naive_index_bare_summary_and_no_pyplot_state(steps, tmp_path):
+    naive = steps.iloc[:300].tz_localize(None)  # naive timestamps are taken as UTC
     target = tmp_path / "sub" / "dir" / "wf.png"
-    out = plot_waterfall(steps, {"scenario": "bare"}, str(target), title="custom title")
+    pyplot_loaded = "matplotlib.pyplot" in sys.modules  # another test module may have loaded it
+    figs_before = sys.modules["matplotlib.pyplot"].get_fignums() if pyplot_loaded else []
+    out = plot_waterfall(naive, {"scenario": "bare"}, str(target), title="custom title")
     assert out == target
     read_png(out, 11, 9)
+    if pyplot_loaded:
+        assert sys.modules["matplotlib.pyplot"].get_fignums() == figs_before
+    else:
+        assert "matplotlib.pyplot" not in sys.modules
+
+
+def test_waterfall_bad_input_raises(steps, tmp_path):
+    with pytest.raises(ValueError, match="open_interest_usd"):
+        plot_waterfall(steps.drop(columns="open_interest_usd"), {}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="empty"):
+        plot_waterfall(steps.iloc[:0], {}, tmp_path / "y.png")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_waterfall_no_liquidations(tmp_path):
@@ -161,15 +176,6 @@ def test_waterfall_several_days_coarse_steps(tmp_path):
     multi = make_steps(hours=72, freq="30s", start="2024-08-03 12:00")
     out = plot_waterfall(multi, make_summary(multi), tmp_path / "multi.png")
     read_png(out, 11, 9)
-
-
-def test_waterfall_naive_index_is_utc_and_bad_input_raises(steps, tmp_path):
-    naive = steps.iloc[:300].tz_localize(None)
-    read_png(plot_waterfall(naive, make_summary(naive), tmp_path / "naive.png"), 11, 9)
-    with pytest.raises(ValueError, match="open_interest_usd"):
-        plot_waterfall(steps.drop(columns="open_interest_usd"), {}, tmp_path / "x.png")
-    with pytest.raises(ValueError, match="empty"):
-        plot_waterfall(steps.iloc[:0], {}, tmp_path / "y.png")
 
 
 def test_time_labels_add_dates_only_across_days():
@@ -267,14 +273,3 @@ def test_import_does_not_load_matplotlib_or_pandas():
     out = run_python("import sys, cascade.plots; "
                      "print('matplotlib' in sys.modules, 'pandas' in sys.modules)")
     assert out == "False False"
-
-
-def test_plotting_leaves_no_pyplot_state(tmp_path):
-    small = make_steps(hours=0.05)
-    pyplot_loaded = "matplotlib.pyplot" in sys.modules  # another test module may have loaded it
-    figs_before = sys.modules["matplotlib.pyplot"].get_fignums() if pyplot_loaded else []
-    plot_waterfall(small, make_summary(small), tmp_path / "wf.png")  # all share one helper
-    if pyplot_loaded:
-        assert sys.modules["matplotlib.pyplot"].get_fignums() == figs_before
-    else:
-        assert "matplotlib.pyplot" not in sys.modules

@@ -1,9 +1,11 @@
-"""Scenario files: demo.toml, defaults, n_steps, overrides, digest, schema reference, cross-checks."""
+"""Scenario files: demo.toml, defaults, n_steps, overrides, digest, schema reference and
+cross-checks."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -58,7 +60,8 @@ def load_text(tmp_path: Path, text: str):
 
 
 def fails(tmp_path: Path, text: str, *needles: str) -> str:
-    """Loading ``text`` raises CascadeError naming the file and every needle; returns the message."""
+    """Loading ``text`` raises CascadeError naming the file and every needle; returns the
+    message."""
     path = write(tmp_path, text)
     with pytest.raises(CascadeError) as info:
         load_scenario(path)
@@ -279,7 +282,8 @@ def test_history_must_reach_the_start(tmp_path):
 
 
 def test_history_times_must_increase(tmp_path):
-    fails(tmp_path, edited(("[2025-10-09T20:00:00Z, 107500.0]", "[2025-10-10T17:00:00Z, 107500.0]")),
+    text = edited(("[2025-10-09T20:00:00Z, 107500.0]", "[2025-10-10T17:00:00Z, 107500.0]"))
+    fails(tmp_path, text,
           "[population] history", "expected strictly increasing waypoint times")
 
 
@@ -298,7 +302,8 @@ def test_flow_start_inside_the_window(tmp_path, start):
 
 
 def test_second_flow_is_numbered(tmp_path):
-    text = DEMO_TEXT + "\n[[flows]]\nstart = 2025-10-11T00:00:00Z\nduration_min = 1\nusd_per_min = 1\n"
+    text = DEMO_TEXT + ("\n[[flows]]\nstart = 2025-10-11T00:00:00Z\nduration_min = 1\n"
+                        "usd_per_min = 1\n")
     fails(tmp_path, text, "[[flows]] #2 start")
 
 
@@ -340,10 +345,11 @@ def test_targets_must_be_a_table(tmp_path):
     fails(tmp_path, "targets = 3\n" + DEMO_TEXT, "[targets] must be a table")
 
 
-# --- date-times ------------------------------------------------------------------------------------
+# --- date-times ----------------------------------------------------------------------------------
 
 def _with_dates(fmt) -> str:
-    """The demo with every date-time rewritten by ``fmt`` (a function of its 'YYYY-MM-DDTHH:MM:SS')."""
+    """The demo with every date-time rewritten by ``fmt``, a function of its
+    'YYYY-MM-DDTHH:MM:SS'."""
     text, n = re.subn(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z", lambda m: fmt(m.group(1)), DEMO_TEXT)
     assert n == 7
     return text
@@ -378,15 +384,13 @@ def test_offsets_are_converted_to_utc(tmp_path):
 
 def test_naive_datetime_is_utc_not_local(tmp_path, monkeypatch):
     monkeypatch.setenv("TZ", "America/New_York")
-    import time
-
     if hasattr(time, "tzset"):
         time.tzset()
     try:
         sc = load_text(tmp_path, edited(("start = 2025-10-10T20:00:00Z",
                                          "start = 2025-10-10T20:00:00")))
     finally:
-        monkeypatch.delenv("TZ")
+        monkeypatch.undo()
         if hasattr(time, "tzset"):
             time.tzset()
     assert sc.scenario.start == dt.datetime(2025, 10, 10, 20, tzinfo=UTC)
@@ -396,4 +400,5 @@ def test_bracket_date_forms(tmp_path):
     for value in ("2025-06-01", '"2025-06-01"', "2025-06-01T12:00:00Z"):
         text = edited(('symbol = "BTCUSDT"', f'symbol = "BTCUSDT"\nbracket_date = {value}'))
         sc = load_text(tmp_path, text)
-        assert sc.venue.bracket_date == dt.date(2025, 6, 1) and venue_date(sc) == dt.date(2025, 6, 1)
+        assert sc.venue.bracket_date == dt.date(2025, 6, 1)
+        assert venue_date(sc) == dt.date(2025, 6, 1)
