@@ -108,6 +108,48 @@ def _usd_tick(x: float, _pos: Any = None) -> str:
     return ("-$" if x < 0 else "$") + body
 
 
+def _usd_tick_labels(values) -> list[str]:
+    """Labels for a set of USD ticks: one unit (that of the largest tick) and as many decimals
+    as the spacing needs, the same for all, e.g. ``$7.850B $7.875B $7.900B`` or ``$0 $5M $10M``.
+    """
+    vals = [float(v) for v in values]
+    finite = [abs(v) for v in vals if math.isfinite(v)]
+    top = max(finite, default=0.0)
+    scale, suffix = 1.0, ""
+    for sc, suf, _ in _UNITS:
+        if top >= sc:
+            scale, suffix = sc, suf
+    scaled = [v / scale for v in vals]
+    digits = 0
+    while digits < 4 and any(
+        math.isfinite(x) and abs(x - round(x, digits)) > 1e-6 * max(1.0, abs(x)) for x in scaled
+    ):
+        digits += 1
+    labels = []
+    for v, x in zip(vals, scaled):
+        if not math.isfinite(v):
+            labels.append(format_usd(v))
+        elif round(x, digits) == 0:
+            labels.append("$0")
+        else:
+            labels.append(("-$" if x < 0 else "$") + f"{abs(x):,.{digits}f}{suffix}")
+    return labels
+
+
+def _usd_axis_formatter():
+    """A matplotlib tick formatter using :func:`_usd_tick_labels`."""
+    from matplotlib.ticker import Formatter
+
+    class _USDFormatter(Formatter):
+        def format_ticks(self, values):
+            return _usd_tick_labels(values)
+
+        def __call__(self, x, pos=None):
+            return _usd_tick(x)
+
+    return _USDFormatter()
+
+
 def _price_text(p: float) -> str:
     """A price as ``$49,210``, ``$12.35`` or ``$0.004512``."""
     a = abs(p)
@@ -519,6 +561,9 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
                   textcoords="offset points", ha="left" if right else "right", va="top",
                   fontsize=9, color=_DARK_RED, zorder=6,
                   bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "none", "alpha": 0.85})
+    # keep the legend off the low's label too: it spans ~30% of the width beside the marker
+    text_x = x_low + np.linspace(0, 0.3, 200) * (xlim[1] - xlim[0]) * (1 if right else -1)
+    series_p.append((ax_p, text_x, np.full(text_x.shape, p_low)))
     ax_p.legend(loc=_quiet_corner(ax_p, series_p), fontsize=9, framealpha=0.9)
 
     # (2) liquidations per bucket --------------------------------------------------------------
@@ -542,7 +587,7 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
         _note(ax_l, "no liquidations")
     else:
         ax_l.set_ylim(0, top * 1.12)
-    ax_l.yaxis.set_major_formatter(_usd_tick)
+    ax_l.yaxis.set_major_formatter(_usd_axis_formatter())
     ax_l.set_ylabel(f"USD per {bucket_label}")
     ax_l.legend(loc=_quiet_corner(ax_l, [(ax_l, bx, longs + shorts), (ax_l, bx, stops)],
                                   ("upper right", "upper left")), fontsize=9, framealpha=0.9)
@@ -559,7 +604,7 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
         ax_c.set_yticks([0])
     else:
         ax_c.set_ylim(0, total[-1] * 1.08)
-    ax_c.yaxis.set_major_formatter(_usd_tick)
+    ax_c.yaxis.set_major_formatter(_usd_axis_formatter())
     ax_c.set_ylabel("cumulative liquidated")
     ax_oi = ax_c.twinx()
     oi = data["open_interest_usd"].to_numpy()
@@ -568,7 +613,7 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
     lo, hi = float(oi.min()), float(oi.max())
     pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 1.0
     ax_oi.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
-    ax_oi.yaxis.set_major_formatter(_usd_tick)
+    ax_oi.yaxis.set_major_formatter(_usd_axis_formatter())
     ax_oi.set_ylabel("open interest", color=_OI)
     ax_oi.tick_params(axis="y", colors=_OI, labelsize=9)
     ax_oi.spines["top"].set_visible(False)
@@ -630,7 +675,7 @@ def plot_liquidation_map(liq_map: pd.DataFrame, price: float, path: Any, *,
     ax = fig.subplots()
     _style(ax)
     ax.xaxis.set_major_formatter(_price_tick)
-    ax.yaxis.set_major_formatter(_usd_tick)
+    ax.yaxis.set_major_formatter(_usd_axis_formatter())
     ax.set_xlabel("liquidation price (USD)")
     ax.set_ylabel("notional liquidated at level")
     fig.suptitle(_esc(title if title is not None else f"Liquidation map — current price "
@@ -684,7 +729,7 @@ def plot_liquidation_map(liq_map: pd.DataFrame, price: float, path: Any, *,
     ax_c.plot(sx, sy, color=_DARK_GREEN, linewidth=1.6, label="cumulative shorts if price rises (right)")
     cmax = max(float(ly.max()) if ly.size else 0.0, float(sy.max()) if sy.size else 0.0)
     ax_c.set_ylim(0, (cmax or 1.0) * 1.12)
-    ax_c.yaxis.set_major_formatter(_usd_tick)
+    ax_c.yaxis.set_major_formatter(_usd_axis_formatter())
     ax_c.set_ylabel("cumulative notional liquidated")
     ax_c.tick_params(labelsize=9)
     ax_c.spines["top"].set_visible(False)
@@ -746,7 +791,7 @@ def plot_insurance(steps: pd.DataFrame, path: Any, *, title: str | None = None) 
     ax_f, ax_b = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     for ax in (ax_f, ax_b):
         _style(ax)
-        ax.yaxis.set_major_formatter(_usd_tick)
+        ax.yaxis.set_major_formatter(_usd_axis_formatter())
     fund = data["insurance_fund_usd"].to_numpy()
     debt = data["bad_debt_usd"].to_numpy()
 

@@ -123,9 +123,11 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     lb, mean_age = pop.entry_lookback_h * 3600.0, pop.entry_age_mean_h * 3600.0
     # truncated exponential age by inverse CDF
     age = -mean_age * np.log1p(-rng_age.random(n_cand) * -np.expm1(-lb / mean_age))
-    gi = np.clip(np.rint((lb - age) / (lb / (len(age_grid) - 1))).astype(np.int64), 0,
-                 len(age_grid) - 1) if len(age_grid) > 1 else np.zeros(n_cand, np.int64)
+    gi = np.clip(np.rint((lb - age) / (lb / (len(age_grid) - 1))), 0,
+                 len(age_grid) - 1).astype(np.int32) if len(age_grid) > 1 else \
+        np.zeros(n_cand, np.int32)
     entry = np.interp(-age, -age_grid, price_grid)
+    del age
     entry *= np.exp(rng_noise.standard_normal(n_cand) * (pop.entry_noise_pct / 100.0))
     cross = rng_mode.random(n_cand) < pop.cross_share
     spare = rng_spare.exponential(1.0, n_cand) * pop.cross_spare_margin_mean if \
@@ -137,21 +139,24 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     targets = {LONG: sc.population.open_interest_usd * pop.long_share,
                SHORT: sc.population.open_interest_usd * (1.0 - pop.long_share)}
 
-    def derive(keep):
+    def derive():
         """Sizes scaled to the open-interest target, leverage capped, wallets and LPs."""
-        notional = shape * keep
+        notional = shape.copy()
         for s in (LONG, SHORT):
             _rescale_capped(notional, side == s, targets[s], pop.max_notional_share)
         qty = notional / p0  # the target is notional at the start price
+        del notional
         entry_notional = qty * entry
         b_entry = np.searchsorted(table.cap, entry_notional, side="left")  # floor < n <= cap
         lev = np.minimum(leverage, table.max_leverage[b_entry])
-        capped = int(np.count_nonzero((lev < leverage) & keep))
-        wallet = entry_notional / lev * np.where(cross, 1.0 + spare, 1.0)
-        lp = np.empty(n_cand)
-        br = np.empty(n_cand, np.int8)
+        del b_entry
+        wallet = entry_notional / lev
+        del entry_notional
+        wallet[cross] *= 1.0 + spare[cross]
+        lp = np.empty(qty.size)
+        br = np.empty(qty.size, np.int8)
         liq_prices_nb(side, qty, entry, wallet, table.floor, table.cap, table.mmr, table.cum, lp, br)
-        return qty, lev, wallet, lp, br, capped
+        return qty, lev, wallet, lp, br
 
     def survived(qty, lp):
         long = side == LONG
@@ -161,18 +166,22 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
         stopped = has_stop & np.where(long, stop_px >= path_lo, stop_px <= path_hi)
         return ok & ~stopped & (qty > 0)
 
-    keep = np.ones(n_cand, bool)
-    qty, lev, wallet, lp, br, _ = derive(keep)
+    qty, lev, wallet, lp, br = derive()
     alive = survived(qty, lp)
+    del qty, lev, wallet, lp, br
     # keep the first n_req survivors in draw order, then re-derive sizes for exactly that set
     first = np.flatnonzero(alive)[:n_req]
-    keep = np.zeros(n_cand, bool)
-    keep[first] = True
-    qty, lev, wallet, lp, br, capped = derive(keep)
-    # rescaling moved a few brackets: drop any that now fall on the wrong side of the history
-    n_first = int(keep.sum())
-    keep &= survived(qty, lp)
+    del alive
     considered = int(first[-1]) + 1 if first.size == n_req and n_req else n_cand
+    side, shape, leverage, gi, entry, cross, spare, has_stop, stop_dist = (
+        a[first] for a in (side, shape, leverage, gi, entry, cross, spare, has_stop, stop_dist))
+    del first
+    qty, lev, wallet, lp, br = derive()
+    capped = int(np.count_nonzero(lev < leverage))
+    del shape, leverage
+    # rescaling moved a few brackets: drop any that now fall on the wrong side of the history
+    keep = survived(qty, lp)
+    n_first = keep.size
     dropped = (considered - n_first) + (n_first - int(keep.sum()))
 
     rows = np.flatnonzero(keep)
@@ -191,11 +200,22 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     ls = ls[np.argsort(stop_px[ls], kind="stable")]
     ss = ss[np.argsort(stop_px[ss], kind="stable")]
     stop_idx = np.concatenate([ls, ss]).astype(np.int32)
+    n_long_stops = ls.size
+    del side, stop_dist, has_stop, ls, ss, stop_rows
+    stop_px = stop_px[stop_idx]
+    # gather one array at a time so at most one extra copy is alive
+    qty = qty[rows]
+    entry = entry[rows]
+    wallet = wallet[rows]
+    lp = lp[rows]
+    br = br[rows]
+    cross = cross[rows]
+    lev = lev[rows].astype(np.float32)
     popu = Population(
-        side=side_r, qty=qty[rows], entry=entry[rows], wallet=wallet[rows], lp=lp[rows],
-        bracket=br[rows], cross=cross[rows], leverage=lev[rows].astype(np.float32), n_long=n_long,
-        stop_idx=stop_idx, stop_px=stop_px[stop_idx], n_long_stops=int(ls.size),
-        price_start=p0, requested=n_req, dropped_prestart=dropped, leverage_capped=capped)
+        side=side_r, qty=qty, entry=entry, wallet=wallet, lp=lp, bracket=br, cross=cross,
+        leverage=lev, n_long=n_long, stop_idx=stop_idx, stop_px=stop_px,
+        n_long_stops=int(n_long_stops), price_start=p0, requested=n_req,
+        dropped_prestart=dropped, leverage_capped=capped)
     if timings is not None:
         timings["ladder_s"] = time.perf_counter() - t_ladder
         timings["population_s"] = t_ladder - t_start

@@ -252,9 +252,12 @@ def test_format_usd(value, expected):
     assert format_usd(value) == expected
 
 
-def test_usd_tick_labels_are_compact():
+def test_usd_tick_labels_are_compact_and_consistent():
     assert [plots._usd_tick(v) for v in (0, 250e6, 1e9, 1.25e9, -3e3)] == [
         "$0", "$250M", "$1B", "$1.25B", "-$3K"]
+    assert plots._usd_tick_labels([7.85e9, 7.875e9, 7.9e9]) == ["$7.850B", "$7.875B", "$7.900B"]
+    assert plots._usd_tick_labels([0, 5e6, 10e6]) == ["$0", "$5M", "$10M"]
+    assert plots._usd_tick_labels([-2e6, 0, 2e6]) == ["-$2M", "$0", "$2M"]
 
 
 # --------------------------------------------------------------------------------------------
