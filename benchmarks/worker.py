@@ -79,11 +79,13 @@ def task_e2e(a: dict) -> dict:
             orig = population_mod.build_population
             patched = instrument and reset_hwm()
             if patched:
+                phase["rss_at_start_bytes"] = rss_now()
 
                 def build(*args, _orig=orig, **kw):
                     popu = _orig(*args, **kw)
                     phase["population_build_peak_bytes"] = hwm_now()
                     phase["population_bytes"] = int(popu.nbytes())
+                    phase["rss_after_population_bytes"] = rss_now()
                     reset_hwm()
                     return popu
 
@@ -278,7 +280,41 @@ def task_threads(a: dict) -> dict:
         _log(f"build_population N={base.n:,} threads={k}: "
              f"{out['population'][str(k)]['wall_s']:.3f} s")
     out["pop_n"] = base.n
+    out["control"] = _control_scaling(counts, int(a["kernel_repeats"]))
     return out
+
+
+def _control_scaling(counts, repeats: int) -> dict:
+    """What the machine itself gives: a trivially parallel, compute-only numba kernel (no memory
+    traffic, no reduction) at each thread count. Its speed-up is the ceiling for any kernel."""
+    import numba
+    import numpy as np
+
+    from benchmarks.common import median
+    from cascade._numba import set_threads
+
+    @numba.njit(parallel=True, cache=False)
+    def spin(x, out):
+        for i in numba.prange(x.shape[0]):
+            v = x[i]
+            for _ in range(64):
+                v = v * 0.999999 + 1e-3 / (v + 1.0)
+            out[i] = v
+
+    x = np.linspace(0.5, 1.5, 2_000_000)
+    y = np.empty_like(x)
+    res = {}
+    for k in counts:
+        set_threads(k)
+        spin(x, y)
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            spin(x, y)
+            ts.append(time.perf_counter() - t)
+        res[str(k)] = {"median_s": median(ts), "min_s": min(ts), "runs": ts}
+        _log(f"control kernel threads={k}: {median(ts) * 1e3:.1f} ms")
+    return res
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,6 +326,9 @@ def task_import(a: dict) -> dict:
 
     import_s = time.perf_counter() - t
     light = {m: m in sys.modules for m in ("numpy", "numba", "pandas", "matplotlib")}
+    t = time.perf_counter()
+    cascade.run  # noqa: B018  (lazy attribute: imports cascade.runner)
+    run_attr_s = time.perf_counter() - t
     t = time.perf_counter()
     import importlib
     import pkgutil
@@ -310,7 +349,7 @@ def task_import(a: dict) -> dict:
                 if obj.signatures:
                     compiled.append(f"{name}.{attr}")
     return {"import_cascade_s": import_s, "loaded_by_import_cascade": light,
-            "import_all_modules_s": modules_s, "modules": sorted(mods), "kernels": sorted(kernels),
+            "cascade_run_attribute_s": run_attr_s, "import_all_modules_s": modules_s, "modules": sorted(mods), "kernels": sorted(kernels),
             "compiled_at_import": sorted(compiled)}
 
 

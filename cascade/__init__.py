@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "run", "load_scenario", "liquidation_price", "CascadeError"]
+__all__ = ["CascadeError", "__version__", "liquidation_price", "load_scenario", "run"]
 
 
 def __getattr__(name):

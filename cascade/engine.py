@@ -18,9 +18,26 @@ from math import exp, log
 import numpy as np
 
 from cascade._numba import jit
-from cascade.market import (I_LAT, I_MARKW, I_MAXIT, P_ALPHA, P_DECAY, P_DEPTH, P_DIPCAP,
-                            P_DIPRATE, P_DIPTHR, P_FEE, P_FEEDBACK, P_FLOOR, P_LIQ_EQ,
-                            P_LIQSENS, P_MEMDECAY, P_PHI, P_REFDECAY, P_VOLSENS)
+from cascade.market import (
+    I_LAT,
+    I_MARKW,
+    I_MAXIT,
+    P_ALPHA,
+    P_DECAY,
+    P_DEPTH,
+    P_DIPCAP,
+    P_DIPRATE,
+    P_DIPTHR,
+    P_FEE,
+    P_FEEDBACK,
+    P_FLOOR,
+    P_LIQ_EQ,
+    P_LIQSENS,
+    P_MEMDECAY,
+    P_PHI,
+    P_REFDECAY,
+    P_VOLSENS,
+)
 
 # position status
 OPEN, TRIGGERED, LIQUIDATED, STOPPED = 0, 1, 2, 3
@@ -223,8 +240,7 @@ def step_loop_nb(t_begin, t_end, side, qty, entry, wallet, lp, status, n_long, s
     for t in range(t_begin, t_end):
         p_prev = st[S_PRICE]
         mult = 1.0 / (1.0 + prm[P_VOLSENS] * st[S_RV] / 0.1 + prm[P_LIQSENS] * st[S_LF])
-        if mult < prm[P_FLOOR]:
-            mult = prm[P_FLOOR]
+        mult = max(mult, prm[P_FLOOR])
         depth = depth0 * mult
         st[S_X] += noise[t]
         st[S_TRANS] *= decay
@@ -334,7 +350,7 @@ class EngineState:
     out: np.ndarray
 
     @classmethod
-    def initial(cls, popu, n_steps: int, iprm: np.ndarray, fund_usd: float) -> "EngineState":
+    def initial(cls, popu, n_steps: int, iprm: np.ndarray, fund_usd: float) -> EngineState:
         p0 = popu.price_start
         st = np.zeros(N_STATE)
         st[S_X] = log(p0)

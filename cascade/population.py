@@ -139,50 +139,27 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     targets = {LONG: sc.population.open_interest_usd * pop.long_share,
                SHORT: sc.population.open_interest_usd * (1.0 - pop.long_share)}
 
-    def derive():
-        """Sizes scaled to the open-interest target, leverage capped, wallets and LPs."""
-        notional = shape.copy()
-        for s in (LONG, SHORT):
-            _rescale_capped(notional, side == s, targets[s], pop.max_notional_share)
-        qty = notional / p0  # the target is notional at the start price
-        del notional
-        entry_notional = qty * entry
-        b_entry = np.searchsorted(table.cap, entry_notional, side="left")  # floor < n <= cap
-        lev = np.minimum(leverage, table.max_leverage[b_entry])
-        del b_entry
-        wallet = entry_notional / lev
-        del entry_notional
-        wallet[cross] *= 1.0 + spare[cross]
-        lp = np.empty(qty.size)
-        br = np.empty(qty.size, np.int8)
-        liq_prices_nb(side, qty, entry, wallet, table.floor, table.cap, table.mmr, table.cum, lp, br)
-        return qty, lev, wallet, lp, br
-
-    def survived(qty, lp):
-        long = side == LONG
-        path_lo, path_hi = suffix_min[gi], suffix_max[gi]
-        ok = np.where(long, lp < np.minimum(path_lo, p0), lp > np.maximum(path_hi, p0))
-        stop_px = entry * (1.0 - side * stop_dist)
-        stopped = has_stop & np.where(long, stop_px >= path_lo, stop_px <= path_hi)
-        return ok & ~stopped & (qty > 0)
-
-    qty, lev, wallet, lp, br = derive()
-    alive = survived(qty, lp)
-    del qty, lev, wallet, lp, br
+    c = {"side": side, "shape": shape, "leverage": leverage, "gi": gi, "entry": entry,
+         "cross": cross, "spare": spare, "has_stop": has_stop, "stop_dist": stop_dist}
+    del side, shape, leverage, gi, entry, cross, spare, has_stop, stop_dist
+    derived = _derive(c, table, targets, pop.max_notional_share, p0)
+    alive = _survived(c, derived["qty"], derived["lp"], suffix_min, suffix_max, p0)
+    del derived
     # keep the first n_req survivors in draw order, then re-derive sizes for exactly that set
     first = np.flatnonzero(alive)[:n_req]
     del alive
     considered = int(first[-1]) + 1 if first.size == n_req and n_req else n_cand
-    side, shape, leverage, gi, entry, cross, spare, has_stop, stop_dist = (
-        a[first] for a in (side, shape, leverage, gi, entry, cross, spare, has_stop, stop_dist))
+    c = {k: v[first] for k, v in c.items()}
     del first
-    qty, lev, wallet, lp, br = derive()
-    capped = int(np.count_nonzero(lev < leverage))
-    del shape, leverage
+    d = _derive(c, table, targets, pop.max_notional_share, p0)
+    capped = int(np.count_nonzero(d["lev"] < c["leverage"]))
     # rescaling moved a few brackets: drop any that now fall on the wrong side of the history
-    keep = survived(qty, lp)
-    n_first = keep.size
-    dropped = (considered - n_first) + (n_first - int(keep.sum()))
+    keep = _survived(c, d["qty"], d["lp"], suffix_min, suffix_max, p0)
+    dropped = (considered - keep.size) + (keep.size - int(keep.sum()))
+    side, entry, stop_dist, has_stop, cross = (c[k] for k in
+                                               ("side", "entry", "stop_dist", "has_stop", "cross"))
+    qty, lev, wallet, lp, br = (d[k] for k in ("qty", "lev", "wallet", "lp", "br"))
+    del c, d
 
     rows = np.flatnonzero(keep)
     t_ladder = time.perf_counter()
@@ -220,6 +197,45 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
         timings["ladder_s"] = time.perf_counter() - t_ladder
         timings["population_s"] = t_ladder - t_start
     return popu
+
+
+def _derive(c: dict, table, targets: dict, max_share: float, p0: float) -> dict:
+    """Sizes scaled to the open-interest targets, leverage capped to the bracket, wallets, LPs.
+
+    ``c`` holds the candidate arrays (n,): side, shape (notional before scaling), leverage, entry,
+    cross, spare. Returns qty (coin), lev, wallet (USD), lp (USD), br (bracket index), all (n,).
+    """
+    side = c["side"]
+    notional = c["shape"].copy()
+    for s in (LONG, SHORT):
+        _rescale_capped(notional, side == s, targets[s], max_share)
+    qty = notional / p0  # the target is notional at the start price
+    del notional
+    entry_notional = qty * c["entry"]
+    b_entry = np.searchsorted(table.cap, entry_notional, side="left")  # floor < n <= cap
+    lev = np.minimum(c["leverage"], table.max_leverage[b_entry])
+    del b_entry
+    wallet = entry_notional / lev
+    del entry_notional
+    cross = c["cross"]
+    wallet[cross] *= 1.0 + c["spare"][cross]
+    lp = np.empty(qty.size)
+    br = np.empty(qty.size, np.int8)
+    liq_prices_nb(side, qty, c["entry"], wallet, table.floor, table.cap, table.mmr, table.cum,
+                  lp, br)
+    return {"qty": qty, "lev": lev, "wallet": wallet, "lp": lp, "br": br}
+
+
+def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float) -> np.ndarray:
+    """bool (n,): the position would still be open at the start, i.e. the history since its entry
+    never crossed its liquidation price nor its stop."""
+    side = c["side"]
+    long = side == LONG
+    path_lo, path_hi = suffix_min[c["gi"]], suffix_max[c["gi"]]
+    ok = np.where(long, lp < np.minimum(path_lo, p0), lp > np.maximum(path_hi, p0))
+    stop_px = c["entry"] * (1.0 - side * c["stop_dist"])
+    stopped = c["has_stop"] & np.where(long, stop_px >= path_lo, stop_px <= path_hi)
+    return ok & ~stopped & (qty > 0)
 
 
 def _rescale_capped(notional, mask, target, max_share) -> None:

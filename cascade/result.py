@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 import cascade
-from cascade.engine import (COLUMNS, J_FPTR, KIND_LIQ, KIND_STOP, S_BAD, S_FUND, EngineState)
+from cascade.engine import COLUMNS, J_FPTR, KIND_LIQ, KIND_STOP, S_BAD, S_FUND, EngineState
 from cascade.market import step_times
 
 
@@ -134,7 +134,7 @@ class Result:
                    summary=summary)
 
     # ------------------------------------------------------------------------------------------
-    def add_amplification(self, base: "Result") -> None:
+    def add_amplification(self, base: Result) -> None:
         """Record the drawdown of the same scenario and seed with feedback off."""
         dd0 = base.summary["max_drawdown_pct"]
         dd1 = self.summary["max_drawdown_pct"]

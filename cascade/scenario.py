@@ -214,7 +214,7 @@ class Scenario:
     def digest(self) -> str:
         return hashlib.sha256(repr(_canonical(self.raw)).encode()).hexdigest()[:12]
 
-    def with_overrides(self, **overrides) -> "Scenario":
+    def with_overrides(self, **overrides) -> Scenario:
         """Copy with ``section.key`` overrides, e.g. ``{"population.positions": 10**6}``;
         re-validated like the file."""
         raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.raw.items()}

@@ -9,8 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cascade.engine import (KIND_LIQ, KIND_STOP, LIQUIDATED, OPEN, RECORD_DTYPE, STOPPED,
-                            N_ISTATE, J_LPTR, J_SPTR, J_LSPTR, J_SSPTR, J_NREC, scan_triggers_nb)
+from cascade.engine import (
+    J_LPTR,
+    J_LSPTR,
+    J_NREC,
+    J_SPTR,
+    J_SSPTR,
+    KIND_LIQ,
+    KIND_STOP,
+    LIQUIDATED,
+    N_ISTATE,
+    OPEN,
+    RECORD_DTYPE,
+    STOPPED,
+    scan_triggers_nb,
+)
 from cascade.market import background_noise, exogenous_flow, parameters
 from cascade.population import build_population
 from cascade.runner import simulate
@@ -224,7 +237,7 @@ def test_serial_and_parallel_identical(small):
 
 
 def test_chunking_does_not_change_results(small, monkeypatch):
-    import cascade.runner as runner
+    from cascade import runner
 
     a = simulate(small).steps
     monkeypatch.setattr(runner, "CHUNKS", 7)
