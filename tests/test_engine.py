@@ -275,3 +275,20 @@ def test_population_respects_bracket_max_leverage(small):
     assert np.all(popu.leverage <= table.max_leverage[b] + 1e-6)
     eff = popu.qty * popu.entry / popu.wallet
     assert np.all(eff <= table.max_leverage[b] * (1 + 1e-9))
+
+
+def test_history_from_kline_csv(tmp_path):
+    """Entries drawn from a Binance kline CSV give the same start price as its last close."""
+    from cascade.klines import synthetic_klines, write_klines
+
+    closes = np.linspace(105000.0, 110000.0, 12 * 60 + 1)
+    kl = synthetic_klines(START - pd.Timedelta(hours=12) - pd.Timedelta(minutes=1), closes)
+    path = tmp_path / "hist.csv"
+    write_klines(kl, path)
+    raw_overrides = {"population.history": None, "population.history_klines": str(path)}
+    sc = make_scenario(**raw_overrides)
+    popu = build_population(sc)
+    assert popu.n > 0
+    np.testing.assert_allclose(popu.price_start, 110000.0, rtol=1e-9)
+    # entries come from the path: none far outside its range
+    assert popu.entry.min() > 105000.0 * 0.98 and popu.entry.max() < 110000.0 * 1.02
