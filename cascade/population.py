@@ -103,12 +103,12 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     n_req = int(pop.positions if positions is None else positions)
     seed = int(sc.scenario.seed if seed is None else seed)
     table = bracket_table(sc.venue.name, sc.venue.symbol, venue_date(sc))
-    age_grid, price_grid = history_grid(sc)
+    age_grid, price_grid, low_grid, high_grid = history_grid(sc, seed)
     p0 = float(price_grid[-1])
     # running extremes of the history from each grid point to the start: a position opened at
     # that point would already have been liquidated (or stopped) if the path crossed its trigger
-    suffix_min = np.minimum.accumulate(price_grid[::-1])[::-1]
-    suffix_max = np.maximum.accumulate(price_grid[::-1])[::-1]
+    suffix_min = np.minimum.accumulate(low_grid[::-1])[::-1]
+    suffix_max = np.maximum.accumulate(high_grid[::-1])[::-1]
 
     rng_side, rng_size, rng_lev, rng_age, rng_noise, rng_mode, rng_spare, rng_stop, rng_dist = \
         _streams(seed, 9)

@@ -68,6 +68,7 @@ class Result:
     population: object
     liq_map: pd.DataFrame
     summary: dict
+    reference: pd.DataFrame | None = None
 
     @classmethod
     def assemble(cls, sc, popu, state: EngineState, liq_map, *, oi_start: float, table, rules):
@@ -142,6 +143,25 @@ class Result:
         self.summary["liquidated_no_feedback_usd"] = base.summary["liquidated_notional_usd"]
         self.summary["amplification"] = dd1 / dd0 if dd0 > 0 else None
 
+    def add_reference(self, klines: pd.DataFrame, source: str = "") -> None:
+        """Compare with a real kline path (:func:`cascade.klines.read_klines` frame).
+
+        Adds ``path_rmse_pct``: the root mean square of log(simulated / real) close price over the
+        minutes both cover, in percent, and ``reference_minutes``; keeps the candles for the plot.
+        """
+        from cascade.errors import CascadeError
+
+        sim = self.steps["last_price"].resample("1min").last()
+        both = sim.index.intersection(klines.index)
+        if len(both) == 0:
+            raise CascadeError(f"--reference {source}: expected candles inside the scenario window "
+                               f"{self.steps.index[0]} to {self.steps.index[-1]}, got "
+                               f"{klines.index[0]} to {klines.index[-1]}")
+        diff = np.log(sim.loc[both].to_numpy() / klines.loc[both, "close"].to_numpy())
+        self.summary["path_rmse_pct"] = float(np.sqrt(np.mean(diff ** 2)) * 100.0)
+        self.summary["reference_minutes"] = len(both)
+        self.reference = klines
+
     @property
     def liquidations(self) -> pd.DataFrame:
         """One row per closed position (liquidations and stops), with its population row."""
@@ -183,6 +203,9 @@ class Result:
                                f"{format_usd(s['insurance_fund_min_usd'])}), bad debt "
                                f"{format_usd(s['bad_debt_usd'])}"),
         ]
+        if "path_rmse_pct" in s:
+            rows.append(("path vs reference", f"RMSE {s['path_rmse_pct']:.2f}% of price over "
+                                              f"{s['reference_minutes']:,} minutes"))
         if "amplification" in s:
             amp = s["amplification"]
             rows.append(("amplification", (f"{amp:.2f}x" if amp is not None else "n/a")
@@ -203,7 +226,8 @@ class Result:
         if path is None:
             path = Path(tempfile.mkdtemp(prefix="cascade-")) / f"{kind}.png"
         if kind == "waterfall":
-            return plots.plot_waterfall(self.steps, self.summary, path, reference=reference)
+            ref = self.reference if reference is None else reference
+            return plots.plot_waterfall(self.steps, self.summary, path, reference=ref)
         if kind == "liquidation_map":
             return plots.plot_liquidation_map(self.liq_map, self.summary["price_start"], path)
         if kind == "insurance":

@@ -23,7 +23,8 @@ def _as_scenario(scenario) -> Scenario:
 
 def run(scenario, positions: int | None = None, seed: int | None = None, *,
         feedback: bool | None = None, amplification: bool = False, progress: bool = False,
-        out: str | Path | None = None, threads: int | None = None):
+        out: str | Path | None = None, threads: int | None = None,
+        reference: str | Path | None = None):
     """Run a scenario and return a :class:`~cascade.result.Result`.
 
     Parameters
@@ -36,6 +37,8 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
     progress : show progress bars (stderr)
     out : if given, write summary.json, steps.parquet and PNG plots there
     threads : numba threads for the parallel kernels (default: all)
+    reference : a Binance kline CSV of the real path: overlaid on the waterfall plot, and
+        ``path_rmse_pct`` added to the summary
     """
     from cascade._numba import set_threads
 
@@ -50,11 +53,18 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
     if overrides:
         sc = sc.with_overrides(**overrides)
     set_threads(threads)
+    klines = None
+    if reference is not None:  # read first: a bad file fails before a long run, not after
+        from cascade.klines import read_klines
+
+        klines = read_klines(reference)
     result = simulate(sc, progress=progress)
     if amplification:
         base = simulate(sc.with_overrides(**{"engine.feedback": False}), progress=progress,
                         population=result.population)
         result.add_amplification(base)
+    if klines is not None:
+        result.add_reference(klines, str(reference))
     if out is not None:
         result.save(out)
     return result

@@ -292,3 +292,22 @@ def test_history_from_kline_csv(tmp_path):
     np.testing.assert_allclose(popu.price_start, 110000.0, rtol=1e-9)
     # entries come from the path: none far outside its range
     assert popu.entry.min() > 105000.0 * 0.98 and popu.entry.max() < 110000.0 * 1.02
+
+
+def test_reference_overlay_rmse(tmp_path, small):
+    """path_rmse_pct is the RMS log difference per minute; zero against the run's own path."""
+    from cascade.klines import synthetic_klines, write_klines
+    from cascade.runner import run
+
+    res = simulate(small)
+    minute_close = res.steps["last_price"].resample("1min").last()
+    # candles whose closes equal the simulated minute closes, then one shifted up 1%
+    kl = synthetic_klines(minute_close.index[0], minute_close.to_numpy())
+    res.add_reference(kl)
+    assert res.summary["path_rmse_pct"] < 1e-9
+    kl_up = synthetic_klines(minute_close.index[0], minute_close.to_numpy() * 1.01)
+    path = tmp_path / "ref.csv"
+    write_klines(kl_up, path)
+    res2 = run(small, reference=path)
+    np.testing.assert_allclose(res2.summary["path_rmse_pct"], 100 * np.log(1.01), rtol=1e-9)
+    assert res2.summary["reference_minutes"] == len(minute_close)

@@ -31,6 +31,8 @@ def add_arguments(p) -> None:
     p.add_argument("--amplification", action="store_true",
                    help="also run without feedback and report drawdown amplification")
     p.add_argument("--threads", type=positive_int, help="numba threads (default: all cores)")
+    p.add_argument("--reference", type=Path, metavar="KLINES.csv",
+                   help="real path (Binance kline CSV) to overlay and score (path_rmse_pct)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -48,7 +50,7 @@ def main(args) -> int:
                            f"({exc.strerror or exc})") from None
     res = run(sc, positions=args.positions, seed=args.seed,
               feedback=False if args.no_feedback else None, amplification=args.amplification,
-              progress=not args.quiet, threads=args.threads or None)
+              progress=not args.quiet, threads=args.threads or None, reference=args.reference)
     paths = res.save(out)
     print(res.table())
     print()
