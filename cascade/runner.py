@@ -116,5 +116,6 @@ def _progress(enabled: bool, total: int, desc: str):
         return None
     from tqdm.auto import tqdm
 
+    # disable=None: shown on a terminal, silent when stderr is a file or a pipe (CI logs)
     return tqdm(total=total, desc=desc, unit="step", unit_scale=True, leave=False,
-                mininterval=0.5)
+                mininterval=0.5, disable=None)
