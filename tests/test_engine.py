@@ -21,7 +21,6 @@ from cascade.engine import (
     N_ISTATE,
     OPEN,
     RECORD_DTYPE,
-    STOPPED,
     scan_triggers_nb,
 )
 from cascade.market import background_noise, exogenous_flow, parameters
@@ -210,7 +209,6 @@ def test_open_interest_falls_by_what_was_closed(small):
     status_open[closed["pos"]] = False
     np.testing.assert_allclose(qty_end, math.fsum(popu.qty[status_open]), rtol=1e-12)
     assert set(np.flatnonzero(~status_open)) == set(closed["pos"].tolist())
-    assert {LIQUIDATED, STOPPED}  # statuses used for closed rows
 
 
 # ------------------------------------------------------------------------------ determinism
