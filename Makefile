@@ -26,8 +26,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# make bench BENCH_ARGS="--quick"  (see benchmarks/README.md; writes benchmarks/results/)
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -29,13 +29,53 @@ import math
 
 import numpy as np
 
-from cascade.engine import (C_BAD, C_DEPTH, C_DIP, C_EXO, C_FILL, C_FORCED, C_FUND, C_ITER,
-                            C_LAST, C_LIQL, C_LIQN, C_LIQS, C_MARK, C_OI, C_STOP, COLUMNS,
-                            KIND_LIQ, KIND_STOP, LIQUIDATED, OPEN, RECORD_DTYPE, STOPPED,
-                            TRIGGERED, impact_nb, mean_impact_nb)
-from cascade.market import (I_LAT, I_MARKW, I_MAXIT, P_ALPHA, P_DECAY, P_DEPTH, P_DIPCAP,
-                            P_DIPRATE, P_DIPTHR, P_FEE, P_FEEDBACK, P_FLOOR, P_LIQ_EQ, P_LIQSENS,
-                            P_MEMDECAY, P_PHI, P_REFDECAY, P_VOLSENS)
+from cascade.engine import (
+    C_BAD,
+    C_DEPTH,
+    C_DIP,
+    C_EXO,
+    C_FILL,
+    C_FORCED,
+    C_FUND,
+    C_ITER,
+    C_LAST,
+    C_LIQL,
+    C_LIQN,
+    C_LIQS,
+    C_MARK,
+    C_OI,
+    C_STOP,
+    COLUMNS,
+    KIND_LIQ,
+    KIND_STOP,
+    LIQUIDATED,
+    OPEN,
+    RECORD_DTYPE,
+    STOPPED,
+    TRIGGERED,
+    impact_nb,
+    mean_impact_nb,
+)
+from cascade.market import (
+    I_LAT,
+    I_MARKW,
+    I_MAXIT,
+    P_ALPHA,
+    P_DECAY,
+    P_DEPTH,
+    P_DIPCAP,
+    P_DIPRATE,
+    P_DIPTHR,
+    P_FEE,
+    P_FEEDBACK,
+    P_FLOOR,
+    P_LIQ_EQ,
+    P_LIQSENS,
+    P_MEMDECAY,
+    P_PHI,
+    P_REFDECAY,
+    P_VOLSENS,
+)
 
 __all__ = ["BaselineResult", "NaiveEngine", "prepare_inputs", "run_baseline", "simulate_baseline"]
 
@@ -224,8 +264,7 @@ class NaiveEngine:
         alpha, feedback, w, lat = self.alpha, self.feedback, self.w, self.lat
         p_prev = self.price
         mult = 1.0 / (1.0 + self.volsens * self.rv / 0.1 + self.liqsens * self.lf)
-        if mult < self.floor:
-            mult = self.floor
+        mult = max(mult, self.floor)
         depth = self.depth0 * mult
         self.x += noise_t
         self.trans *= self.decay

@@ -104,6 +104,26 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def cpu_busy(seconds: float = 1.0) -> float | None:
+    """Share of all CPUs busy (user + system + steal) over ``seconds`` while this process
+    sleeps: the load other programs put on the machine while the benchmarks run."""
+    import time
+
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v), idle
+
+    try:
+        t0, i0 = snap()
+        time.sleep(seconds)
+        t1, i1 = snap()
+    except (OSError, ValueError):
+        return None
+    return 1.0 - (i1 - i0) / (t1 - t0) if t1 > t0 else None
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

@@ -30,10 +30,10 @@ def _import_all() -> float:
     import numpy  # noqa: F401
     import pandas  # noqa: F401
 
-    import cascade.engine  # noqa: F401
-    import cascade.margin  # noqa: F401
-    import cascade.population  # noqa: F401
-    import cascade.result  # noqa: F401
+    import cascade.engine
+    import cascade.margin
+    import cascade.population
+    import cascade.result
     import cascade.runner  # noqa: F401
     return time.perf_counter() - t
 
@@ -81,11 +81,11 @@ def task_e2e(a: dict) -> dict:
             if patched:
                 phase["rss_at_start_bytes"] = rss_now()
 
-                def build(*args, _orig=orig, **kw):
+                def build(*args, _orig=orig, _phase=phase, **kw):
                     popu = _orig(*args, **kw)
-                    phase["population_build_peak_bytes"] = hwm_now()
-                    phase["population_bytes"] = int(popu.nbytes())
-                    phase["rss_after_population_bytes"] = rss_now()
+                    _phase["population_build_peak_bytes"] = hwm_now()
+                    _phase["population_bytes"] = int(popu.nbytes())
+                    _phase["rss_after_population_bytes"] = rss_now()
                     reset_hwm()
                     return popu
 
@@ -210,11 +210,11 @@ def task_baseline(a: dict) -> dict:
         fill_diff = float(np.nanmax(np.abs(fe - fb) / fe)) if same_records and len(fe) else 0.0
         last_diff = float(np.max(np.abs(state.out[:, C_LAST] - res.out[:, C_LAST])
                                  / state.out[:, C_LAST]))
-        out.update(same_records=same_records, records=int(len(erec)),
+        out.update(same_records=same_records, records=len(erec),
                    max_rel_diff_fill=fill_diff, max_rel_diff_last_price=last_diff,
                    agree=same_records and fill_diff <= 1e-9 and last_diff <= 1e-9)
     _log(f"baseline {'~' if extrapolated else ''}{baseline_s:.2f} s"
-         f"{' (extrapolated from %d steps)' % done if extrapolated else ''}: speed-up "
+         f"{f' (extrapolated from {done} steps)' if extrapolated else ''}: speed-up "
          f"{out['speedup']:,.0f}x" + (f", agree={out['agree']}" if "agree" in out else ""))
     return out
 
@@ -248,35 +248,38 @@ def task_threads(a: dict) -> dict:
     wallet = np.tile(base.wallet, reps)[:kn]
     lp = np.empty(kn)
     br = np.empty(kn, np.int8)
-    ref = None
-    for k in counts:
-        set_threads(k)
+    def kernel():
         liq_prices_nb(side, qty, entry, wallet, table.floor, table.cap, table.mmr, table.cum, lp,
                       br)
-        ts = []
-        for _ in range(int(a["kernel_repeats"])):
-            t = time.perf_counter()
-            liq_prices_nb(side, qty, entry, wallet, table.floor, table.cap, table.mmr, table.cum,
-                          lp, br)
-            ts.append(time.perf_counter() - t)
+
+    ref = None
+    identical = True
+    for k in counts:  # warm every thread count; results must not depend on it
+        set_threads(k)
+        kernel()
         if ref is None:
             ref = lp.copy()
+        identical &= bool(np.array_equal(lp, ref))
+    for k, ts in _interleaved(counts, int(a["kernel_repeats"]), kernel).items():
         out["kernel"][str(k)] = {"median_s": median(ts), "min_s": min(ts), "runs": ts,
-                                 "identical_to_1_thread": bool(np.array_equal(lp, ref))}
-        _log(f"liq_prices_nb N={kn:,} threads={k}: {median(ts) * 1e3:.1f} ms")
+                                 "identical_to_1_thread": identical}
+        _log(f"liq_prices_nb N={kn:,} threads={k}: {median(ts) * 1e3:.1f} ms "
+             f"(min {min(ts) * 1e3:.1f})")
     out["kernel_n"] = kn
-    for k in counts:
-        set_threads(k)
-        rows = []
-        for _ in range(int(a["pop_repeats"])):
+    rows = {k: [] for k in counts}
+    for _ in range(int(a["pop_repeats"])):
+        for k in counts:
+            set_threads(k)
             tm = {}
             t = time.perf_counter()
             build_population(sc, timings=tm)
-            rows.append({"wall_s": time.perf_counter() - t, **tm})
+            rows[k].append({"wall_s": time.perf_counter() - t, **tm})
+    for k in counts:
+        r = rows[k]
         out["population"][str(k)] = {
-            "population_s": median([r["population_s"] for r in rows]),
-            "ladder_s": median([r["ladder_s"] for r in rows]),
-            "wall_s": median([r["wall_s"] for r in rows]), "runs": rows}
+            "population_s": median([x["population_s"] for x in r]),
+            "ladder_s": median([x["ladder_s"] for x in r]),
+            "wall_s": median([x["wall_s"] for x in r]), "runs": r}
         _log(f"build_population N={base.n:,} threads={k}: "
              f"{out['population'][str(k)]['wall_s']:.3f} s")
     out["pop_n"] = base.n
@@ -307,14 +310,25 @@ def _control_scaling(counts, repeats: int) -> dict:
     for k in counts:
         set_threads(k)
         spin(x, y)
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            spin(x, y)
-            ts.append(time.perf_counter() - t)
+    for k, ts in _interleaved(counts, repeats, lambda: spin(x, y)).items():
         res[str(k)] = {"median_s": median(ts), "min_s": min(ts), "runs": ts}
-        _log(f"control kernel threads={k}: {median(ts) * 1e3:.1f} ms")
+        _log(f"control kernel threads={k}: {median(ts) * 1e3:.1f} ms (min {min(ts) * 1e3:.1f})")
     return res
+
+
+def _interleaved(counts, repeats: int, fn) -> dict:
+    """Time ``fn`` ``repeats`` times at each thread count, alternating the counts (1, 2, 1, 2...)
+    so that load from other programs hits every count alike. {count: [seconds, ...]}."""
+    from cascade._numba import set_threads
+
+    ts = {k: [] for k in counts}
+    for _ in range(repeats):
+        for k in counts:
+            set_threads(k)
+            t = time.perf_counter()
+            fn()
+            ts[k].append(time.perf_counter() - t)
+    return ts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,7 +336,7 @@ def task_import(a: dict) -> dict:
     """Time ``import cascade`` (first thing in this process), then import every kernel module and
     list the numba dispatchers that already hold compiled code (there should be none)."""
     t = time.perf_counter()
-    import cascade  # noqa: F401
+    import cascade
 
     import_s = time.perf_counter() - t
     light = {m: m in sys.modules for m in ("numpy", "numba", "pandas", "matplotlib")}
