@@ -357,8 +357,7 @@ class EngineState:
         st[S_PRICE] = p0
         st[S_REF] = p0
         st[S_FUND] = fund_usd
-        long = popu.side > 0
-        st[S_OQL] = float(popu.qty[: popu.n_long].sum()) if long.any() else 0.0
+        st[S_OQL] = float(popu.qty[: popu.n_long].sum())
         st[S_OQS] = float(popu.qty[popu.n_long:].sum())
         w = int(iprm[I_MARKW])
         st[S_MSUM] = p0 * w
