@@ -81,7 +81,3 @@ def _bridge(t, wt, sigma_step, rng) -> np.ndarray:
         out[idx] = walk[idx] - (wa + frac * (wb - wa))
     return out
 
-
-def start_price(sc) -> float:
-    """Price at the scenario start (USD): the end of the history."""
-    return float(history_grid(sc)[1][-1])

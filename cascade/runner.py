@@ -83,7 +83,6 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None):
     table, rules = venue_tables(sc)
     popu = population if population is not None else build_population(sc, timings=timings)
     timings.setdefault("population_s", time.perf_counter() - t)
-    liq_map = liquidation_map(popu)
 
     t = time.perf_counter()
     n_steps = sc.n_steps
@@ -105,6 +104,7 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None):
     timings["step_loop_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    liq_map = liquidation_map(popu)
     res = Result.assemble(sc, popu, state, liq_map, oi_start=oi0, table=table, rules=rules)
     timings["assembly_s"] = time.perf_counter() - t
     res.summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
