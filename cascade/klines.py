@@ -40,6 +40,7 @@ from cascade.errors import CascadeError
 __all__ = [
     "FRAME_COLUMNS",
     "KLINE_COLUMNS",
+    "candle_path",
     "price_path",
     "read_klines",
     "synthetic_klines",
@@ -593,6 +594,70 @@ def price_path(df: pd.DataFrame, times) -> np.ndarray:
             f"{_iso(lo)} to {_iso(hi)}; expected times within that range"
         )
     return np.interp((q_ns - origin).astype(np.float64), knots_t, knots_p)
+
+
+def candle_path(df: pd.DataFrame, times) -> np.ndarray:
+    """A path through every candle's open, high, low and close, sampled at ``times``.
+
+    Used by replay, where the extremes matter more than the closes: within each candle the path
+    runs open -> high -> low -> close when the candle closed down (close < open), and
+    open -> low -> high -> close otherwise (the usual assumption when only OHLC is known). The
+    candle's samples are placed at offsets 0, n // 3, 2n // 3 and n - 1 of the n query times
+    that fall inside it, and the path is linear in between, so each candle's high and low are
+    sampled exactly and every sample lies within [low, high].
+
+    Parameters
+    ----------
+    df : :func:`read_klines`-shaped DataFrame, strictly increasing, gap-free index
+    times : tz-aware DatetimeIndex, shape (n_times,), increasing and evenly spaced, with at least
+        4 times per candle
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_times,), float64, price in quote units per base unit
+
+    Raises
+    ------
+    CascadeError
+        A time outside the candles, or fewer than 4 times in a candle (naming it).
+    """
+    t_ns = _index_ns(df.index, "candle_path: df.index")
+    interval_ns = _frame_interval_ns(df, t_ns)
+    q = pd.DatetimeIndex(times)
+    if q.tz is None and len(q):
+        raise TypeError("candle_path: times must be tz-aware (e.g. UTC)")
+    q_ns = q.tz_convert("UTC").as_unit("ns").asi8 if len(q) else np.empty(0, np.int64)
+    if q_ns.size == 0:
+        return np.empty(0)
+    lo, hi = int(t_ns[0]), int(t_ns[-1]) + interval_ns
+    bad = np.flatnonzero((q_ns < lo) | (q_ns >= hi))
+    if bad.size:
+        raise CascadeError(
+            f"replay path: time {_iso(q_ns[bad[0]])} is outside the kline data, which covers "
+            f"{_iso(lo)} to {_iso(hi)}; expected klines covering the whole scenario window")
+    candle = np.searchsorted(t_ns, q_ns, side="right") - 1
+    if candle.size and (np.diff(t_ns).max(initial=interval_ns) != interval_ns):
+        gap = int(np.flatnonzero(np.diff(t_ns) != interval_ns)[0])
+        raise CascadeError(f"replay path: the klines jump from {_iso(t_ns[gap])} to "
+                           f"{_iso(t_ns[gap + 1])}; expected one candle every "
+                           f"{_fmt_interval(interval_ns)}")
+    o, h, lw, c = (df[k].to_numpy(np.float64) for k in ("open", "high", "low", "close"))
+    out = np.empty(q_ns.size)
+    bounds = np.flatnonzero(np.diff(candle)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [q_ns.size]])
+    for a, b in zip(starts, ends):
+        k = candle[a]
+        n = b - a
+        if n < 4:
+            raise CascadeError(
+                f"replay path: the candle opening {_iso(t_ns[k])} holds {n} steps; expected at "
+                f"least 4 steps per candle (step_s <= {_interval_s(interval_ns) / 4:g})")
+        first, second = (h[k], lw[k]) if c[k] < o[k] else (lw[k], h[k])
+        knots = np.array([0, n // 3, (2 * n) // 3, n - 1], dtype=np.float64)
+        out[a:b] = np.interp(np.arange(n, dtype=np.float64), knots,
+                             np.array([o[k], first, second, c[k]]))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

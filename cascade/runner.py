@@ -70,8 +70,11 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
     return result
 
 
-def simulate(sc: Scenario, *, progress: bool = False, population=None):
-    """One engine run of a validated scenario (no overrides, no amplification)."""
+def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None, noise=None):
+    """One engine run of a validated scenario (no overrides, no amplification).
+
+    ``exo`` / ``noise`` (float64 (n_steps,)) replace the scenario's exogenous flow (USD per step)
+    and background log increments; replay uses them to drive the engine along a given path."""
     from cascade.engine import EngineState
     from cascade.market import background_noise, exogenous_flow, parameters
     from cascade.population import build_population, liquidation_map, venue_tables
@@ -86,8 +89,8 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None):
 
     t = time.perf_counter()
     n_steps = sc.n_steps
-    exo = exogenous_flow(sc)
-    noise = background_noise(sc, seed)
+    exo = exogenous_flow(sc) if exo is None else exo
+    noise = background_noise(sc, seed) if noise is None else noise
     prm, iprm = parameters(sc, rules.liquidation_fee_rate, sc.engine.feedback,
                            rules.liquidate_on_equal)
     state = EngineState.initial(popu, n_steps, iprm, sc.venue.insurance_fund_usd)
