@@ -118,6 +118,9 @@ class NaiveEngine:
     """
 
     def __init__(self, popu, n_steps: int, prm: np.ndarray, iprm: np.ndarray, fund_usd: float):
+        if popu.n_entries:
+            raise ValueError("the baseline does not model conditional entries "
+                             "(population.entry_order_share must be 0)")
         self.qty = popu.qty
         self.side = popu.side
         self.entry = popu.entry

@@ -147,7 +147,7 @@ def task_baseline(a: dict) -> dict:
     from benchmarks.baseline import NaiveEngine, prepare_inputs
     from benchmarks.common import demo_scenario, median
     from cascade.engine import C_ITER, C_LAST, EngineState
-    from cascade.population import build_population
+    from cascade.population import build_population, venue_tables
 
     _import_all()
     _warm_up(a["scenario"])
@@ -163,7 +163,7 @@ def task_baseline(a: dict) -> dict:
     state = None
     for _ in range(int(a.get("engine_repeats", 5))):
         t = time.perf_counter()
-        state = EngineState.initial(popu, steps, iprm, fund)
+        state = EngineState.initial(popu, steps, iprm, fund, venue_tables(sc)[0])
         state.advance(popu, exo, noise, prm, iprm, 0, steps)
         times.append(time.perf_counter() - t)
     engine_s = median(times)

@@ -18,6 +18,7 @@ from math import exp, log
 import numpy as np
 
 from cascade._numba import jit
+from cascade.margin import liq_price_nb
 from cascade.market import (
     I_LAT,
     I_MARKW,
@@ -39,25 +40,25 @@ from cascade.market import (
     P_VOLSENS,
 )
 
-# position status
-OPEN, TRIGGERED, LIQUIDATED, STOPPED = 0, 1, 2, 3
+# position status; DORMANT: a conditional entry (see cascade.population) not yet triggered
+OPEN, TRIGGERED, LIQUIDATED, STOPPED, DORMANT = 0, 1, 2, 3, 4
 # record kinds
-KIND_LIQ, KIND_STOP = 1, 2
+KIND_LIQ, KIND_STOP, KIND_ENTRY = 1, 2, 3
 
 # float state vector
 (S_X, S_PERM, S_TRANS, S_PRICE, S_REF, S_RV, S_LF, S_FUND, S_BAD, S_OQL, S_OQS, S_MSUM,
  S_Y) = range(13)
 N_STATE = 13
 # integer state vector
-(J_LPTR, J_SPTR, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING) = range(7)
-N_ISTATE = 7
+(J_LPTR, J_SPTR, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING, J_HL, J_HS) = range(9)
+N_ISTATE = 9
 
 # per-step output columns
 COLUMNS = ("last_price", "mark_price", "liq_long_usd", "liq_short_usd", "liq_count", "stop_usd",
            "exo_flow_usd", "dip_flow_usd", "forced_flow_usd", "open_interest_usd", "depth_usd",
-           "insurance_fund_usd", "bad_debt_usd", "iterations", "fill_price")
+           "insurance_fund_usd", "bad_debt_usd", "iterations", "fill_price", "entry_usd")
 (C_LAST, C_MARK, C_LIQL, C_LIQS, C_LIQN, C_STOP, C_EXO, C_DIP, C_FORCED, C_OI, C_DEPTH, C_FUND,
- C_BAD, C_ITER, C_FILL) = range(len(COLUMNS))
+ C_BAD, C_ITER, C_FILL, C_ENTRY) = range(len(COLUMNS))
 
 RECORD_DTYPE = np.dtype([("pos", np.int32), ("kind", np.int8), ("trigger_step", np.int32),
                          ("exec_step", np.int32), ("trigger_price", np.float64),
@@ -122,17 +123,79 @@ def _trigger(i, kind, t, lat, price, status, rec, ist):
 
 
 @jit
-def scan_triggers_nb(t, mark, last, side, qty, lp, status, n_long, stop_idx, stop_px,
-                     n_long_stops, liq_on_equal, lat, rec, ist):
-    """Trigger every open position whose liquidation price the mark has crossed (longs:
-    ``lp >= mark``, shorts: ``lp <= mark``; strict when ``liq_on_equal`` is False) and every stop the
-    last price has crossed (longs: ``stop >= last``, shorts: ``stop <= last``).
+def _heap_before(a, b, lp, sgn):
+    """Heap order of rows a, b: shorts (sgn 1) lowest liquidation price first, longs (sgn -1)
+    highest first; ties by row, in the same direction."""
+    ka = sgn * lp[a]
+    kb = sgn * lp[b]
+    return ka < kb or (ka == kb and sgn * a < sgn * b)
 
-    Moves the four ladder pointers in ``ist``; appends records. Returns the signed USD flow of the
-    new market orders at ``last`` (sells negative).
+
+@jit
+def heap_push_nb(heap, size, i, lp, sgn):
+    """Push row ``i`` onto the binary heap ``heap[:size]``; returns the new size."""
+    k = size
+    heap[k] = i
+    while k > 0:
+        parent = (k - 1) // 2
+        if _heap_before(heap[k], heap[parent], lp, sgn):
+            heap[k], heap[parent] = heap[parent], heap[k]
+            k = parent
+        else:
+            break
+    return size + 1
+
+
+@jit
+def heap_pop_nb(heap, size, lp, sgn):
+    """Remove the top of ``heap[:size]`` (read it as ``heap[0]`` first); returns the new size."""
+    size -= 1
+    heap[0] = heap[size]
+    k = 0
+    while True:
+        left = 2 * k + 1
+        if left >= size:
+            break
+        best = left
+        if left + 1 < size and _heap_before(heap[left + 1], heap[left], lp, sgn):
+            best = left + 1
+        if _heap_before(heap[best], heap[k], lp, sgn):
+            heap[k], heap[best] = heap[best], heap[k]
+            k = best
+        else:
+            break
+    return size
+
+
+@jit
+def _stop_or_entry(i, t, lat, last, status, rec, ist):
+    """Trigger the conditional order of row ``i`` if it is still waiting: a stop-loss of an open
+    position, or the entry of a dormant one. Returns True if it triggered."""
+    if status[i] == OPEN:
+        _trigger(i, KIND_STOP, t, lat, last, status, rec, ist)
+        return True
+    if status[i] == DORMANT:
+        _trigger(i, KIND_ENTRY, t, lat, last, status, rec, ist)
+        return True
+    return False
+
+
+@jit
+def scan_triggers_nb(t, mark, last, side, qty, lp, status, n_long, n_ladder, stop_idx, stop_px,
+                     n_long_stops, heap_l, heap_s, liq_on_equal, lat, rec, ist):
+    """Trigger every open position whose liquidation price the mark has crossed (longs:
+    ``lp >= mark``, shorts: ``lp <= mark``; strict when ``liq_on_equal`` is False) and every
+    conditional order the last price has crossed: sells on a fall (long stops, breakdown-short
+    entries: ``px >= last``), buys on a rise (short stops, breakout-long entries: ``px <= last``).
+
+    Order within a call: ladder longs from the highest liquidation price down, ladder shorts from
+    the lowest up, then positions opened during the run (held in the heaps ``heap_l``/``heap_s``,
+    same order), then sells and buys on last price.
+
+    Moves the ladder pointers and heap sizes in ``ist``; appends records. Returns the signed USD
+    flow of the new market orders at ``last`` (sells negative).
     """
     flow = 0.0
-    n = side.shape[0]
     m = stop_idx.shape[0]
     k = ist[J_LPTR]
     while k > 0 and (lp[k - 1] > mark or (liq_on_equal and lp[k - 1] == mark)):
@@ -142,29 +205,67 @@ def scan_triggers_nb(t, mark, last, side, qty, lp, status, n_long, stop_idx, sto
             flow -= qty[k] * last
     ist[J_LPTR] = k
     k = ist[J_SPTR]
-    while k < n and (lp[k] < mark or (liq_on_equal and lp[k] == mark)):
+    while k < n_ladder and (lp[k] < mark or (liq_on_equal and lp[k] == mark)):
         if status[k] == OPEN:
             _trigger(k, KIND_LIQ, t, lat, mark, status, rec, ist)
             flow += qty[k] * last
         k += 1
     ist[J_SPTR] = k
+    size = ist[J_HL]
+    while size > 0 and (lp[heap_l[0]] > mark or (liq_on_equal and lp[heap_l[0]] == mark)):
+        i = heap_l[0]
+        size = heap_pop_nb(heap_l, size, lp, -1.0)
+        if status[i] == OPEN:
+            _trigger(i, KIND_LIQ, t, lat, mark, status, rec, ist)
+            flow -= qty[i] * last
+    ist[J_HL] = size
+    size = ist[J_HS]
+    while size > 0 and (lp[heap_s[0]] < mark or (liq_on_equal and lp[heap_s[0]] == mark)):
+        i = heap_s[0]
+        size = heap_pop_nb(heap_s, size, lp, 1.0)
+        if status[i] == OPEN:
+            _trigger(i, KIND_LIQ, t, lat, mark, status, rec, ist)
+            flow += qty[i] * last
+    ist[J_HS] = size
     k = ist[J_LSPTR]
     while k > 0 and stop_px[k - 1] >= last:
         k -= 1
         i = stop_idx[k]
-        if status[i] == OPEN:
-            _trigger(i, KIND_STOP, t, lat, last, status, rec, ist)
+        if _stop_or_entry(i, t, lat, last, status, rec, ist):
             flow -= qty[i] * last
     ist[J_LSPTR] = k
     k = ist[J_SSPTR]
     while k < m and stop_px[k] <= last:
         i = stop_idx[k]
-        if status[i] == OPEN:
-            _trigger(i, KIND_STOP, t, lat, last, status, rec, ist)
+        if _stop_or_entry(i, t, lat, last, status, rec, ist):
             flow += qty[i] * last
         k += 1
     ist[J_SSPTR] = k
     return flow
+
+
+@jit
+def open_nb(r, fill, side, qty, entry, wallet, lp, status, heap_l, heap_s, floor, cap, mmr, cum,
+            rec, st, ist):
+    """Open the dormant position of entry record ``r`` at ``fill``: isolated margin
+    ``qty * fill * wallet`` (before entry, ``wallet`` holds the initial-margin fraction
+    1 / leverage), its liquidation price from the bracket table, and onto the heap of its side.
+    Returns the notional opened, USD."""
+    i = rec[r].pos
+    q = qty[i]
+    entry[i] = fill
+    wallet[i] = q * fill * wallet[i]
+    p, _ = liq_price_nb(side[i], q, fill, wallet[i], 0.0, 0.0, floor, cap, mmr, cum)
+    lp[i] = p
+    status[i] = OPEN
+    rec[r].fill_price = fill
+    if side[i] > 0:
+        st[S_OQL] += q
+        ist[J_HL] = heap_push_nb(heap_l, ist[J_HL], i, lp, -1.0)
+    else:
+        st[S_OQS] += q
+        ist[J_HS] = heap_push_nb(heap_s, ist[J_HS], i, lp, 1.0)
+    return q * fill
 
 
 @jit
@@ -205,17 +306,24 @@ def settle_nb(r, fill, side, qty, entry, wallet, fee_rate, status, rec, st):
 
 
 @jit
-def step_loop_nb(t_begin, t_end, side, qty, entry, wallet, lp, status, n_long, stop_idx, stop_px,
-                 n_long_stops, exo, noise, prm, iprm, st, ist, ring, pend, rec, out):
+def step_loop_nb(t_begin, t_end, side, qty, entry, wallet, lp, status, n_long, n_ladder, stop_idx,
+                 stop_px, n_long_stops, heap_l, heap_s, floor, cap, mmr, cum, exo, noise, prm,
+                 iprm, st, ist, ring, pend, rec, out):
     """Advance the market from step ``t_begin`` to ``t_end`` (exclusive).
 
     Parameters
     ----------
-    side, qty, entry, wallet, lp : (n,) population rows sorted as the ladder (int8, float64 x4)
-    status : int8 (n,) in/out, OPEN / TRIGGERED / LIQUIDATED / STOPPED
+    side, qty, entry, wallet, lp : (n,) population rows (int8, float64 x4); rows [0, n_ladder)
+        sorted as the ladder, rows [n_ladder, n) conditional entries (entry, wallet, lp written
+        when they open)
+    status : int8 (n,) in/out, OPEN / TRIGGERED / LIQUIDATED / STOPPED / DORMANT
     n_long : rows [0, n_long) are longs
-    stop_idx : int32 (m,), stop_px : float64 (m,); long stops first, each part ascending
-    n_long_stops : int
+    n_ladder : rows [n_long, n_ladder) are shorts
+    stop_idx : int32 (m,), stop_px : float64 (m,); conditional orders on last price, sells on a
+        fall first (long stops and breakdown-short entries), then buys on a rise, each ascending
+    n_long_stops : int, size of the sell part
+    heap_l, heap_s : int32 (n - n_ladder,) heaps of the opened entries, in/out (sizes in ``ist``)
+    floor, cap, mmr, cum : float64 (k,) bracket table, for the liquidation price of entries
     exo, noise : float64 (n_steps,), exogenous flow (USD) and background log increments
     prm, iprm : parameter vectors (:func:`cascade.market.parameters`)
     st, ist : float64 / int64 state vectors, in/out (``S_*`` / ``J_*``)
@@ -265,8 +373,9 @@ def step_loop_nb(t_begin, t_end, side, qty, entry, wallet, lp, status, n_long, s
             p = p_pre * exp(imp)
             mark = (msum - old + p) / w
             before = ist[J_NREC]
-            new_flow = scan_triggers_nb(t, mark, p, side, qty, lp, status, n_long, stop_idx,
-                                        stop_px, n_long_stops, liq_on_equal, lat, rec, ist)
+            new_flow = scan_triggers_nb(t, mark, p, side, qty, lp, status, n_long, n_ladder,
+                                        stop_idx, stop_px, n_long_stops, heap_l, heap_s,
+                                        liq_on_equal, lat, rec, ist)
             it += 1
             if ist[J_NREC] == before:
                 break
@@ -285,10 +394,16 @@ def step_loop_nb(t_begin, t_end, side, qty, entry, wallet, lp, status, n_long, s
         liq_l = 0.0
         liq_s = 0.0
         stop_usd = 0.0
+        entry_usd = 0.0
         nliq = 0
         r = ist[J_FPTR]
         nrec = ist[J_NREC]
         while r < nrec and rec[r].exec_step <= t:
+            if rec[r].kind == KIND_ENTRY:
+                entry_usd += open_nb(r, fill, side, qty, entry, wallet, lp, status, heap_l,
+                                     heap_s, floor, cap, mmr, cum, rec, st, ist)
+                r += 1
+                continue
             usd = settle_nb(r, fill, side, qty, entry, wallet, fee_rate, status, rec, st)
             if rec[r].kind == KIND_LIQ:
                 nliq += 1
@@ -335,6 +450,7 @@ def step_loop_nb(t_begin, t_end, side, qty, entry, wallet, lp, status, n_long, s
         o[C_BAD] = st[S_BAD]
         o[C_ITER] = it
         o[C_FILL] = fill
+        o[C_ENTRY] = entry_usd
 
 
 @dataclasses.dataclass
@@ -348,9 +464,17 @@ class EngineState:
     pend: np.ndarray
     rec: np.ndarray
     out: np.ndarray
+    heap_l: np.ndarray
+    heap_s: np.ndarray
+    table: object
 
     @classmethod
-    def initial(cls, popu, n_steps: int, iprm: np.ndarray, fund_usd: float) -> EngineState:
+    def initial(cls, popu, n_steps: int, iprm: np.ndarray, fund_usd: float,
+                table) -> EngineState:
+        """Fresh state at the start price; resets the population's conditional entries (their
+        rows are written by a run), so a population can serve several runs in turn.
+        ``table``: the venue's :class:`~cascade.brackets.BracketTable`."""
+        popu.reset_entries()
         p0 = popu.price_start
         st = np.zeros(N_STATE)
         st[S_X] = log(p0)
@@ -358,7 +482,7 @@ class EngineState:
         st[S_REF] = p0
         st[S_FUND] = fund_usd
         st[S_OQL] = float(popu.qty[: popu.n_long].sum())
-        st[S_OQS] = float(popu.qty[popu.n_long:].sum())
+        st[S_OQS] = float(popu.qty[popu.n_long: popu.n_ladder].sum())
         w = int(iprm[I_MARKW])
         st[S_MSUM] = p0 * w
         ist = np.zeros(N_ISTATE, np.int64)
@@ -367,16 +491,23 @@ class EngineState:
         ist[J_LSPTR] = popu.n_long_stops
         ist[J_SSPTR] = popu.n_long_stops
         # np.empty maps memory lazily: only the records actually written become resident
-        rec = np.empty(popu.n, RECORD_DTYPE)
-        return cls(status=np.zeros(popu.n, np.int8), st=st, ist=ist, ring=np.full(w, p0),
+        # (an entry opens and may later close: up to two records per entrant row)
+        m = popu.n - popu.n_ladder
+        rec = np.empty(popu.n + m, RECORD_DTYPE)
+        status = np.zeros(popu.n, np.int8)
+        status[popu.n_ladder:] = DORMANT
+        return cls(status=status, st=st, ist=ist, ring=np.full(w, p0),
                    pend=np.zeros(int(iprm[I_LAT]) + 1), rec=rec,
-                   out=np.zeros((n_steps, len(COLUMNS))))
+                   out=np.zeros((n_steps, len(COLUMNS))), heap_l=np.zeros(m, np.int32),
+                   heap_s=np.zeros(m, np.int32), table=table)
 
     def advance(self, popu, exo, noise, prm, iprm, t_begin: int, t_end: int) -> None:
+        tb = self.table
         step_loop_nb(t_begin, t_end, popu.side, popu.qty, popu.entry, popu.wallet, popu.lp,
-                     self.status, popu.n_long, popu.stop_idx, popu.stop_px, popu.n_long_stops,
-                     exo, noise, prm, iprm, self.st, self.ist, self.ring, self.pend, self.rec,
-                     self.out)
+                     self.status, popu.n_long, popu.n_ladder, popu.stop_idx, popu.stop_px,
+                     popu.n_long_stops, self.heap_l, self.heap_s, tb.floor, tb.cap, tb.mmr,
+                     tb.cum, exo, noise, prm, iprm, self.st, self.ist, self.ring, self.pend,
+                     self.rec, self.out)
 
     @property
     def records(self) -> np.ndarray:

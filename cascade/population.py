@@ -40,9 +40,15 @@ class Population:
     cross : bool (n,)     cross margin (else isolated)
     leverage : float32 (n,) leverage the position was opened with (after the bracket cap)
     n_long : int          rows [0, n_long) are longs
-    stop_idx : int32 (m,) rows that carry a stop-loss; long stops first, each part sorted by price
-    stop_px : float64 (m,) stop trigger price (on last price), USD, ascending within each part
-    n_long_stops : int
+    n_ladder : int        rows [n_long, n_ladder) are shorts; rows [n_ladder, n) are conditional
+                          entries: positions opened during the run when the last price crosses
+                          their level (entry, wallet and lp are written by the run; before it,
+                          entry and lp are NaN and wallet holds the initial-margin fraction)
+    stop_idx : int32 (m,) rows with an order on last price: first those that sell on a fall (long
+                          stop-losses and breakdown-short entries), then those that buy on a rise
+                          (short stop-losses, breakout-long entries); each part sorted by price
+    stop_px : float64 (m,) trigger price of those orders (on last price), USD, ascending per part
+    n_long_stops : int    size of the first (sell) part
     price_start : float   USD
     requested : int       positions asked for; ``n`` may be a little lower (see ``dropped_prestart``)
     dropped_prestart : int candidates discarded because the history had already liquidated them
@@ -65,10 +71,40 @@ class Population:
     requested: int = 0
     dropped_prestart: int = 0
     leverage_capped: int = 0
+    n_ladder: int = -1
+    entry_margin: np.ndarray | None = None  # float64 (n - n_ladder,): 1 / leverage of entries
+
+    def __post_init__(self):
+        if self.n_ladder < 0:
+            self.n_ladder = self.n
+        if self.entry_margin is None:
+            self.entry_margin = np.zeros(self.n - self.n_ladder)
 
     @property
     def n(self) -> int:
         return int(self.side.shape[0])
+
+    @property
+    def n_entries(self) -> int:
+        """Number of conditional-entry rows."""
+        return self.n - self.n_ladder
+
+    def reset_entries(self) -> None:
+        """Put the conditional-entry rows back in their state before a run."""
+        a = self.n_ladder
+        if a < self.n:
+            self.entry[a:] = np.nan
+            self.lp[a:] = np.nan
+            self.wallet[a:] = self.entry_margin
+            self.bracket[a:] = 0
+
+    def fork(self) -> Population:
+        """A population sharing the read-only arrays but with its own entry/wallet/lp/bracket
+        (the arrays a run writes), so two runs can keep their results side by side."""
+        if self.n_entries == 0:
+            return self
+        return dataclasses.replace(self, entry=self.entry.copy(), wallet=self.wallet.copy(),
+                                   lp=self.lp.copy(), bracket=self.bracket.copy())
 
     @property
     def notional_start(self) -> np.ndarray:
@@ -110,8 +146,8 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     suffix_min = np.minimum.accumulate(low_grid[::-1])[::-1]
     suffix_max = np.maximum.accumulate(high_grid[::-1])[::-1]
 
-    rng_side, rng_size, rng_lev, rng_age, rng_noise, rng_mode, rng_spare, rng_stop, rng_dist = \
-        _streams(seed, 9)
+    (rng_side, rng_size, rng_lev, rng_age, rng_noise, rng_mode, rng_spare, rng_stop, rng_dist,
+     rng_entries) = _streams(seed, 10)
     n_cand = int(np.ceil(n_req * OVERSAMPLE)) + 16 if n_req else 0
 
     side = np.where(rng_side.random(n_cand) < pop.long_share, LONG, SHORT).astype(np.int8)
@@ -162,6 +198,7 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     del c, d
 
     rows = np.flatnonzero(keep)
+    ent = _entries(sc, table, rng_entries, n_req, p0)
     t_ladder = time.perf_counter()
     if sort and rows.size:
         longs = rows[side[rows] == LONG]
@@ -172,13 +209,19 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     stop_px = (entry * (1.0 - side * stop_dist))[rows]
     stop_rows = np.flatnonzero(has_stop[rows])
     n_long = int(np.count_nonzero(side_r == LONG))
-    ls = stop_rows[side_r[stop_rows] == LONG]
-    ss = stop_rows[side_r[stop_rows] == SHORT]
-    ls = ls[np.argsort(stop_px[ls], kind="stable")]
-    ss = ss[np.argsort(stop_px[ss], kind="stable")]
+    n_ladder = rows.size
+    m = ent["side"].size
+    if m:  # entries join the orders on last price: breakdown shorts sell, breakout longs buy
+        stop_px = np.concatenate([stop_px, ent["level"]])
+        stop_rows = np.concatenate([stop_rows, n_ladder + np.arange(m)])
+        side_r = np.concatenate([side_r, ent["side"]])
+    sells = stop_rows[(side_r[stop_rows] == LONG) == (stop_rows < n_ladder)]
+    buys = stop_rows[(side_r[stop_rows] == LONG) != (stop_rows < n_ladder)]
+    ls = sells[np.argsort(stop_px[sells], kind="stable")]
+    ss = buys[np.argsort(stop_px[buys], kind="stable")]
     stop_idx = np.concatenate([ls, ss]).astype(np.int32)
     n_long_stops = ls.size
-    del side, stop_dist, has_stop, ls, ss, stop_rows
+    del side, stop_dist, has_stop, ls, ss, stop_rows, sells, buys
     stop_px = stop_px[stop_idx]
     # gather one array at a time so at most one extra copy is alive
     qty = qty[rows]
@@ -188,15 +231,57 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     br = br[rows]
     cross = cross[rows]
     lev = lev[rows].astype(np.float32)
+    if m:
+        qty = np.concatenate([qty, ent["qty"]])
+        entry = np.concatenate([entry, np.full(m, np.nan)])
+        wallet = np.concatenate([wallet, 1.0 / ent["lev"]])
+        lp = np.concatenate([lp, np.full(m, np.nan)])
+        br = np.concatenate([br, np.zeros(m, np.int8)])
+        cross = np.concatenate([cross, np.zeros(m, bool)])
+        lev = np.concatenate([lev, ent["lev"].astype(np.float32)])
     popu = Population(
         side=side_r, qty=qty, entry=entry, wallet=wallet, lp=lp, bracket=br, cross=cross,
         leverage=lev, n_long=n_long, stop_idx=stop_idx, stop_px=stop_px,
         n_long_stops=int(n_long_stops), price_start=p0, requested=n_req,
-        dropped_prestart=dropped, leverage_capped=capped)
+        dropped_prestart=dropped, leverage_capped=capped, n_ladder=n_ladder,
+        entry_margin=1.0 / ent["lev"])
     if timings is not None:
         timings["ladder_s"] = time.perf_counter() - t_ladder
         timings["population_s"] = t_ladder - t_start
     return popu
+
+
+def _entries(sc: Scenario, table, rng: np.random.Generator, n_req: int, p0: float) -> dict:
+    """Conditional entries: side int8, level (trigger on last price, USD), qty (coin), lev, all
+    (m,) in draw order, m = round(positions * entry_order_share).
+
+    Sizes follow the population's Pareto law, rescaled per side to the entry notional at the
+    start price; levels are uniform in log price between ``entry_order_range_pct`` below (shorts)
+    or above (longs) the start price; leverage is capped at the bracket maximum of the notional at
+    the level."""
+    pop = sc.population
+    m = int(round(n_req * pop.entry_order_share)) if pop.entry_order_share > 0 else 0
+    if m == 0:
+        return {"side": np.zeros(0, np.int8), "level": np.zeros(0), "qty": np.zeros(0),
+                "lev": np.ones(0)}
+    r_side, r_size, r_lev, r_level = rng.spawn(4)
+    side = np.where(r_side.random(m) < pop.entry_order_long_share, LONG, SHORT).astype(np.int8)
+    notional = pop.min_notional_usd * (1.0 + r_size.pareto(pop.size_tail_index, m))
+    total = pop.open_interest_usd * pop.entry_order_share
+    for s, share in ((LONG, pop.entry_order_long_share), (SHORT, 1 - pop.entry_order_long_share)):
+        _rescale_capped(notional, side == s, total * share, pop.max_notional_share)
+    lo, hi = pop.entry_order_range_pct
+    u = r_level.random(m)
+    d_lo = np.where(side == LONG, np.log1p(lo / 100.0), np.log1p(-lo / 100.0))
+    d_hi = np.where(side == LONG, np.log1p(hi / 100.0), np.log1p(-hi / 100.0))
+    level = p0 * np.exp(d_lo + (d_hi - d_lo) * u)
+    choices = np.asarray(pop.entry_order_leverages, dtype=np.float64)
+    weights = np.asarray(pop.entry_order_leverage_weights) / sum(pop.entry_order_leverage_weights)
+    lev = choices[r_lev.choice(len(choices), size=m, p=weights)]
+    qty = notional / p0
+    b = np.searchsorted(table.cap, qty * level, side="left")
+    lev = np.minimum(lev, table.max_leverage[np.minimum(b, len(table.cap) - 1)])
+    return {"side": side, "level": level, "qty": qty, "lev": lev}
 
 
 def _derive(c: dict, table, targets: dict, max_share: float, p0: float) -> dict:
@@ -271,10 +356,12 @@ def liquidation_map(popu: Population, *, width_pct: float = 30.0, bins: int = 24
 
     p0 = popu.price_start
     edges = np.linspace(p0 * (1 - width_pct / 100), p0 * (1 + width_pct / 100), bins + 1)
-    notional = popu.qty * popu.lp
-    long = popu.side == LONG
-    hl, _ = np.histogram(popu.lp[long], bins=edges, weights=notional[long])
-    hs, _ = np.histogram(popu.lp[~long], bins=edges, weights=notional[~long])
+    a = popu.n_ladder  # conditional entries have no liquidation price before they open
+    lp = popu.lp[:a]
+    notional = popu.qty[:a] * lp
+    long = popu.side[:a] == LONG
+    hl, _ = np.histogram(lp[long], bins=edges, weights=notional[long])
+    hs, _ = np.histogram(lp[~long], bins=edges, weights=notional[~long])
     centres = 0.5 * (edges[1:] + edges[:-1])
     return pd.DataFrame({"long_usd": hl, "short_usd": hs},
                         index=pd.Index(centres, name="price"))

@@ -13,7 +13,16 @@ import numpy as np
 import pandas as pd
 
 import cascade
-from cascade.engine import COLUMNS, J_FPTR, KIND_LIQ, KIND_STOP, S_BAD, S_FUND, EngineState
+from cascade.engine import (
+    COLUMNS,
+    J_FPTR,
+    KIND_ENTRY,
+    KIND_LIQ,
+    KIND_STOP,
+    S_BAD,
+    S_FUND,
+    EngineState,
+)
 from cascade.market import step_times
 
 
@@ -87,7 +96,7 @@ class Result:
         summary = {
             "scenario": sc.name,
             "seed": sc.scenario.seed,
-            "positions": popu.n,
+            "positions": popu.n_ladder,
             "positions_requested": popu.requested,
             "positions_dropped_prestart": popu.dropped_prestart,
             "version": cascade.__version__,
@@ -116,6 +125,9 @@ class Result:
             "stops_executed": int(np.count_nonzero(filled["kind"] == KIND_STOP)),
             "max_liquidation_1m_usd": _max_window_sum(liq, max(1, round(60 / step_s))),
             "max_liquidation_45m_usd": _max_window_sum(liq, max(1, round(2700 / step_s))),
+            "entry_orders": popu.n_entries,
+            "entries_opened": int(np.count_nonzero(filled["kind"] == KIND_ENTRY)),
+            "entry_opened_usd": float(steps["entry_usd"].sum()),
             "exogenous_sold_usd": float(-steps["exo_flow_usd"].clip(upper=0).sum()),
             "exogenous_bought_usd": float(steps["exo_flow_usd"].clip(lower=0).sum()),
             "dip_bought_usd": float(steps["dip_flow_usd"].sum()),
@@ -164,14 +176,17 @@ class Result:
 
     @property
     def liquidations(self) -> pd.DataFrame:
-        """One row per closed position (liquidations and stops), with its population row."""
+        """One row per record: liquidations, stops and conditional entries (a position opened
+        during the run has an entry row and, if it was closed, a liquidation row), with its
+        population row."""
         rec = self.records
         p = self.population
         i = rec["pos"]
         times = step_times(self.scenario)
         df = pd.DataFrame({
             "trigger_time": times[rec["trigger_step"]],
-            "kind": np.where(rec["kind"] == KIND_LIQ, "liquidation", "stop"),
+            "kind": np.select([rec["kind"] == KIND_LIQ, rec["kind"] == KIND_STOP],
+                              ["liquidation", "stop"], "entry"),
             "side": np.where(p.side[i] > 0, "long", "short"),
             "qty": p.qty[i], "entry_price": p.entry[i], "wallet_usd": p.wallet[i],
             "liquidation_price": p.lp[i], "trigger_price": rec["trigger_price"],

@@ -61,7 +61,7 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
     result = simulate(sc, progress=progress)
     if amplification:
         base = simulate(sc.with_overrides(**{"engine.feedback": False}), progress=progress,
-                        population=result.population)
+                        population=result.population.fork())
         result.add_amplification(base)
     if klines is not None:
         result.add_reference(klines, str(reference))
@@ -93,8 +93,8 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
     noise = background_noise(sc, seed) if noise is None else noise
     prm, iprm = parameters(sc, rules.liquidation_fee_rate, sc.engine.feedback,
                            rules.liquidate_on_equal)
-    state = EngineState.initial(popu, n_steps, iprm, sc.venue.insurance_fund_usd)
-    oi0 = float((popu.qty.sum()) * popu.price_start)
+    state = EngineState.initial(popu, n_steps, iprm, sc.venue.insurance_fund_usd, table)
+    oi0 = float((popu.qty[: popu.n_ladder].sum()) * popu.price_start)
     bounds = np.unique(np.linspace(0, n_steps, min(CHUNKS, n_steps) + 1).astype(np.int64))
     bar = _progress(progress, n_steps, f"{sc.name}: steps" + ("" if sc.engine.feedback
                                                            else " (no feedback)"))

@@ -125,6 +125,20 @@ SCHEMA: dict[str, dict[str, Field]] = {
                               "truncated at the lookback).", "h", lo=0, lo_open=True),
         "entry_noise_pct": F("float", 0.1, "Dispersion of entry prices around the path price "
                              "(normal, one sigma).", "%", lo=0, hi=50),
+        "entry_order_share": F("float", 0.0, "Conditional entries: traders who open a position "
+                               "during the window when the last price crosses their level, as a "
+                               "share of open_interest_usd (notional at the start price).",
+                               lo=0, hi=10),
+        "entry_order_long_share": F("float", 0.3, "Share of the conditional-entry notional that "
+                                    "buys breakouts above the start price; the rest shorts "
+                                    "breakdowns below it.", lo=0, hi=1),
+        "entry_order_range_pct": F("range", [1.0, 20.0], "Entry levels lie this far from the start "
+                                   "price, uniform in log price.", "%", lo=0, lo_open=True, hi=90),
+        "entry_order_leverages": F("floats", [10.0, 20.0, 50.0], "Leverages of conditional "
+                                   "entries (isolated margin; capped at the bracket maximum).",
+                                   "x", lo=1),
+        "entry_order_leverage_weights": F("floats", [0.4, 0.4, 0.2], "Share of conditional entries "
+                                          "(by count) at each of entry_order_leverages.", lo=0),
         "history": F("waypoints", None, "Price path before the start, as waypoints linearly "
                      "interpolated; must cover [start - entry_lookback_h, start]."),
         "history_klines": F("path", None, "Alternative to history: a Binance kline CSV covering the "
@@ -441,6 +455,14 @@ def _cross_checks(sc: Scenario, source: str) -> None:
     if abs(total - 1.0) > 1e-6:
         raise CascadeError(f"{source}: [population] leverage_weights: expected weights summing "
                            f"to 1, got {total:g}")
+    if len(pop.entry_order_leverages) != len(pop.entry_order_leverage_weights):
+        raise CascadeError(f"{source}: [population] entry_order_leverage_weights: expected "
+                           f"{len(pop.entry_order_leverages)} weights, one per leverage, got "
+                           f"{len(pop.entry_order_leverage_weights)}")
+    total = sum(pop.entry_order_leverage_weights)
+    if abs(total - 1.0) > 1e-6:
+        raise CascadeError(f"{source}: [population] entry_order_leverage_weights: expected "
+                           f"weights summing to 1, got {total:g}")
     if pop.history is None and pop.history_klines is None:
         raise CascadeError(f"{source}: [population] history: expected a price history before the "
                            "start, either history = [[time, price], ...] or history_klines = 'file.csv'")

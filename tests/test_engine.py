@@ -15,6 +15,7 @@ from cascade.engine import (
     J_NREC,
     J_SPTR,
     J_SSPTR,
+    KIND_ENTRY,
     KIND_LIQ,
     KIND_STOP,
     LIQUIDATED,
@@ -24,15 +25,18 @@ from cascade.engine import (
     scan_triggers_nb,
 )
 from cascade.market import background_noise, exogenous_flow, parameters
-from cascade.population import build_population
+from cascade.population import build_population, venue_tables
 from cascade.runner import simulate
 from tests.conftest import START, make_scenario
 from tests.naive import engine as naive
 
+# conditional entries near the start price, so the small scenario's moves cross them both ways
+ENTRIES = {"population.entry_order_share": 0.3, "population.entry_order_range_pct": [0.2, 3.0],
+           "population.entry_order_leverages": [20.0, 50.0, 100.0],
+           "population.entry_order_leverage_weights": [0.3, 0.4, 0.3]}
+
 
 def _inputs(sc, popu):
-    from cascade.population import venue_tables
-
     _, rules = venue_tables(sc)
     prm, iprm = parameters(sc, rules.liquidation_fee_rate, sc.engine.feedback,
                            rules.liquidate_on_equal)
@@ -43,7 +47,8 @@ def _compare_with_naive(sc):
     res = simulate(sc)
     popu = res.population
     exo, noise, prm, iprm = _inputs(sc, popu)
-    ref = naive.run(popu, exo, noise, prm, iprm, sc.venue.insurance_fund_usd)
+    table, _ = venue_tables(sc)
+    ref = naive.run(popu, exo, noise, prm, iprm, sc.venue.insurance_fund_usd, table)
     steps = res.steps
     np.testing.assert_allclose(steps["last_price"], ref["last"], rtol=1e-10)
     np.testing.assert_allclose(steps["mark_price"], ref["mark"], rtol=1e-10)
@@ -51,10 +56,20 @@ def _compare_with_naive(sc):
                      ("stop_usd", "stop"), ("insurance_fund_usd", "fund"),
                      ("bad_debt_usd", "bad")):
         np.testing.assert_allclose(steps[col], ref[key], rtol=1e-9, atol=1e-4, err_msg=col)
-    rec = res.records[~np.isnan(res.records["fill_price"])]
+    np.testing.assert_allclose(steps["open_interest_usd"], ref["oi_qty"] * steps["mark_price"],
+                               rtol=1e-9, atol=1e-3)  # sums of sizes in another order
+    done = ~np.isnan(res.records["fill_price"])
+    ent = res.records[done & (res.records["kind"] == KIND_ENTRY)]
+    rec = res.records[done & (res.records["kind"] != KIND_ENTRY)]
     got = {int(r["pos"]): (int(r["kind"]), int(r["trigger_step"])) for r in rec}
     want = {i: (v[0], v[1]) for i, v in ref["closed"].items()}
     assert got == want
+    assert {int(r["pos"]): int(r["trigger_step"]) for r in ent} == \
+        {i: v[0] for i, v in ref["opened"].items()}
+    if len(ent):
+        rows = np.sort(ent["pos"])
+        np.testing.assert_allclose(popu.lp[rows], [ref["opened"][i][2] for i in rows],
+                                   rtol=1e-12)
     fills = dict(zip(rec["pos"].tolist(), rec["fill_price"].tolist()))
     np.testing.assert_allclose([fills[i] for i in sorted(want)],
                                [ref["closed"][i][2] for i in sorted(want)], rtol=1e-10)
@@ -68,10 +83,19 @@ def _compare_with_naive(sc):
     {"engine.max_iterations": 1},
     {"venue.name": "hyperliquid", "population.leverages": [3.0, 10.0, 20.0, 30.0, 40.0]},
     {"market.mark_window_s": 1.0, "population.cross_share": 1.0},
+    ENTRIES,
+    {**ENTRIES, "engine.latency_s": 2.0},
+    {**ENTRIES, "engine.max_iterations": 1, "population.entry_order_long_share": 0.6},
 ])
 def test_step_loop_matches_naive(overrides):
     res = _compare_with_naive(make_scenario(**overrides))
     s = res.summary
+    if "population.entry_order_share" in overrides:
+        # entries of both sides open, and some of them are liquidated later in the run
+        liq = res.liquidations
+        opened = liq[liq["kind"] == "entry"]
+        assert set(opened["side"]) == {"long", "short"}
+        assert (liq["kind"].eq("liquidation") & liq["row"].isin(opened["row"])).any()
     if overrides.get("engine.feedback") is not False:
         # the scenario is built to liquidate both sides and fire stops
         assert s["liquidated_long_usd"] > 0 and s["liquidated_short_usd"] > 0
@@ -97,6 +121,15 @@ def test_everything_liquidated_in_one_step():
     assert len(liq_steps) == 1
     assert res.summary["accounts_liquidated"] == res.population.n
     assert res.summary["bad_debt_usd"] > 0  # filled far below bankruptcy
+
+
+NOHEAP = np.zeros(0, np.int32)
+
+
+def _scan(t, mark, last, side, qty, lp, status, n_long, sidx, spx, nls, liq_on_equal, rec, ist):
+    """scan_triggers_nb on a population with no conditional entries, no latency."""
+    return scan_triggers_nb(t, mark, last, side, qty, lp, status, n_long, len(side), sidx, spx,
+                            nls, NOHEAP, NOHEAP, liq_on_equal, 0, rec, ist)
 
 
 def _scan_inputs(side, lp, stop_rows=(), stop_px=()):
@@ -125,8 +158,7 @@ def test_scan_kernel_both_sides_and_ties(mark, last):
     status = np.zeros(9, np.int8)
     status[2] = LIQUIDATED
     rec = np.empty(9, RECORD_DTYPE)
-    flow = scan_triggers_nb(7, mark, last, side, qty, lp, status, n_long, sidx, spx, nls, True, 0,
-                            rec, ist)
+    flow = _scan(7, mark, last, side, qty, lp, status, n_long, sidx, spx, nls, True, rec, ist)
     status_ref = [OPEN] * 9
     status_ref[2] = LIQUIDATED
     want = naive.scan(mark, last, list(side), list(lp), status_ref, list(sidx), list(spx))
@@ -136,16 +168,15 @@ def test_scan_kernel_both_sides_and_ties(mark, last):
                         abs_tol=1e-12)
     # a second scan at the same prices finds nothing new
     n = ist[J_NREC]
-    scan_triggers_nb(8, mark, last, side, qty, lp, status, n_long, sidx, spx, nls, True, 0, rec,
-                     ist)
+    _scan(8, mark, last, side, qty, lp, status, n_long, sidx, spx, nls, True, rec, ist)
     assert ist[J_NREC] == n
 
 
 def test_scan_kernel_empty():
     side, lp, n_long, sidx, spx, nls, ist = _scan_inputs([], [])
     rec = np.empty(0, RECORD_DTYPE)
-    flow = scan_triggers_nb(0, 1.0, 1.0, side, np.zeros(0), lp, np.zeros(0, np.int8), n_long,
-                            sidx, spx, nls, True, 0, rec, ist)
+    flow = _scan(0, 1.0, 1.0, side, np.zeros(0), lp, np.zeros(0, np.int8), n_long, sidx, spx,
+                 nls, True, rec, ist)
     assert flow == 0.0 and ist[J_NREC] == 0
 
 
@@ -153,21 +184,19 @@ def test_strict_trigger_for_hyperliquid():
     side, lp, n_long, sidx, spx, nls, ist = _scan_inputs([1, -1], [100.0, 100.0])
     rec = np.empty(2, RECORD_DTYPE)
     status = np.zeros(2, np.int8)
-    scan_triggers_nb(0, 100.0, 100.0, side, np.ones(2), lp, status, n_long, sidx, spx, nls,
-                     False, 0, rec, ist)
+    _scan(0, 100.0, 100.0, side, np.ones(2), lp, status, n_long, sidx, spx, nls, False, rec, ist)
     assert ist[J_NREC] == 0  # equity == MM is not yet a liquidation on Hyperliquid
-    scan_triggers_nb(0, 100.0, 100.0, side, np.ones(2), lp, status, n_long, sidx, spx, nls,
-                     True, 0, rec, ist)
+    _scan(0, 100.0, 100.0, side, np.ones(2), lp, status, n_long, sidx, spx, nls, True, rec, ist)
     assert ist[J_NREC] == 2  # ...but it is on Binance (WB + UPNL <= MM)
 
 
 # --------------------------------------------------------------------------------- accounting
 @pytest.mark.parametrize("overrides", [{}, {"engine.latency_s": 3.0},
-                                       {"venue.insurance_fund_usd": 0.0}])
+                                       {"venue.insurance_fund_usd": 0.0}, ENTRIES])
 def test_accounting_balances_to_the_cent(overrides):
     res = simulate(make_scenario(**overrides))
     popu, rec, s = res.population, res.records, res.summary
-    closed = rec[~np.isnan(rec["fill_price"])]
+    closed = rec[~np.isnan(rec["fill_price"]) & (rec["kind"] != KIND_ENTRY)]
     i = closed["pos"]
     sd, q, ep, wb, fill = popu.side[i], popu.qty[i], popu.entry[i], popu.wallet[i], \
         closed["fill_price"]
@@ -209,6 +238,41 @@ def test_open_interest_falls_by_what_was_closed(small):
     status_open[closed["pos"]] = False
     np.testing.assert_allclose(qty_end, math.fsum(popu.qty[status_open]), rtol=1e-12)
     assert set(np.flatnonzero(~status_open)) == set(closed["pos"].tolist())
+
+
+@pytest.mark.parametrize("overrides", [{}, ENTRIES, {**ENTRIES, "engine.latency_s": 2.0}])
+def test_no_trigger_is_ever_missed(overrides):
+    """Full scan after the fact: each position is liquidated at the first step its mark crossed
+    its liquidation price while it was open (from the start, or from the step after its entry
+    filled), unless its stop closed it first; a position still open never saw such a step."""
+    res = simulate(make_scenario(**overrides))
+    popu, rec = res.population, res.records
+    mark = res.steps["mark_price"].to_numpy()
+    n_steps = mark.size
+    first_open = np.zeros(popu.n, np.int64)
+    first_open[popu.n_ladder:] = n_steps  # never opened
+    ent = rec[rec["kind"] == KIND_ENTRY]
+    first_open[ent["pos"]] = ent["exec_step"] + 1
+    liq_step = np.full(popu.n, -1)
+    liq = rec[rec["kind"] == KIND_LIQ]
+    liq_step[liq["pos"]] = liq["trigger_step"]
+    stop_step = np.full(popu.n, n_steps)
+    stops = rec[rec["kind"] == KIND_STOP]
+    stop_step[stops["pos"]] = stops["trigger_step"]
+    checked = 0
+    for i in range(popu.n):
+        if first_open[i] >= n_steps or np.isnan(popu.lp[i]):
+            continue
+        m = mark[first_open[i]:]
+        crossed = m <= popu.lp[i] if popu.side[i] > 0 else m >= popu.lp[i]
+        hits = np.flatnonzero(crossed)
+        want = first_open[i] + hits[0] if hits.size else -1
+        if want >= 0 and stop_step[i] <= want:
+            assert liq_step[i] == -1  # its stop closed it first
+            continue
+        assert liq_step[i] == want, (i, liq_step[i], want)
+        checked += want >= 0
+    assert checked > 0
 
 
 # ------------------------------------------------------------------------------ determinism

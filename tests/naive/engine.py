@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-OPEN, TRIGGERED, LIQUIDATED, STOPPED = 0, 1, 2, 3
-LIQ, STOP = 1, 2
+OPEN, TRIGGERED, LIQUIDATED, STOPPED, DORMANT = 0, 1, 2, 3, 4
+LIQ, STOP, ENTRY = 1, 2, 3
 
 
 def curve(y, depth, alpha):
@@ -36,14 +36,21 @@ def mean_impact(y, f, depth, alpha, imp):
     return (integral(y + f, depth, alpha) - integral(y, depth, alpha)) / f - curve(y, depth, alpha)
 
 
-def scan(mark, last, side, lp, status, stop_rows, stop_px, liq_on_equal=True):
+def scan(mark, last, side, lp, status, stop_rows, stop_px, liq_on_equal=True, n_ladder=None,
+         consumed=None):
     """Every open position whose trigger is crossed, in the order an exchange would process them:
-    long liquidations from the highest liquidation price down, short ones from the lowest up,
-    then long stops from the highest stop down, short stops from the lowest up.
+    long liquidations from the highest liquidation price down, short ones from the lowest up
+    (positions held from the start first, then those opened during the run), then the orders on
+    last price that sell on a fall (long stops, breakdown-short entries) from the highest level
+    down, and those that buy on a rise from the lowest up. Rows from ``n_ladder`` on are
+    conditional entries; each order on last price fires at most once (``consumed``, by its index
+    in ``stop_rows``).
 
     Returns a list of (row, kind)."""
     out = []
-    rows = range(len(side))
+    n = len(side)
+    n_ladder = n if n_ladder is None else n_ladder
+    consumed = [False] * len(stop_rows) if consumed is None else consumed
 
     def crossed_long(x):
         return x > mark or (liq_on_equal and x == mark)
@@ -51,22 +58,30 @@ def scan(mark, last, side, lp, status, stop_rows, stop_px, liq_on_equal=True):
     def crossed_short(x):
         return x < mark or (liq_on_equal and x == mark)
 
-    longs = [i for i in rows if status[i] == OPEN and side[i] > 0 and crossed_long(lp[i])]
-    shorts = [i for i in rows if status[i] == OPEN and side[i] < 0 and crossed_short(lp[i])]
-    out += [(i, LIQ) for i in sorted(longs, key=lambda i: (-lp[i], -i))]
-    out += [(i, LIQ) for i in sorted(shorts, key=lambda i: (lp[i], i))]
+    for rows in (range(n_ladder), range(n_ladder, n)):
+        longs = [i for i in rows if status[i] == OPEN and side[i] > 0 and crossed_long(lp[i])]
+        shorts = [i for i in rows if status[i] == OPEN and side[i] < 0 and crossed_short(lp[i])]
+        out += [(i, LIQ) for i in sorted(longs, key=lambda i: (-lp[i], -i))]
+        out += [(i, LIQ) for i in sorted(shorts, key=lambda i: (lp[i], i))]
     for i, _ in out:
         status[i] = TRIGGERED
-    ls = [(px, k, i) for k, (i, px) in enumerate(zip(stop_rows, stop_px))
-          if side[i] > 0 and status[i] == OPEN and px >= last]
-    ss = [(px, k, i) for k, (i, px) in enumerate(zip(stop_rows, stop_px))
-          if side[i] < 0 and status[i] == OPEN and px <= last]
-    for _, _, i in sorted(ls, key=lambda x: (-x[0], -x[1])):
-        out.append((i, STOP))
-        status[i] = TRIGGERED
-    for _, _, i in sorted(ss, key=lambda x: (x[0], x[1])):
-        out.append((i, STOP))
-        status[i] = TRIGGERED
+
+    def sells_on_fall(i):  # a long's stop, or a short's entry
+        return (side[i] > 0) == (i < n_ladder)
+
+    sells = [(px, k, i) for k, (i, px) in enumerate(zip(stop_rows, stop_px))
+             if not consumed[k] and sells_on_fall(i) and px >= last]
+    buys = [(px, k, i) for k, (i, px) in enumerate(zip(stop_rows, stop_px))
+            if not consumed[k] and not sells_on_fall(i) and px <= last]
+    for group in (sorted(sells, key=lambda x: (-x[0], -x[1])), sorted(buys)):
+        for _, k, i in group:
+            consumed[k] = True
+            if status[i] == OPEN:
+                out.append((i, STOP))
+                status[i] = TRIGGERED
+            elif status[i] == DORMANT:
+                out.append((i, ENTRY))
+                status[i] = TRIGGERED
     return out
 
 
@@ -78,21 +93,28 @@ def settle(kind, side, qty, entry, wallet, fill, fee_rate):
     return min(equity, 0.0), 0.0, max(equity, 0.0)
 
 
-def run(popu, exo, noise, prm, iprm, fund0):
+def run(popu, exo, noise, prm, iprm, fund0, table=None):
     """Simulate like :func:`cascade.engine.step_loop_nb`, slowly.
 
     Returns dict with ``last`` / ``mark`` / ``liq_long`` / ``liq_short`` / ``stop`` / ``fund`` /
-    ``bad`` per step (lists) and ``closed``: {row: (kind, trigger_step, fill_price, fund_delta,
-    fee)}.
+    ``bad`` / ``oi_qty`` per step (lists), ``closed``: {row: (kind, trigger_step, fill_price,
+    fund_delta, fee)} for liquidations and stops, and ``opened``: {row: (trigger_step, fill, lp)}
+    for conditional entries (``table``: the bracket table, needed when there are entries).
     """
     from cascade import market as m
+    from tests.naive.margin import liq_price
 
     side = [int(s) for s in popu.side]
     qty, entry, wallet, lp = (list(map(float, a)) for a in
                               (popu.qty, popu.entry, popu.wallet, popu.lp))
     stop_rows = [int(i) for i in popu.stop_idx]
     stop_px = [float(x) for x in popu.stop_px]
-    status = [OPEN] * len(side)
+    n_ladder = popu.n_ladder
+    status = [OPEN] * n_ladder + [DORMANT] * (len(side) - n_ladder)
+    for i in range(n_ladder, len(side)):
+        entry[i], lp[i], wallet[i] = math.nan, math.nan, float(popu.entry_margin[i - n_ladder])
+    consumed = [False] * len(stop_rows)
+    oi_qty = sum(qty[:n_ladder])
     alpha, phi, decay, depth0 = prm[m.P_ALPHA], prm[m.P_PHI], prm[m.P_DECAY], prm[m.P_DEPTH]
     feedback = prm[m.P_FEEDBACK] != 0
     liq_eq = prm[m.P_LIQ_EQ] != 0
@@ -103,8 +125,10 @@ def run(popu, exo, noise, prm, iprm, fund0):
     window = [p0] * w  # last w prices, oldest first
     queue = {}  # exec step -> list of (row, kind, trigger_step, trigger_price)
     flow_at = {}  # exec step -> forced flow USD
-    out = {k: [] for k in ("last", "mark", "liq_long", "liq_short", "stop", "fund", "bad")}
+    out = {k: [] for k in ("last", "mark", "liq_long", "liq_short", "stop", "fund", "bad",
+                           "oi_qty")}
     closed = {}
+    opened = {}
     for t in range(len(exo)):
         p_prev = price
         depth = depth0 * max(prm[m.P_FLOOR], 1.0 / (1.0 + prm[m.P_VOLSENS] * rv / 0.1
@@ -123,11 +147,13 @@ def run(popu, exo, noise, prm, iprm, fund0):
             imp = curve(y + net, depth, alpha) - curve(y, depth, alpha)
             p = p_pre * math.exp(imp)
             mark = (sum(window[1:]) + p) / w
-            found = scan(mark, p, side, lp, status, stop_rows, stop_px, liq_eq)
+            found = scan(mark, p, side, lp, status, stop_rows, stop_px, liq_eq, n_ladder,
+                         consumed)
             it += 1
             if not found:
                 break
-            new = sum(-side[i] * qty[i] * p for i, _ in found)
+            new = sum((side[i] if kind == ENTRY else -side[i]) * qty[i] * p
+                      for i, kind in found)
             for i, kind in found:
                 queue.setdefault(t + lat, []).append((i, kind, t, mark if kind == LIQ else p))
             if lat == 0:
@@ -144,6 +170,16 @@ def run(popu, exo, noise, prm, iprm, fund0):
         fill = p_pre * math.exp(mean_impact(y, net, depth, alpha, imp))
         ll = ls = st = 0.0
         for i, kind, t_trig, _ in queue.pop(t, []):
+            if kind == ENTRY:  # open at the fill, isolated, margin = notional / leverage
+                entry[i] = fill
+                wallet[i] = qty[i] * fill * wallet[i]
+                lp[i] = liq_price(side[i], qty[i], fill, wallet[i], 0.0, 0.0, table.floor,
+                                  table.cap, table.mmr, table.cum)[0]
+                status[i] = OPEN
+                oi_qty += qty[i]
+                opened[i] = (t_trig, fill, lp[i])
+                continue
+            oi_qty -= qty[i]
             delta, fee, _ = settle(kind, side[i], qty[i], entry[i], wallet[i], fill,
                                    prm[m.P_FEE])
             status[i] = LIQUIDATED if kind == LIQ else STOPPED
@@ -169,8 +205,9 @@ def run(popu, exo, noise, prm, iprm, fund0):
             lf = prm[m.P_MEMDECAY] * lf + (1 - prm[m.P_MEMDECAY]) * abs(forced) / depth0
         ref = prm[m.P_REFDECAY] * ref + (1 - prm[m.P_REFDECAY]) * p
         for k, v in (("last", p), ("mark", mark), ("liq_long", ll), ("liq_short", ls),
-                     ("stop", st), ("fund", fund), ("bad", bad)):
+                     ("stop", st), ("fund", fund), ("bad", bad), ("oi_qty", oi_qty)):
             out[k].append(v)
     out = {k: np.array(v) for k, v in out.items()}
     out["closed"] = closed
+    out["opened"] = opened
     return out
