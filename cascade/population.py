@@ -337,6 +337,8 @@ def _rescale_capped(notional, mask, target, max_share) -> None:
     for _ in range(64):
         free_target = target - cap * np.count_nonzero(capped)
         free = ~capped
+        if not free.any():  # every element at the cap: the cap times the count is the target
+            break
         vals[free] *= free_target / vals[free].sum()
         over = free & (vals > cap)
         if not over.any():

@@ -373,3 +373,12 @@ def test_reference_overlay_rmse(tmp_path, small):
     res2 = run(small, reference=path)
     np.testing.assert_allclose(res2.summary["path_rmse_pct"], 100 * np.log(1.01), rtol=1e-9)
     assert res2.summary["reference_minutes"] == len(minute_close)
+
+
+def test_rescale_capped_with_too_few_positions_for_the_cap():
+    """Fewer positions than 1 / max_share: every one ends at target / count, no 0/0."""
+    from cascade.population import _rescale_capped
+
+    notional = np.array([5.0, 1.0, 300.0, 2.0])
+    _rescale_capped(notional, np.array([True, True, True, False]), 90.0, 0.005)
+    np.testing.assert_allclose(notional, [30.0, 30.0, 30.0, 2.0])
