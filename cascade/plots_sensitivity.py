@@ -117,6 +117,7 @@ def plot_tornado(data: Mapping[str, Any], path: Any, *, title: str | None = None
         ax.barh(y - h / 2, highs - b, left=b, height=h, color=_HIGH, zorder=3,
                 label=f"parameter x{hi_f:g}")
         vals = np.concatenate([lows, highs, [b]])
+        vals = vals[np.isfinite(vals)]  # a variant with no result (model broke down) has no bar
         span = float(vals.max() - vals.min()) or (abs(b) * 0.02 or 1.0)
         x0, x1 = float(vals.min()) - 0.22 * span, float(vals.max()) + 0.22 * span
         ax.set_xlim(x0, x1)

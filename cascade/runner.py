@@ -99,7 +99,16 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
     bar = _progress(progress, n_steps, f"{sc.name}: steps" + ("" if sc.engine.feedback
                                                            else " (no feedback)"))
     for a, b in zip(bounds[:-1], bounds[1:]):
-        state.advance(popu, exo, noise, prm, iprm, int(a), int(b))
+        try:
+            state.advance(popu, exo, noise, prm, iprm, int(a), int(b))
+        except (ZeroDivisionError, ValueError) as exc:
+            done = state.out[: int(a), 0]
+            low = f"{done.min():.6g}" if done.size else "n/a"
+            raise CascadeError(
+                f"{sc.path or sc.name}: the market model broke down between steps {a} and {b} "
+                f"(lowest price so far {low}; {type(exc).__name__}: {exc}); expected [market] "
+                f"parameters that keep the price bounded (impact_exponent = "
+                f"{sc.market.impact_exponent:g}, depth_usd = {sc.market.depth_usd:g})") from None
         if bar is not None:
             bar.update(int(b - a))
     if bar is not None:

@@ -151,7 +151,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "impact_exponent": F("float", 0.5, "Impact law exponent beyond depth_usd: move = 1% * "
                              "(imbalance/depth)^exponent (0.5 square-root law; about 0.9 for "
                              "liquidation bursts); linear below depth_usd.",
-                             lo=0, lo_open=True, hi=1.5),
+                             lo=0, lo_open=True, hi=1.0),
         "permanent_share": F("float", 0.3, "Share of each step's impact that is permanent; the rest "
                              "is transient and decays.", lo=0, hi=1),
         "resilience_half_life_s": F("float", 120.0, "Half-life of transient impact (book refill).",

@@ -449,6 +449,7 @@ def sensitivity(scenario, params=None, step: float = 0.5, positions: int | None 
         plan.append((name, unit, [build_variant(sc, name, f) for f in factors]))
 
     n_runs = 1 + 2 * len(plan)
+    failures = []
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -459,7 +460,13 @@ def sensitivity(scenario, params=None, step: float = 0.5, positions: int | None 
     def one(s: Scenario, label: str) -> dict:
         if bar is not None:
             bar.set_postfix_str(label, refresh=False)
-        res = run(s, positions=positions, seed=seed, progress=False)
+        try:
+            res = run(s, positions=positions, seed=seed, progress=False)
+        except CascadeError as exc:  # an explosive variant: reported, not fatal
+            if bar is not None:
+                bar.update(1)
+            failures.append(f"{label}: {exc}")
+            return {k: float("nan") for k in OUTPUTS}
         summary = {k: v for k, v in res.summary.items() if k != "timings"}
         del res  # each run builds (and frees) its own population
         if bar is not None:
@@ -468,12 +475,15 @@ def sensitivity(scenario, params=None, step: float = 0.5, positions: int | None 
 
     try:
         base_summary = one(sc, "base")
+        if failures:
+            raise CascadeError(failures[0])
         base = _outputs(base_summary)
         rows = []
         for name, unit, (lo, hi) in plan:
             out_lo = _outputs(one(lo.scenario, f"{name} x{lo.factor:g}"))
             out_hi = _outputs(one(hi.scenario, f"{name} x{hi.factor:g}"))
             notes = [n for n in (lo.note, hi.note) if n]
+            notes += [f"no result: {f}" for f in failures if f.startswith(f"{name} x")]
             rows.append(Row(name=name, unit=unit, base_value=base_value(sc, name),
                             low_value=lo.value, high_value=hi.value, low_clipped=lo.clipped,
                             high_clipped=hi.clipped, notes=notes, low=out_lo, high=out_hi))

@@ -69,8 +69,8 @@ def test_values_outside_the_schema_range_are_clipped(small):
     v = build_variant(small, "population.long_share", 1.9)  # 1.14 -> 1
     assert v.scenario.population.long_share == 1.0 and v.clipped
     assert "clipped to 1" in v.note
-    v = build_variant(small, "market.impact_exponent", 3.0)  # 1.8 -> 1.5 (schema maximum)
-    assert v.scenario.market.impact_exponent == 1.5 and v.clipped
+    v = build_variant(small, "market.impact_exponent", 3.0)  # 1.8 -> 1.0 (schema maximum)
+    assert v.scenario.market.impact_exponent == 1.0 and v.clipped
 
 
 def test_flows_scale_multiplies_every_flow(small):
