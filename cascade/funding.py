@@ -401,19 +401,9 @@ def apply_funding_isolated_nb(side, qty, wallet, active, d_long, d_short):
     -------
     (float64, float64): total wallet change of the longs and of the shorts, USD.
     """
-    tl = 0.0
-    ts = 0.0
-    for i in range(side.shape[0]):
-        if not active[i]:
-            continue
-        if side[i] > 0:
-            x = qty[i] * d_long
-            tl += x
-        else:
-            x = qty[i] * d_short
-            ts += x
-        wallet[i] += x
-    return tl, ts
+    # an isolated position is a cross account of its own
+    return apply_funding_cross_nb(side, qty, np.arange(side.shape[0]), wallet, active, d_long,
+                                  d_short)
 
 
 @jit

@@ -636,8 +636,9 @@ def candle_path(df: pd.DataFrame, times) -> np.ndarray:
             f"replay path: time {_iso(q_ns[bad[0]])} is outside the kline data, which covers "
             f"{_iso(lo)} to {_iso(hi)}; expected klines covering the whole scenario window")
     candle = np.searchsorted(t_ns, q_ns, side="right") - 1
-    if candle.size and (np.diff(t_ns).max(initial=interval_ns) != interval_ns):
-        gap = int(np.flatnonzero(np.diff(t_ns) != interval_ns)[0])
+    gaps = np.flatnonzero(np.diff(t_ns) != interval_ns)
+    if gaps.size:
+        gap = int(gaps[0])
         raise CascadeError(f"replay path: the klines jump from {_iso(t_ns[gap])} to "
                            f"{_iso(t_ns[gap + 1])}; expected one candle every "
                            f"{_fmt_interval(interval_ns)}")

@@ -50,24 +50,18 @@ def replay(scenario, klines, positions: int | None = None, seed: int | None = No
     from cascade._numba import set_threads
     from cascade.klines import read_klines
     from cascade.population import build_population
-    from cascade.runner import _as_scenario, simulate
+    from cascade.runner import _as_scenario, simulate, with_run_options
 
-    sc = _as_scenario(scenario)
-    overrides = {}
-    if positions is not None:
-        overrides["population.positions"] = int(positions)
-    if seed is not None:
-        overrides["scenario.seed"] = int(seed)
-    if overrides:
-        sc = sc.with_overrides(**overrides)
+    sc = with_run_options(_as_scenario(scenario), positions, seed)
     source = "<DataFrame>"
     if not hasattr(klines, "columns"):  # read first: a bad file fails before the population
         source = str(klines)
         klines = read_klines(klines)
-    if sc.scenario.step_s * 4 > klines.attrs.get("interval_s", 60):
+    interval_s = klines.attrs.get("interval_s", 60)
+    if sc.scenario.step_s * 4 > interval_s:
         raise CascadeError(f"{sc.path or '<scenario>'}: [scenario] step_s = {sc.scenario.step_s:g}"
                            f"; replay expects at least 4 steps per candle of {source}, i.e. "
-                           f"step_s <= {klines.attrs.get('interval_s', 60) / 4:g}")
+                           f"step_s <= {interval_s / 4:g}")
     set_threads(threads)
     rsc = replay_scenario(sc)
     try:

@@ -23,6 +23,7 @@ from cascade.engine import (
     S_FUND,
     EngineState,
 )
+from cascade.files import write_atomic
 from cascade.market import step_times
 
 
@@ -261,11 +262,7 @@ class Result:
         paths = {}
 
         def atomic(name, write):
-            final = out / name
-            tmp = out / (f".{name}.tmp" + final.suffix)
-            write(tmp)
-            tmp.replace(final)
-            paths[name] = final
+            paths[name] = write_atomic(out, name, write)
 
         atomic("steps.parquet", lambda p: self.steps.to_parquet(p))
         atomic("liquidations.parquet", lambda p: self.liquidations.to_parquet(p))

@@ -21,6 +21,19 @@ def _as_scenario(scenario) -> Scenario:
     raise CascadeError(f"expected a scenario file path or a Scenario, got {type(scenario).__name__}")
 
 
+def with_run_options(sc: Scenario, positions: int | None = None, seed: int | None = None,
+                     feedback: bool | None = None) -> Scenario:
+    """The scenario with the command-line overrides that are not None applied."""
+    overrides = {}
+    if positions is not None:
+        overrides["population.positions"] = int(positions)
+    if seed is not None:
+        overrides["scenario.seed"] = int(seed)
+    if feedback is not None:
+        overrides["engine.feedback"] = bool(feedback)
+    return sc.with_overrides(**overrides) if overrides else sc
+
+
 def run(scenario, positions: int | None = None, seed: int | None = None, *,
         feedback: bool | None = None, amplification: bool = False, progress: bool = False,
         out: str | Path | None = None, threads: int | None = None,
@@ -42,16 +55,7 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
     """
     from cascade._numba import set_threads
 
-    sc = _as_scenario(scenario)
-    overrides = {}
-    if positions is not None:
-        overrides["population.positions"] = int(positions)
-    if seed is not None:
-        overrides["scenario.seed"] = int(seed)
-    if feedback is not None:
-        overrides["engine.feedback"] = bool(feedback)
-    if overrides:
-        sc = sc.with_overrides(**overrides)
+    sc = with_run_options(_as_scenario(scenario), positions, seed, feedback)
     set_threads(threads)
     klines = None
     if reference is not None:  # read first: a bad file fails before a long run, not after
@@ -102,13 +106,17 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
         try:
             state.advance(popu, exo, noise, prm, iprm, int(a), int(b))
         except (ZeroDivisionError, ValueError) as exc:
-            done = state.out[: int(a), 0]
-            low = f"{done.min():.6g}" if done.size else "n/a"
+            # the same-step trigger/impact iteration diverged (e.g. a short squeeze whose buy
+            # orders, worth qty * price, grow faster than the price they push): the price left
+            # the floats, and the loop failed on it
+            prices = state.out[: int(b), 0]
+            bad = np.flatnonzero(~np.isfinite(prices) | (prices <= 0))
+            where = f"step {bad[0]}" if bad.size else f"steps {a}-{b}"
             raise CascadeError(
-                f"{sc.path or sc.name}: the market model broke down between steps {a} and {b} "
-                f"(lowest price so far {low}; {type(exc).__name__}: {exc}); expected [market] "
-                f"parameters that keep the price bounded (impact_exponent = "
-                f"{sc.market.impact_exponent:g}, depth_usd = {sc.market.depth_usd:g})") from None
+                f"{sc.path or sc.name}: the price diverged at {where} ({type(exc).__name__}: "
+                f"{exc}); expected [market] parameters that keep the price finite (impact_exponent "
+                f"= {sc.market.impact_exponent:g}, depth_usd = {sc.market.depth_usd:g}, "
+                f"depth_floor = {sc.market.depth_floor:g})") from None
         if bar is not None:
             bar.update(int(b - a))
     if bar is not None:

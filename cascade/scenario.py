@@ -447,22 +447,15 @@ def _cross_checks(sc: Scenario, source: str) -> None:
     if round(n) > 50_000_000:
         raise CascadeError(f"{source}: [scenario] step_s: the window has {round(n)} steps; "
                            "expected at most 50,000,000")
-    if len(pop.leverages) != len(pop.leverage_weights):
-        raise CascadeError(f"{source}: [population] leverage_weights: expected "
-                           f"{len(pop.leverages)} weights, one per leverage, got "
-                           f"{len(pop.leverage_weights)}")
-    total = sum(pop.leverage_weights)
-    if abs(total - 1.0) > 1e-6:
-        raise CascadeError(f"{source}: [population] leverage_weights: expected weights summing "
-                           f"to 1, got {total:g}")
-    if len(pop.entry_order_leverages) != len(pop.entry_order_leverage_weights):
-        raise CascadeError(f"{source}: [population] entry_order_leverage_weights: expected "
-                           f"{len(pop.entry_order_leverages)} weights, one per leverage, got "
-                           f"{len(pop.entry_order_leverage_weights)}")
-    total = sum(pop.entry_order_leverage_weights)
-    if abs(total - 1.0) > 1e-6:
-        raise CascadeError(f"{source}: [population] entry_order_leverage_weights: expected "
-                           f"weights summing to 1, got {total:g}")
+    for levs, weights in (("leverages", "leverage_weights"),
+                          ("entry_order_leverages", "entry_order_leverage_weights")):
+        n_lev, w = len(getattr(pop, levs)), getattr(pop, weights)
+        if n_lev != len(w):
+            raise CascadeError(f"{source}: [population] {weights}: expected {n_lev} weights, "
+                               f"one per leverage, got {len(w)}")
+        if abs(sum(w) - 1.0) > 1e-6:
+            raise CascadeError(f"{source}: [population] {weights}: expected weights summing "
+                               f"to 1, got {sum(w):g}")
     if pop.history is None and pop.history_klines is None:
         raise CascadeError(f"{source}: [population] history: expected a price history before the "
                            "start, either history = [[time, price], ...] or history_klines = 'file.csv'")

@@ -364,19 +364,14 @@ class SensitivityResult:
         """
         import json
 
+        from cascade.files import write_atomic
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {}
 
         def atomic(name, write):
-            final = out / name
-            tmp = out / (f".{name}.tmp" + final.suffix)
-            try:
-                write(tmp)
-                tmp.replace(final)
-            finally:
-                tmp.unlink(missing_ok=True)
-            paths[name] = final
+            paths[name] = write_atomic(out, name, write)
 
         atomic("sensitivity.md", lambda p: p.write_text(self.table_markdown(), encoding="utf-8"))
         atomic("sensitivity.json", lambda p: p.write_text(

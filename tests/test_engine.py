@@ -382,3 +382,14 @@ def test_rescale_capped_with_too_few_positions_for_the_cap():
     notional = np.array([5.0, 1.0, 300.0, 2.0])
     _rescale_capped(notional, np.array([True, True, True, False]), 90.0, 0.005)
     np.testing.assert_allclose(notional, [30.0, 30.0, 30.0, 2.0])
+
+
+def test_a_diverging_price_stops_with_a_clear_error():
+    """A book far too thin for the flows: the same-step iteration runs the price out of the
+    floats; the run stops with one line naming the scenario, the step and the parameters."""
+    from cascade.errors import CascadeError
+
+    sc = make_scenario(**{"market.impact_exponent": 1.0, "market.depth_usd": 1e5})
+    with pytest.raises(CascadeError, match=r"small: the price diverged at step \d+ .*"
+                                           r"impact_exponent = 1, depth_usd = 100000"):
+        simulate(sc)
