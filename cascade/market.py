@@ -33,10 +33,21 @@ SECONDS_PER_YEAR = 365.0 * 86400.0
 
 # indices into the float parameter vector passed to the step loop
 (P_STEP, P_DEPTH, P_ALPHA, P_PHI, P_DECAY, P_FLOOR, P_VOLSENS, P_LIQSENS, P_MEMDECAY,
- P_DIPRATE, P_DIPTHR, P_DIPCAP, P_REFDECAY, P_FEE, P_FEEDBACK, P_LIQ_EQ) = range(16)
-N_PARAMS = 16
+ P_DIPRATE, P_DIPTHR, P_DIPCAP, P_REFDECAY, P_FEE, P_FEEDBACK, P_LIQ_EQ, P_EMA, P_FINT_S,
+ P_T0) = range(19)
+N_PARAMS = 19
 # indices into the integer parameter vector
-I_MARKW, I_LAT, I_MAXIT = range(3)
+I_MARKW, I_LAT, I_MAXIT, I_MARK, I_PARTIAL, I_ADL, I_BWIN = range(7)
+N_IPARAMS = 7
+# mark-price rules (I_MARK): mean of last over the window; Binance median(P1, P2, last);
+# Hyperliquid median(oracle + basis EMA, last, other venues' last)
+MARK_LAST_AVERAGE, MARK_BINANCE, MARK_HYPERLIQUID = 0, 1, 2
+# partial-liquidation rules (I_PARTIAL): none (whole position, Binance as documented);
+# Bybit-style tier step-down; Hyperliquid 20 % / 30 s / backstop
+PARTIAL_NONE, PARTIAL_STEP_DOWN, PARTIAL_HYPERLIQUID = 0, 1, 2
+# auto-deleveraging (I_ADL): none (a deficit the fund cannot pay is bad debt); Binance ranking at
+# the bankruptcy price; Hyperliquid ranking at the previous mark
+ADL_NONE, ADL_BINANCE, ADL_HYPERLIQUID = 0, 1, 2
 
 
 def step_times(sc):
@@ -71,7 +82,8 @@ def background_noise(sc, seed: int) -> np.ndarray:
 
 
 def parameters(sc, fee_rate: float, feedback: bool, liquidate_on_equal: bool = True):
-    """(float64 (N_PARAMS,), int64 (3,)) parameter vectors for the step loop."""
+    """(float64 (N_PARAMS,), int64 (N_IPARAMS,)) parameter vectors of a single-venue run: the
+    mark is the mean of last price over ``mark_window_s``, no partial liquidation, no ADL."""
     m, s, e = sc.market, sc.scenario, sc.engine
     dt = s.step_s
     prm = np.zeros(N_PARAMS)
@@ -91,6 +103,15 @@ def parameters(sc, fee_rate: float, feedback: bool, liquidate_on_equal: bool = T
     prm[P_FEE] = fee_rate
     prm[P_FEEDBACK] = 1.0 if feedback else 0.0
     prm[P_LIQ_EQ] = 1.0 if liquidate_on_equal else 0.0
-    iprm = np.array([max(1, int(round(m.mark_window_s / dt))), int(round(e.latency_s / dt)),
-                     e.max_iterations], dtype=np.int64)
+    prm[P_EMA] = 1.0  # venue rules (cascade.venues) set the rest; these are the single-venue ones
+    prm[P_FINT_S] = 0.0
+    prm[P_T0] = s.start.timestamp()
+    iprm = np.zeros(N_IPARAMS, np.int64)
+    iprm[I_MARKW] = max(1, int(round(m.mark_window_s / dt)))
+    iprm[I_LAT] = int(round(e.latency_s / dt))
+    iprm[I_MAXIT] = e.max_iterations
+    iprm[I_MARK] = MARK_LAST_AVERAGE
+    iprm[I_PARTIAL] = PARTIAL_NONE
+    iprm[I_ADL] = ADL_NONE
+    iprm[I_BWIN] = 1
     return prm, iprm

@@ -15,7 +15,6 @@ import pandas as pd
 import cascade
 from cascade.engine import (
     COLUMNS,
-    J_FPTR,
     KIND_ENTRY,
     KIND_LIQ,
     KIND_STOP,
@@ -86,7 +85,7 @@ class Result:
         steps["liq_count"] = steps["liq_count"].astype(np.int64)
         steps["iterations"] = steps["iterations"].astype(np.int64)
         rec = state.records
-        filled = rec[: state.ist[J_FPTR]]
+        filled = rec[~np.isnan(rec["fill_price"])]
         price = steps["last_price"].to_numpy()
         liq = steps["liq_long_usd"].to_numpy() + steps["liq_short_usd"].to_numpy()
         step_s = sc.scenario.step_s
@@ -121,7 +120,7 @@ class Result:
             "liquidated_short_usd": liq_short,
             "long_share": liq_long / total if total > 0 else None,
             "accounts_liquidated": int(np.count_nonzero(filled["kind"] == KIND_LIQ)),
-            "liquidations_pending_at_end": int(len(rec) - state.ist[J_FPTR]),
+            "liquidations_pending_at_end": int(np.count_nonzero(np.isnan(rec["fill_price"]))),
             "stop_loss_usd": float(steps["stop_usd"].sum()),
             "stops_executed": int(np.count_nonzero(filled["kind"] == KIND_STOP)),
             "max_liquidation_1m_usd": _max_window_sum(liq, max(1, round(60 / step_s))),
@@ -136,12 +135,12 @@ class Result:
             "open_interest_end_usd": float(steps["open_interest_usd"].iloc[-1])
             if len(steps) else oi_start,
             "insurance_fund_start_usd": float(sc.venue.insurance_fund_usd),
-            "insurance_fund_end_usd": float(state.st[S_FUND]),
+            "insurance_fund_end_usd": float(state.st[0, S_FUND]),
             "insurance_fund_min_usd": float(min(sc.venue.insurance_fund_usd,
                                                 steps["insurance_fund_usd"].min()))
             if len(steps) else float(sc.venue.insurance_fund_usd),
             "clearance_fees_usd": float(filled["fee"][filled["kind"] == KIND_LIQ].sum()),
-            "bad_debt_usd": float(state.st[S_BAD]),
+            "bad_debt_usd": float(state.st[0, S_BAD]),
             "max_iterations_used": int(steps["iterations"].max()) if len(steps) else 0,
         }
         return cls(scenario=sc, steps=steps, records=rec, population=popu, liq_map=liq_map,

@@ -97,7 +97,7 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
     noise = background_noise(sc, seed) if noise is None else noise
     prm, iprm = parameters(sc, rules.liquidation_fee_rate, sc.engine.feedback,
                            rules.liquidate_on_equal)
-    state = EngineState.initial(popu, n_steps, iprm, sc.venue.insurance_fund_usd, table)
+    state = EngineState.initial(popu, n_steps, iprm, sc.venue.insurance_fund_usd, table, prm)
     oi0 = float((popu.qty[: popu.n_ladder].sum()) * popu.price_start)
     bounds = np.unique(np.linspace(0, n_steps, min(CHUNKS, n_steps) + 1).astype(np.int64))
     bar = _progress(progress, n_steps, f"{sc.name}: steps" + ("" if sc.engine.feedback
@@ -121,6 +121,7 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
             bar.update(int(b - a))
     if bar is not None:
         bar.close()
+    state.write_back_entries()
     timings["step_loop_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
