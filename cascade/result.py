@@ -15,11 +15,16 @@ import pandas as pd
 import cascade
 from cascade.engine import (
     COLUMNS,
+    KIND_BACKSTOP,
     KIND_ENTRY,
     KIND_LIQ,
+    KIND_PARTIAL,
     KIND_STOP,
     S_BAD,
     S_FUND,
+    S_FUNDPAID_L,
+    S_FUNDPAID_S,
+    S_FUNDPAID_X,
     EngineState,
 )
 from cascade.files import write_atomic
@@ -78,73 +83,61 @@ class Result:
     liq_map: pd.DataFrame
     summary: dict
     reference: pd.DataFrame | None = None
+    populations: list | None = None  # one per venue (the first is ``population``)
 
     @classmethod
     def assemble(cls, sc, popu, state: EngineState, liq_map, *, oi_start: float, table, rules):
-        steps = pd.DataFrame(state.out, index=step_times(sc), columns=list(COLUMNS))
-        steps["liq_count"] = steps["liq_count"].astype(np.int64)
-        steps["iterations"] = steps["iterations"].astype(np.int64)
+        """Result of a single-venue run."""
+        steps = _frame(state.out, sc)
         rec = state.records
-        filled = rec[~np.isnan(rec["fill_price"])]
-        price = steps["last_price"].to_numpy()
-        liq = steps["liq_long_usd"].to_numpy() + steps["liq_short_usd"].to_numpy()
-        step_s = sc.scenario.step_s
-        liq_long = float(steps["liq_long_usd"].sum())
-        liq_short = float(steps["liq_short_usd"].sum())
-        total = liq_long + liq_short
-        imin = int(np.argmin(price)) if price.size else 0
-        summary = {
-            "scenario": sc.name,
-            "seed": sc.scenario.seed,
-            "positions": popu.n_ladder,
-            "positions_requested": popu.requested,
-            "positions_dropped_prestart": popu.dropped_prestart,
-            "version": cascade.__version__,
-            "git_commit": git_commit(),
-            "scenario_digest": sc.digest,
-            "venue": sc.venue.name,
-            "symbol": sc.venue.symbol,
-            "bracket_table_from": str(table.valid_from),
-            "feedback": bool(sc.engine.feedback),
-            "start": sc.scenario.start.isoformat(),
-            "end": sc.scenario.end.isoformat(),
-            "step_s": step_s,
-            "steps": sc.n_steps,
-            "price_start": popu.price_start,
-            "price_min": float(price[imin]) if price.size else popu.price_start,
-            "price_min_time": steps.index[imin].isoformat() if price.size else None,
-            "price_end": float(price[-1]) if price.size else popu.price_start,
-            "max_drawdown_pct": max_drawdown_pct(price, popu.price_start),
-            "liquidated_notional_usd": total,
-            "liquidated_long_usd": liq_long,
-            "liquidated_short_usd": liq_short,
-            "long_share": liq_long / total if total > 0 else None,
-            "accounts_liquidated": int(np.count_nonzero(filled["kind"] == KIND_LIQ)),
-            "liquidations_pending_at_end": int(np.count_nonzero(np.isnan(rec["fill_price"]))),
-            "stop_loss_usd": float(steps["stop_usd"].sum()),
-            "stops_executed": int(np.count_nonzero(filled["kind"] == KIND_STOP)),
-            "max_liquidation_1m_usd": _max_window_sum(liq, max(1, round(60 / step_s))),
-            "max_liquidation_45m_usd": _max_window_sum(liq, max(1, round(2700 / step_s))),
-            "entry_orders": popu.n_entries,
-            "entries_opened": int(np.count_nonzero(filled["kind"] == KIND_ENTRY)),
-            "entry_opened_usd": float(steps["entry_usd"].sum()),
-            "exogenous_sold_usd": float(-steps["exo_flow_usd"].clip(upper=0).sum()),
-            "exogenous_bought_usd": float(steps["exo_flow_usd"].clip(lower=0).sum()),
-            "dip_bought_usd": float(steps["dip_flow_usd"].sum()),
-            "open_interest_start_usd": oi_start,
-            "open_interest_end_usd": float(steps["open_interest_usd"].iloc[-1])
-            if len(steps) else oi_start,
-            "insurance_fund_start_usd": float(sc.venue.insurance_fund_usd),
-            "insurance_fund_end_usd": float(state.st[0, S_FUND]),
-            "insurance_fund_min_usd": float(min(sc.venue.insurance_fund_usd,
-                                                steps["insurance_fund_usd"].min()))
-            if len(steps) else float(sc.venue.insurance_fund_usd),
-            "clearance_fees_usd": float(filled["fee"][filled["kind"] == KIND_LIQ].sum()),
-            "bad_debt_usd": float(state.st[0, S_BAD]),
-            "max_iterations_used": int(steps["iterations"].max()) if len(steps) else 0,
-        }
+        summary = _summary(sc, steps, rec, [popu], oi_start=oi_start)
+        summary.update({"venue": sc.venue.name, "symbol": sc.venue.symbol,
+                        "bracket_table_from": str(table.valid_from)})
+        _fund_summary(summary, steps, float(sc.venue.insurance_fund_usd), state.st[0])
         return cls(scenario=sc, steps=steps, records=rec, population=popu, liq_map=liq_map,
-                   summary=summary)
+                   summary=summary, populations=[popu])
+
+    @classmethod
+    def assemble_venues(cls, sc, specs, pops, state: EngineState, liquidation_map, *,
+                        oi_start: list, funding: list):
+        """Result of a multi-venue run: the market's columns (prices, mark, index, fill and
+        funding rate of the first venue; sums of flows, liquidations, funds and counts; the most
+        iterations) and each venue's columns prefixed ``<venue>.``; the summary adds a
+        ``venues`` mapping with each venue's figures and the funding payments made."""
+        frames = [_frame(state.outs[v], sc) for v in range(len(specs))]
+        first = {"last_price", "mark_price", "fill_price", "index_price", "funding_rate"}
+        steps = pd.DataFrame(index=frames[0].index)
+        for col in COLUMNS:
+            if col in first:
+                steps[col] = frames[0][col]
+            elif col == "iterations":
+                steps[col] = np.max([f[col].to_numpy() for f in frames], axis=0)
+            else:
+                steps[col] = sum(f[col] for f in frames)
+        for spec, f in zip(specs, frames):
+            for col in COLUMNS:
+                steps[f"{spec.name}.{col}"] = f[col]
+        rec = state.records
+        summary = _summary(sc, steps, rec, pops, oi_start=float(sum(oi_start)))
+        fund0 = float(sum(s.insurance_fund_usd for s in specs))
+        _fund_summary(summary, steps, fund0, state.st.sum(axis=0))
+        venues = {}
+        for v, (spec, f) in enumerate(zip(specs, frames)):
+            mine = rec[rec["venue"] == v]
+            one = _summary(sc, f, mine, [pops[v]], oi_start=oi_start[v])
+            _fund_summary(one, f, float(spec.insurance_fund_usd), state.st[v])
+            one.update({"rules": spec.rules, "symbol": spec.symbol,
+                        "bracket_table_from": str(spec.table.valid_from),
+                        "population_share": spec.population_share,
+                        "depth_share": spec.depth_share})
+            venues[spec.name] = {k: one[k] for k in VENUE_KEYS + (
+                "rules", "symbol", "bracket_table_from", "population_share", "depth_share")}
+        summary.update({"venue": ",".join(s.name for s in specs),
+                        "symbol": specs[0].symbol, "venues": venues, "funding_payments": funding})
+        liq_map = liquidation_map(pops[0]) if len(pops) == 1 else _sum_maps(
+            [liquidation_map(p) for p in pops])
+        return cls(scenario=sc, steps=steps, records=rec, population=pops[0], liq_map=liq_map,
+                   summary=summary, populations=list(pops))
 
     # ------------------------------------------------------------------------------------------
     def add_amplification(self, base: Result) -> None:
@@ -176,22 +169,29 @@ class Result:
 
     @property
     def liquidations(self) -> pd.DataFrame:
-        """One row per record: liquidations, stops and conditional entries (a position opened
-        during the run has an entry row and, if it was closed, a liquidation row), with its
-        population row."""
+        """One row per record: liquidations (whole, partial, backstop), stops, ADL closes and
+        conditional entries (a position opened during the run has an entry row and, if it was
+        closed, a liquidation row), with its population row (rows of all venues, in venue
+        order) at the start of the run."""
         rec = self.records
-        p = self.population
+        pops = self.populations or [self.population]
+        cat = np.concatenate
+        side, entry, wallet, lp = (cat([getattr(p, k) for p in pops])
+                                   for k in ("side", "entry", "wallet", "lp"))
+        names = (self.summary.get("venue") or "").split(",")
         i = rec["pos"]
         times = step_times(self.scenario)
+        kind = np.array(["", "liquidation", "stop", "entry", "partial", "backstop", "adl"])
         df = pd.DataFrame({
             "trigger_time": times[rec["trigger_step"]],
-            "kind": np.select([rec["kind"] == KIND_LIQ, rec["kind"] == KIND_STOP],
-                              ["liquidation", "stop"], "entry"),
-            "side": np.where(p.side[i] > 0, "long", "short"),
-            "qty": p.qty[i], "entry_price": p.entry[i], "wallet_usd": p.wallet[i],
-            "liquidation_price": p.lp[i], "trigger_price": rec["trigger_price"],
+            "kind": kind[rec["kind"]],
+            "venue": np.array(names)[rec["venue"]] if len(names) == len(pops) else "",
+            "side": np.where(side[i] > 0, "long", "short"),
+            "qty": rec["qty"], "entry_price": entry[i], "wallet_usd": wallet[i],
+            "liquidation_price": lp[i], "trigger_price": rec["trigger_price"],
             "fill_price": rec["fill_price"], "fund_delta_usd": rec["fund_delta"],
-            "clearance_fee_usd": rec["fee"], "row": i})
+            "clearance_fee_usd": rec["fee"], "adl_qty": rec["adl_qty"],
+            "adl_price": rec["adl_price"], "row": i})
         return df
 
     def table(self) -> str:
@@ -271,6 +271,107 @@ class Result:
         atomic("summary.json", lambda p: p.write_text(json.dumps(_jsonable(self.summary),
                                                                  indent=2) + "\n"))
         return paths
+
+
+# figures reported per venue in summary["venues"]
+VENUE_KEYS = ("price_min", "price_min_time", "max_drawdown_pct", "liquidated_notional_usd",
+              "liquidated_long_usd", "liquidated_short_usd", "long_share", "accounts_liquidated",
+              "partial_liquidations", "backstop_usd", "adl_notional_usd", "adl_count",
+              "open_interest_start_usd", "open_interest_end_usd", "insurance_fund_start_usd",
+              "insurance_fund_end_usd", "insurance_fund_min_usd", "bad_debt_usd",
+              "funding_paid_long_usd", "funding_paid_short_usd", "funding_to_others_usd")
+
+
+def _frame(out: np.ndarray, sc) -> pd.DataFrame:
+    steps = pd.DataFrame(out, index=step_times(sc), columns=list(COLUMNS))
+    for col in ("liq_count", "iterations", "adl_count", "partial_count"):
+        steps[col] = steps[col].astype(np.int64)
+    return steps
+
+
+def _sum_maps(maps):
+    """Liquidation maps of several venues on one grid (each venue's own grid re-binned)."""
+    base = maps[0].copy()
+    for m in maps[1:]:
+        idx = np.clip(np.searchsorted(base.index.to_numpy(), m.index.to_numpy()), 0,
+                      len(base) - 1)
+        for col in base.columns:
+            np.add.at(base[col].to_numpy(), idx, m[col].to_numpy())
+    return base
+
+
+def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: float) -> dict:
+    """Headline figures of a run (or of one venue of it) from its steps and records."""
+    filled = rec[~np.isnan(rec["fill_price"])]
+    price = steps["last_price"].to_numpy()
+    liq = steps["liq_long_usd"].to_numpy() + steps["liq_short_usd"].to_numpy()
+    step_s = sc.scenario.step_s
+    liq_long = float(steps["liq_long_usd"].sum())
+    liq_short = float(steps["liq_short_usd"].sum())
+    total = liq_long + liq_short
+    p0 = pops[0].price_start
+    imin = int(np.argmin(price)) if price.size else 0
+    kinds = filled["kind"]
+    return {
+        "scenario": sc.name,
+        "seed": sc.scenario.seed,
+        "positions": int(sum(p.n_ladder for p in pops)),
+        "positions_requested": int(sum(p.requested for p in pops)),
+        "positions_dropped_prestart": int(sum(p.dropped_prestart for p in pops)),
+        "version": cascade.__version__,
+        "git_commit": git_commit(),
+        "scenario_digest": sc.digest,
+        "feedback": bool(sc.engine.feedback),
+        "start": sc.scenario.start.isoformat(),
+        "end": sc.scenario.end.isoformat(),
+        "step_s": step_s,
+        "steps": sc.n_steps,
+        "price_start": p0,
+        "price_min": float(price[imin]) if price.size else p0,
+        "price_min_time": steps.index[imin].isoformat() if price.size else None,
+        "price_end": float(price[-1]) if price.size else p0,
+        "max_drawdown_pct": max_drawdown_pct(price, p0),
+        "liquidated_notional_usd": total,
+        "liquidated_long_usd": liq_long,
+        "liquidated_short_usd": liq_short,
+        "long_share": liq_long / total if total > 0 else None,
+        "accounts_liquidated": int(np.count_nonzero((kinds == KIND_LIQ)
+                                                    | (kinds == KIND_BACKSTOP))),
+        "partial_liquidations": int(np.count_nonzero(kinds == KIND_PARTIAL)),
+        "backstop_usd": float(steps["backstop_usd"].sum()),
+        "adl_notional_usd": float(steps["adl_usd"].sum()),
+        "adl_count": int(steps["adl_count"].sum()),
+        "liquidations_pending_at_end": int(np.count_nonzero(np.isnan(rec["fill_price"]))),
+        "stop_loss_usd": float(steps["stop_usd"].sum()),
+        "stops_executed": int(np.count_nonzero(kinds == KIND_STOP)),
+        "max_liquidation_1m_usd": _max_window_sum(liq, max(1, round(60 / step_s))),
+        "max_liquidation_45m_usd": _max_window_sum(liq, max(1, round(2700 / step_s))),
+        "entry_orders": int(sum(p.n_entries for p in pops)),
+        "entries_opened": int(np.count_nonzero(kinds == KIND_ENTRY)),
+        "entry_opened_usd": float(steps["entry_usd"].sum()),
+        "exogenous_sold_usd": float(-steps["exo_flow_usd"].clip(upper=0).sum()),
+        "exogenous_bought_usd": float(steps["exo_flow_usd"].clip(lower=0).sum()),
+        "dip_bought_usd": float(steps["dip_flow_usd"].sum()),
+        "open_interest_start_usd": oi_start,
+        "open_interest_end_usd": float(steps["open_interest_usd"].iloc[-1])
+        if len(steps) else oi_start,
+        "clearance_fees_usd": float(filled["fee"][kinds == KIND_LIQ].sum()),
+        "max_iterations_used": int(steps["iterations"].max()) if len(steps) else 0,
+    }
+
+
+def _fund_summary(summary: dict, steps: pd.DataFrame, fund0: float, st: np.ndarray) -> None:
+    """Insurance fund, bad debt and funding figures from a venue's (or the summed) state."""
+    summary.update({
+        "insurance_fund_start_usd": fund0,
+        "insurance_fund_end_usd": float(st[S_FUND]),
+        "insurance_fund_min_usd": float(min(fund0, steps["insurance_fund_usd"].min()))
+        if len(steps) else fund0,
+        "bad_debt_usd": float(st[S_BAD]),
+        "funding_paid_long_usd": float(st[S_FUNDPAID_L]),
+        "funding_paid_short_usd": float(st[S_FUNDPAID_S]),
+        "funding_to_others_usd": float(st[S_FUNDPAID_X]),
+    })
 
 
 def _jsonable(obj):

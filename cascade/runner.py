@@ -65,7 +65,8 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
     result = simulate(sc, progress=progress)
     if amplification:
         base = simulate(sc.with_overrides(**{"engine.feedback": False}), progress=progress,
-                        population=result.population.fork())
+                        population=[p.fork() for p in result.populations] if sc.venues
+                        else result.population.fork())
         result.add_amplification(base)
     if klines is not None:
         result.add_reference(klines, str(reference))
@@ -78,7 +79,14 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
     """One engine run of a validated scenario (no overrides, no amplification).
 
     ``exo`` / ``noise`` (float64 (n_steps,)) replace the scenario's exogenous flow (USD per step)
-    and background log increments; replay uses them to drive the engine along a given path."""
+    and background log increments; replay uses them to drive the engine along a given path.
+    A scenario with ``[[venues]]`` runs :func:`cascade.venues.simulate_venues` (``population``:
+    the list of per-venue populations; ``exo``: its (flows, spot flows) pair)."""
+    if sc.venues:
+        from cascade.venues import simulate_venues
+
+        return simulate_venues(sc, progress=progress, populations=population, exo=exo,
+                               noise=noise)
     from cascade.engine import EngineState
     from cascade.market import background_noise, exogenous_flow, parameters
     from cascade.population import build_population, liquidation_map, venue_tables
@@ -103,20 +111,7 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
     bar = _progress(progress, n_steps, f"{sc.name}: steps" + ("" if sc.engine.feedback
                                                            else " (no feedback)"))
     for a, b in zip(bounds[:-1], bounds[1:]):
-        try:
-            state.advance(popu, exo, noise, prm, iprm, int(a), int(b))
-        except (ZeroDivisionError, ValueError) as exc:
-            # the same-step trigger/impact iteration diverged (e.g. a short squeeze whose buy
-            # orders, worth qty * price, grow faster than the price they push): the price left
-            # the floats, and the loop failed on it
-            prices = state.out[: int(b), 0]
-            bad = np.flatnonzero(~np.isfinite(prices) | (prices <= 0))
-            where = f"step {bad[0]}" if bad.size else f"steps {a}-{b}"
-            raise CascadeError(
-                f"{sc.path or sc.name}: the price diverged at {where} ({type(exc).__name__}: "
-                f"{exc}); expected [market] parameters that keep the price finite (impact_exponent "
-                f"= {sc.market.impact_exponent:g}, depth_usd = {sc.market.depth_usd:g}, "
-                f"depth_floor = {sc.market.depth_floor:g})") from None
+        _advance_or_explain(sc, state, exo, noise, prm, iprm, int(a), int(b))
         if bar is not None:
             bar.update(int(b - a))
     if bar is not None:
@@ -130,6 +125,26 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
     timings["assembly_s"] = time.perf_counter() - t
     res.summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
     return res
+
+
+def _advance_or_explain(sc: Scenario, state, exo, noise, prm, iprm, a: int, b: int) -> None:
+    """``state.advance`` over steps [a, b), with a clear error when the price leaves the floats."""
+    try:
+        state.advance(None, exo, noise, prm, iprm, a, b)
+    except (ZeroDivisionError, ValueError) as exc:
+        if "record buffer" in str(exc):
+            raise
+        # the same-step trigger/impact iteration diverged (e.g. a short squeeze whose buy
+        # orders, worth qty * price, grow faster than the price they push): the price left
+        # the floats, and the loop failed on it
+        prices = state.outs[:, :b, 0]
+        bad = np.flatnonzero((~np.isfinite(prices) | (prices <= 0)).any(axis=0))
+        where = f"step {bad[0]}" if bad.size else f"steps {a}-{b}"
+        raise CascadeError(
+            f"{sc.path or sc.name}: the price diverged at {where} ({type(exc).__name__}: "
+            f"{exc}); expected [market] parameters that keep the price finite (impact_exponent "
+            f"= {sc.market.impact_exponent:g}, depth_usd = {sc.market.depth_usd:g}, "
+            f"depth_floor = {sc.market.depth_floor:g})") from None
 
 
 def _progress(enabled: bool, total: int, desc: str):

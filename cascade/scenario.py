@@ -190,9 +190,86 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "usd_per_min": F("float", doc="Rate of market orders.", unit="USD/min", lo=0),
         "side": F("choice", "sell", "Direction of the orders.", choices=("sell", "buy")),
         "label": F("str", "", "What the flow stands for (e.g. 'tariff headline selling')."),
+        "venue": F("str", "", "Only on this venue (a [[venues]] name); empty: split over the "
+                   "venues by their flow_share, after the spot venues take their flow_share."),
+    },
+    # ---- several venues in one market (issue 3); absent: one venue from [venue] ----
+    "venues": {
+        "name": F("str", doc="Unique label of the venue, used in columns and summaries."),
+        "rules": F("choice", doc="Rule set: brackets, fees, trigger equality, and the defaults of "
+                   "mark, partial, adl and funding_interval_h.",
+                   choices=("binance", "hyperliquid")),
+        "symbol": F("str", "BTCUSDT", "Contract whose bracket table applies."),
+        "bracket_date": F("date", None, "Date whose bracket table applies (default: the start "
+                          "date)."),
+        "population_share": F("float", doc="Share of [population] positions and open interest on "
+                              "this venue; the venues' shares sum to 1.", lo=0, lo_open=True,
+                              hi=1),
+        "depth_share": F("float", doc="Share of [market] depth_usd (and of dip buying) resting on "
+                         "this venue's book; sums to 1.", lo=0, lo_open=True, hi=1),
+        "flow_share": F("float", None, "Share of the [[flows]] without a venue that hits this "
+                        "venue (default: depth_share); sums to 1.", lo=0, hi=1),
+        "leverages": F("floats", None, "Leverages on this venue (default: [population] "
+                       "leverages).", "x", lo=1),
+        "leverage_weights": F("floats", None, "Weights of those leverages (default: "
+                              "[population] leverage_weights).", lo=0),
+        "insurance_fund_usd": F("float", 1e9, "Insurance fund (Hyperliquid: the liquidator "
+                                "vault) at the start.", "USD", lo=0),
+        "latency_s": F("float", 0.0, "Delay between a trigger and its market order on this "
+                       "venue.", "s", lo=0),
+        "mark": F("choice", "rules", "Mark price: 'binance' median(P1, P2, last); "
+                  "'hyperliquid' median(oracle + basis EMA, last, other venues' last); "
+                  "'last_average' mean of last over [market] mark_window_s; 'rules': the rule "
+                  "set's own.", choices=("rules", "binance", "hyperliquid", "last_average")),
+        "partial": F("choice", "rules", "Partial liquidation: 'none' (whole position; Binance "
+                     "documents no partial), 'step_down' (Bybit: one tier down, then the rest), "
+                     "'hyperliquid' (20% above 100k USDC, 30 s rule, backstop vault below 2/3 of "
+                     "MM); 'rules': binance -> none, hyperliquid -> hyperliquid.",
+                     choices=("rules", "none", "step_down", "hyperliquid")),
+        "adl": F("bool", True, "Auto-deleverage the opposite side when the fund cannot pay a "
+                 "deficit (else it is bad debt)."),
+        "funding": F("bool", True, "Pay funding at the venue's interval."),
+        "funding_interval_h": F("float", None, "Funding interval (default: binance 8, "
+                                "hyperliquid 1).", "h", lo=0, lo_open=True, hi=24),
+    },
+    "spot": {
+        "name": F("str", doc="Spot venue whose price enters the index."),
+        "weight": F("float", 1.0, "Weight in the index (Hyperliquid's oracle: Binance 3, OKX 2, "
+                    "Bybit 2, others 1).", lo=0, lo_open=True),
+        "lag_s": F("float", 1.0, "How far this spot price lags the perpetuals.", "s", lo=0,
+                   hi=3600),
+        "noise_bps": F("float", 0.0, "Own noise of this spot price (one sigma per step).",
+                       "bp", lo=0, hi=1000),
+        "flow_share": F("float", 0.0, "Share of the [[flows]] without a venue sold/bought on this "
+                        "spot venue instead of the perpetuals.", lo=0, hi=1, hi_open=True),
+        "depth_usd": F("float", 50e6, "Spot book depth: imbalance that moves this spot price "
+                       "1%.", "USD", lo=0, lo_open=True),
+    },
+    "index": {
+        "reversion_half_life_s": F("float", 30.0, "Half-life of a spot venue's own deviation "
+                                   "from the perpetuals (spot-perp arbitrage).", "s", lo=0,
+                                   lo_open=True),
+        "resilience_half_life_s": F("float", 120.0, "Half-life of a spot book's outstanding "
+                                    "imbalance.", "s", lo=0, lo_open=True),
+    },
+    "arbitrage": {
+        "capacity_usd_per_s": F("float", 20e6, "Arbitrage capital that can move between venues, "
+                                "each way.", "USD/s", lo=0),
+        "band_bps": F("float", 2.0, "Price gap between a venue and the depth-weighted composite "
+                      "that arbitrage leaves alone (fees).", "bp", lo=0),
+        "delay_s": F("float", 1.0, "Delay before arbitrage orders reach the books.", "s", lo=0,
+                     hi=3600),
+    },
+    "wicks": {
+        "target": F("str", doc="A [[venues]] name (its last price only) or 'index' (every spot "
+                    "price in the index)."),
+        "start": F("datetime", doc="When the wick starts (UTC)."),
+        "duration_s": F("float", doc="How long it lasts.", unit="s", lo=0, lo_open=True),
+        "depth_pct": F("float", doc="How far the price is pushed (positive: down).", unit="%",
+                       lo=-90, hi=90),
     },
 }
-ARRAY_SECTIONS = {"flows"}
+ARRAY_SECTIONS = {"flows", "venues", "spot", "wicks"}
 # sections owned by later features: accepted as free-form tables, validated by their own modules
 FREEFORM_SECTIONS = {"targets"}
 
@@ -211,6 +288,11 @@ class Scenario:
     market: SimpleNamespace
     engine: SimpleNamespace
     flows: tuple
+    venues: tuple
+    spot: tuple
+    index: SimpleNamespace
+    arbitrage: SimpleNamespace
+    wicks: tuple
     targets: dict
     path: Path | None
     raw: dict
@@ -234,7 +316,7 @@ class Scenario:
         raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.raw.items()}
         for dotted, value in overrides.items():
             section, _, key = dotted.partition(".")
-            if not key or "." in key or section in ARRAY_SECTIONS:
+            if not key or "." in key or section in ARRAY_SECTIONS or section not in SCHEMA:
                 raise CascadeError(f"override {dotted!r}: expected 'section.key' naming a key of "
                                    "a table, such as 'population.positions'")
             raw.setdefault(section, {})[key] = value
@@ -483,7 +565,84 @@ def _cross_checks(sc: Scenario, source: str) -> None:
             raise CascadeError(f"{source}: [[flows]] #{i + 1} start: expected a time inside the "
                                f"window {s.start.isoformat()} to {s.end.isoformat()}, got "
                                f"{f.start.isoformat()}")
-    _check_venue(sc, source)
+    if sc.venues:
+        _check_venues(sc, source)
+    else:
+        _check_venue(sc, source)
+        for key, rows in (("[[spot]]", sc.spot), ("[[wicks]]", sc.wicks)):
+            if rows:
+                raise CascadeError(f"{source}: {key}: expected [[venues]] to be declared too "
+                                   "(the index and wicks belong to a multi-venue market)")
+        for i, f in enumerate(sc.flows):
+            if f.venue:
+                raise CascadeError(f"{source}: [[flows]] #{i + 1} venue: expected no venue in a "
+                                   f"scenario without [[venues]], got {f.venue!r}")
+
+
+def _check_venues(sc: Scenario, source: str) -> None:
+    """Cross-checks of a multi-venue market: unique names, shares summing to 1, known targets of
+    flows and wicks, each venue's leverages within its bracket table."""
+    from cascade.brackets import COVERAGE_START, bracket_table, normalize_symbol
+
+    if "venue" in sc.raw:
+        raise CascadeError(f"{source}: [venue]: expected either [venue] (one venue) or "
+                           "[[venues]] (several), not both")
+    names = [v.name for v in sc.venues]
+    for i, name in enumerate(names):
+        if not name or name == "index" or names.index(name) != i or "." in name:
+            raise CascadeError(f"{source}: [[venues]] #{i + 1} name: expected a unique name "
+                               f"other than 'index', without dots, got {name!r}")
+    for key in ("population_share", "depth_share", "flow_share"):
+        vals = [getattr(v, key) if getattr(v, key) is not None else v.depth_share
+                for v in sc.venues]
+        if abs(sum(vals) - 1.0) > 1e-6:
+            raise CascadeError(f"{source}: [[venues]] {key}: expected shares summing to 1 over "
+                               f"the venues, got {sum(vals):g} ({vals})")
+    if sum(s.flow_share for s in sc.spot) >= 1.0:
+        raise CascadeError(f"{source}: [[spot]] flow_share: expected shares summing to less than "
+                           f"1, got {sum(s.flow_share for s in sc.spot):g}")
+    for i, f in enumerate(sc.flows):
+        if f.venue and f.venue not in names:
+            raise CascadeError(f"{source}: [[flows]] #{i + 1} venue: expected one of {names}, "
+                               f"got {f.venue!r}")
+    s = sc.scenario
+    for i, w in enumerate(sc.wicks):
+        if w.target not in names + ["index"]:
+            raise CascadeError(f"{source}: [[wicks]] #{i + 1} target: expected one of "
+                               f"{names + ['index']}, got {w.target!r}")
+        if not (s.start <= w.start < s.end):
+            raise CascadeError(f"{source}: [[wicks]] #{i + 1} start: expected a time inside the "
+                               f"window {s.start.isoformat()} to {s.end.isoformat()}, got "
+                               f"{w.start.isoformat()}")
+    for i, v in enumerate(sc.venues):
+        where = f"{source}: [[venues]] #{i + 1} ({v.name})"
+        lat = v.latency_s / s.step_s
+        if abs(lat - round(lat)) > 1e-9:
+            raise CascadeError(f"{where} latency_s: expected a multiple of step_s "
+                               f"({s.step_s:g}), got {v.latency_s:g}")
+        try:
+            normalize_symbol(v.rules, v.symbol)
+        except CascadeError as exc:
+            raise CascadeError(f"{where} symbol: expected a contract of {v.rules}: {exc}") \
+                from None
+        try:
+            table = bracket_table(v.rules, v.symbol, v.bracket_date or s.start.date())
+        except CascadeError as exc:
+            raise CascadeError(f"{where} bracket_date: expected a date from {COVERAGE_START} "
+                               f"on: {exc}") from None
+        levs = v.leverages or sc.population.leverages
+        weights = v.leverage_weights or sc.population.leverage_weights
+        if len(levs) != len(weights):
+            raise CascadeError(f"{where} leverage_weights: expected {len(levs)} weights, one per "
+                               f"leverage, got {len(weights)}")
+        if abs(sum(weights) - 1.0) > 1e-6:
+            raise CascadeError(f"{where} leverage_weights: expected weights summing to 1, got "
+                               f"{sum(weights):g}")
+        top = float(table.max_leverage[0])
+        for lev in levs:
+            if lev > top:
+                raise CascadeError(f"{where} leverages: expected leverages up to the bracket "
+                                   f"maximum {top:g}x of {v.rules} {v.symbol}, got {lev:g}")
 
 
 def _check_venue(sc: Scenario, source: str) -> None:
