@@ -218,6 +218,19 @@ class Result:
                                f"{format_usd(s['insurance_fund_min_usd'])}), bad debt "
                                f"{format_usd(s['bad_debt_usd'])}"),
         ]
+        if s.get("partial_liquidations") or s.get("adl_count") or s.get("backstop_usd"):
+            rows.append(("partial / backstop / ADL",
+                         f"{s['partial_liquidations']:,} partials, backstop "
+                         f"{format_usd(s['backstop_usd'])}, ADL "
+                         f"{format_usd(s['adl_notional_usd'])} ({s['adl_count']:,} positions)"))
+        for name, v in (s.get("venues") or {}).items():
+            rows.append((f"  {name} ({v['rules']})",
+                         f"liquidated {format_usd(v['liquidated_notional_usd'])}, ADL "
+                         f"{format_usd(v['adl_notional_usd'])} ({v['adl_count']:,}), fund "
+                         f"{format_usd(v['insurance_fund_start_usd'])} -> min "
+                         f"{format_usd(v['insurance_fund_min_usd'])} -> "
+                         f"{format_usd(v['insurance_fund_end_usd'])}, bad debt "
+                         f"{format_usd(v['bad_debt_usd'])}"))
         if "path_rmse_pct" in s:
             rows.append(("path vs reference", f"RMSE {s['path_rmse_pct']:.2f}% of price over "
                                               f"{s['reference_minutes']:,} minutes"))
@@ -229,7 +242,8 @@ class Result:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
     def plot(self, kind: str = "waterfall", path=None, *, reference=None):
-        """Draw a plot; kind 'waterfall', 'liquidation_map' or 'insurance'.
+        """Draw a plot; kind 'waterfall', 'liquidation_map', 'insurance' or, for a multi-venue
+        run, 'venues' (each venue's price, insurance fund and ADL over time).
 
         Saves a PNG at ``path`` (default: a temporary file) and returns its path; in Jupyter,
         ``IPython.display.Image(res.plot())`` shows it.
@@ -247,11 +261,17 @@ class Result:
             return plots.plot_liquidation_map(self.liq_map, self.summary["price_start"], path)
         if kind == "insurance":
             return plots.plot_insurance(self.steps, path)
-        raise ValueError(f"unknown plot kind {kind!r}: expected waterfall, liquidation_map or "
-                         "insurance")
+        if kind == "venues" and self.summary.get("venues"):
+            from cascade.plots_venues import plot_venues
+
+            return plot_venues(self.steps, list(self.summary["venues"]), path,
+                               title=f"{self.scenario.name}: venues, insurance funds and ADL")
+        raise ValueError(f"unknown plot kind {kind!r}: expected waterfall, liquidation_map, "
+                         "insurance or (multi-venue runs) venues")
 
     def save(self, out_dir, *, reference=None) -> dict:
-        """Write summary.json, steps.parquet, liquidations.parquet and the PNG plots.
+        """Write summary.json, steps.parquet, liquidations.parquet and the PNG plots
+        (venues.png too for a multi-venue run).
 
         Each file is written to a temporary name and renamed, so an interrupted run never leaves a
         truncated file behind. Returns {name: path}.
@@ -268,6 +288,8 @@ class Result:
         atomic("waterfall.png", lambda p: self.plot("waterfall", p, reference=reference))
         atomic("liquidation_map.png", lambda p: self.plot("liquidation_map", p))
         atomic("insurance.png", lambda p: self.plot("insurance", p))
+        if self.summary.get("venues"):
+            atomic("venues.png", lambda p: self.plot("venues", p))
         atomic("summary.json", lambda p: p.write_text(json.dumps(_jsonable(self.summary),
                                                                  indent=2) + "\n"))
         return paths
