@@ -26,8 +26,9 @@ _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 def plot_venues(steps: pd.DataFrame, venues: list[str], path: Any, *,
                 title: str | None = None) -> pathlib.Path:
-    """Draw, per venue over time: last price (and the index), insurance fund, cumulative ADL
-    notional and cumulative bad debt.
+    """Draw, per venue over time: last price (and the index), insurance fund (as a share of its
+    start, so funds of very different sizes share an axis), cumulative ADL notional and
+    cumulative bad debt.
 
     Parameters
     ----------
@@ -70,7 +71,11 @@ def plot_venues(steps: pd.DataFrame, venues: list[str], path: Any, *,
     for k, v in enumerate(venues):
         c = _COLORS[k % len(_COLORS)]
         ax_p.plot(x, data[f"{v}.last_price"], color=c, linewidth=1.1, label=f"{v} last")
-        ax_f.plot(x, data[f"{v}.insurance_fund_usd"], color=c, linewidth=1.3, label=v)
+        fund = data[f"{v}.insurance_fund_usd"].to_numpy()
+        f0 = fund[0] if fund[0] > 0 else max(float(fund.max()), 1.0)
+        ax_f.plot(x, fund / f0 * 100.0, color=c, linewidth=1.3,
+                  label=_esc(f"{v} (start {_usd_tick(float(fund[0]))}, "
+                             f"min {_usd_tick(float(fund.min()))})"))
         adl = np.cumsum(data[f"{v}.adl_usd"].to_numpy())
         ax_a.plot(x, adl, color=c, linewidth=1.3, label=f"{v} ADL")
         debt = data[f"{v}.bad_debt_usd"].to_numpy()
@@ -82,12 +87,16 @@ def plot_venues(steps: pd.DataFrame, venues: list[str], path: Any, *,
     ax_p.yaxis.set_major_formatter(_price_tick_formatter())
     ax_p.set_ylabel("price (USD)")
     ax_p.legend(loc="lower left", fontsize=8, frameon=False)
-    ax_f.yaxis.set_major_formatter(_usd_axis_formatter())
-    ax_f.set_ylabel("insurance fund")
+    ax_f.set_ylabel("insurance fund, % of start")
     ax_f.legend(loc="lower left", fontsize=8, frameon=False)
     ax_a.yaxis.set_major_formatter(_usd_axis_formatter())
     ax_a.set_ylabel("cumulative ADL")
-    ax_a.set_ylim(bottom=0)
+    if not any(data[f"{v}.adl_usd"].sum() > 0 or data[f"{v}.bad_debt_usd"].max() > 0
+               for v in venues):
+        ax_a.set_ylim(0, 1)
+        ax_a.set_yticks([0])
+    else:
+        ax_a.set_ylim(bottom=0)
     step = idx[1] - idx[0] if len(idx) > 1 else pd.Timedelta(seconds=1)
     t_lo, t_hi = idx[0], idx[-1] + step
     ax_a.set_xlim(*_to_num(pd.DatetimeIndex([t_lo, t_hi])))
