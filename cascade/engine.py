@@ -556,8 +556,10 @@ def liquidate_nb(r, fill, mark, prev_mark, side, qty, entry, wallet, lp, status,
     KIND_LIQ: the whole position; equity ``E = WB + s*Q*(fill - EP)`` goes to the fund (fee
     first), a negative one is paid by it. When the fund cannot pay and the venue has ADL, the
     deficit ``D`` is covered by opposite-side positions closed at the ADL price ``P`` (Binance:
-    the bankruptcy price; Hyperliquid: the previous mark): ``D / (s*(P - fill))`` coin of the
-    position are handed to them instead of the market (mechanics.md sections 1, 3 and 5).
+    the bankruptcy price; Hyperliquid: the previous mark ``prev_mark``, which the caller gives as
+    the mark before this step, or for a backstop the mark before its trigger's):
+    ``D / (s*(P - fill))`` coin of the position are handed to them instead of the market
+    (mechanics.md sections 1, 3 and 5).
     KIND_PARTIAL: ``rec.qty`` coin close at ``fill``, their realised PnL stays in the wallet, and
     the rest is re-queued with a new liquidation price. KIND_BACKSTOP: the vault takes position
     and margin at the mark of the trigger (``E`` at that mark to the fund), no market order.
@@ -641,7 +643,7 @@ def _mark_nb(rule, p, index, basis_mean, ema, f_last, tau, interval, others, msu
 def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, order, tlp, stop_idx,
                  stop_px, heap_l, heap_s, tb_lay, floor, cap, mmr, cum, exo, noise, wick, prm,
                  iprm, mprm, spot, spot_exo, spot_noise, st, ist, mst, sst, ring, bring, pend,
-                 arb, comp_ring, rec, adl_buf, adl_rank, out):
+                 marks, arb, comp_ring, rec, adl_buf, adl_rank, out):
     """Advance the market (one or more venues) from step ``t_begin`` to ``t_end`` (exclusive).
 
     Parameters (V venues, n rows over all venues, J spot venues, T steps)
@@ -667,6 +669,8 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
     mst : float64 (N_MSTATE,) market state; sst : float64 (J, 2) spot state (deviation, imbalance)
     ring : (V, max window) last prices; bring : (V, basis window) basis samples (last - index)
     pend : (V, max latency + 1) forced flow queued; arb : (V, arbitrage delay + 1) arbitrage flow
+    marks : (V, max latency + 2) each venue's mark at the end of recent steps (slot t % width; the
+        start price before the first step), for the previous mark of a trigger executed later
     comp_ring : (max spot lag + 1,) log composite price of the perpetual venues, by step
     rec : RECORD_DTYPE records, per venue ranges; adl_buf : int32 (2, n) ; adl_rank : float64 (n,)
     out : float64 (V, T, len(COLUMNS)) per-step results, written for t_begin..t_end-1
@@ -715,7 +719,7 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
                         heap_s[lay[v, L_HOFF]:lay[v, L_HEND]],
                         floor[ta:tb], cap[ta:tb], mmr[ta:tb], cum[ta:tb], exo[v, t], noise[t],
                         wick[v, t], prm[v], iprm[v], mprm, st[v], ist[v], mst, ring[v],
-                        bring[v], pend[v], arb[v], rec[lay[v, L_ROFF]:lay[v, L_REND]],
+                        bring[v], pend[v], marks[v], arb[v], rec[lay[v, L_ROFF]:lay[v, L_REND]],
                         adl_buf[:, a:b], adl_rank[a:b], out[v, t])
         # composite of the perpetual venues (depth-weighted log price), and arbitrage between them
         comp = 0.0
@@ -733,18 +737,25 @@ def _arbitrage(t, nv, comp, prm, mprm, st, arb, out):
     """Arbitrageurs buy the venues below the composite and sell those above it, beyond a band of
     ``band`` (log units), at most ``capacity`` USD per step each way; their orders reach the
     books ``delay`` steps later. The USD a venue needs to close its gap is its depth per 1 %
-    times the gap in %, so buys and sells match before the cap and are scaled to match after."""
+    times the gap in %, less what they already sent that way and has not arrived yet (with a
+    delay of two steps or more, re-sending the whole gap every step would overshoot it ``delay``
+    times and the venues would oscillate apart); buys and sells match before the cap and are
+    scaled to match after."""
     band = mprm[M_ARB_BAND]
     need_buy = 0.0
     need_sell = 0.0
     needs = np.zeros(nv)
     for v in range(nv):
         gap = log(st[v, S_PRICE]) - comp
+        # orders still in flight (every slot holds future arrivals: this step's was read)
+        sent = 0.0
+        for k in range(arb.shape[1]):
+            sent += arb[v, k]
         if gap > band:
-            needs[v] = -(gap - band) * 100.0 * prm[v, P_DEPTH]
+            needs[v] = min(-(gap - band) * 100.0 * prm[v, P_DEPTH] - sent, 0.0)
             need_sell -= needs[v]
         elif gap < -band:
-            needs[v] = (-gap - band) * 100.0 * prm[v, P_DEPTH]
+            needs[v] = max((-gap - band) * 100.0 * prm[v, P_DEPTH] - sent, 0.0)
             need_buy += needs[v]
     matched = min(need_buy, need_sell, mprm[M_ARB_CAP])
     if matched <= 0.0:
@@ -761,7 +772,7 @@ def _arbitrage(t, nv, comp, prm, mprm, st, arb, out):
 @jit
 def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status, order, tlp,
                 n_long, n_ladder, stop_idx, stop_px, heap_l, heap_s, floor, cap, mmr, cum, exo_t,
-                noise_t, wick_t, prm, iprm, mprm, st, ist, mst, ring, bring, pend, arb, rec,
+                noise_t, wick_t, prm, iprm, mprm, st, ist, mst, ring, bring, pend, marks, arb, rec,
                 adl_buf, adl_rank, o):
     """One step of one venue: price before orders, the trigger/impact fixed point, fills and
     settlement, state updates and the output row ``o``."""
@@ -857,7 +868,13 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
         elif kind == KIND_STOP:
             stop_usd += settle_nb(r, fill, side, qty, entry, wallet, fee_rate, status, rec, st)
         elif kind != KIND_ADL:
-            usd, _, done = liquidate_nb(r, fill, mark, prev_mark, side, qty, entry, wallet, lp,
+            pm = prev_mark
+            if kind == KIND_BACKSTOP and rec[r].trigger_step < t:
+                # the vault took the position at the mark of its trigger (latency): the mark
+                # before that one, not the one before this step, is its previous mark
+                nm = marks.shape[0]
+                pm = marks[(rec[r].trigger_step - 1 + nm) % nm]
+            usd, _, done = liquidate_nb(r, fill, mark, pm, side, qty, entry, wallet, lp,
                                         status, n_ladder, heap_l, heap_s, floor, cap, mmr, cum,
                                         fee_rate, prm, iprm, rec, st, ist, adl_buf, adl_rank)
             handed += -side[rec[r].pos] * done * fill
@@ -876,6 +893,7 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
     st[S_Y] = y + net - (handed if feedback else 0.0)
     st[S_PRICE] = p
     st[S_MARK] = mark
+    marks[t % marks.shape[0]] = mark
     ring[ri] = last
     msum += last - old
     ri += 1
@@ -978,6 +996,7 @@ class EngineState:
     ring: np.ndarray
     bring: np.ndarray
     pend: np.ndarray
+    marks: np.ndarray
     arb: np.ndarray
     comp_ring: np.ndarray
     rec: np.ndarray
@@ -1070,6 +1089,7 @@ class EngineState:
             st=st, ist=ist, mst=mst, sst=np.zeros((nsp, 2)), ring=np.full((nv, wmax), p0),
             bring=np.zeros((nv, max(1, int(iprm[:, I_BWIN].max())))),
             pend=np.zeros((nv, int(iprm[:, I_LAT].max()) + 1)),
+            marks=np.full((nv, int(iprm[:, I_LAT].max()) + 2), p0),
             arb=np.zeros((nv, int(arb_delay) + 1)),
             comp_ring=np.full(maxlag + 2, log(p0)), rec=np.empty(int(caps.sum()), RECORD_DTYPE),
             adl_buf=np.empty((2, int(n.sum())), np.int32),
@@ -1098,7 +1118,8 @@ class EngineState:
                      self.cum, np.atleast_2d(exo), noise, self.wick, np.atleast_2d(prm),
                      np.atleast_2d(iprm), self.mprm, self.spot, self.spot_exo, self.spot_noise,
                      self.st, self.ist, self.mst, self.sst, self.ring, self.bring, self.pend,
-                     self.arb, self.comp_ring, self.rec, self.adl_buf, self.adl_rank, self.outs)
+                     self.marks, self.arb, self.comp_ring, self.rec, self.adl_buf, self.adl_rank,
+                     self.outs)
 
     # ------------------------------------------------------------------------------ funding
     def pay_funding(self, v: int, rate: float, price: float) -> dict:
@@ -1112,8 +1133,11 @@ class EngineState:
         (``to_others``), so the three sum to zero. Returns them in USD."""
         a, b = int(self.lay[v, L_OFF]), int(self.lay[v, L_END])
         status = self.status[a:b]
+        # a triggered row still holds its position until its order fills, unless the trigger was
+        # a conditional entry not yet filled (latency): no position yet, and its wallet still
+        # holds the initial-margin fraction (entry NaN until open_nb)
         live = np.flatnonzero((status == OPEN) | (status == HEAPED)
-                              | (status == TRIGGERED))
+                              | ((status == TRIGGERED) & ~np.isnan(self.entry[a:b])))
         side = self.side[a:b]
         pay = side[live] * self.qty[a:b][live] * price * rate
         self.wallet[a:b][live] -= pay

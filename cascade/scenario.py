@@ -316,7 +316,7 @@ class Scenario:
         raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.raw.items()}
         for dotted, value in overrides.items():
             section, _, key = dotted.partition(".")
-            if not key or "." in key or section in ARRAY_SECTIONS or section not in SCHEMA:
+            if not key or "." in key or section in ARRAY_SECTIONS:
                 raise CascadeError(f"override {dotted!r}: expected 'section.key' naming a key of "
                                    "a table, such as 'population.positions'")
             raw.setdefault(section, {})[key] = value
