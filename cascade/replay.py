@@ -34,12 +34,26 @@ def replay_inputs(sc: Scenario, klines, price_start: float):
 
 
 def replay_scenario(sc: Scenario) -> Scenario:
-    """The scenario as replay runs it: no feedback, mark = last price, no dip buyers."""
-    return sc.with_overrides(**{
+    """The scenario as replay runs it: no feedback, mark = last price, no dip buyers; with
+    several venues, every venue on the same path (no index, no wicks, no funding)."""
+    sc = sc.with_overrides(**{
         "engine.feedback": False,
         "market.mark_window_s": sc.scenario.step_s,
         "market.dip_buy_usd_per_s_per_pct": 0.0,
     })
+    if not sc.venues:
+        return sc
+    import copy
+
+    from cascade.scenario import parse_scenario
+
+    raw = copy.deepcopy(sc.raw)
+    for v in raw["venues"]:
+        v.update({"mark": "last_average", "funding": False})
+    raw.pop("spot", None)
+    raw.pop("wicks", None)
+    return parse_scenario(raw, source=str(sc.path or "<scenario>"),
+                          base_dir=sc.path.parent if sc.path else None, path=sc.path)
 
 
 def replay(scenario, klines, positions: int | None = None, seed: int | None = None, *,
@@ -65,8 +79,15 @@ def replay(scenario, klines, positions: int | None = None, seed: int | None = No
     set_threads(threads)
     rsc = replay_scenario(sc)
     try:
-        popu = build_population(rsc)
-        exo, noise = replay_inputs(rsc, klines, popu.price_start)
+        if rsc.venues:
+            from cascade.venues import build_populations
+
+            popu = build_populations(rsc)
+            exo, noise = replay_inputs(rsc, klines, popu[0].price_start)
+            exo = (np.zeros((len(popu), rsc.n_steps)), np.zeros((0, rsc.n_steps)))
+        else:
+            popu = build_population(rsc)
+            exo, noise = replay_inputs(rsc, klines, popu.price_start)
     except CascadeError as exc:
         raise CascadeError(f"--klines {source}: {exc}") from None
     res = simulate(rsc, progress=progress, population=popu, exo=exo, noise=noise)

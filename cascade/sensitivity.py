@@ -128,11 +128,21 @@ def _clip(value: float, field: Field) -> tuple[float, bool]:
 
 
 def max_leverage(sc: Scenario) -> float:
-    """The highest leverage the scenario's bracket table allows (its first bracket's)."""
+    """The highest leverage the scenario's bracket table allows (its first bracket's); with
+    several venues, the lowest of theirs."""
+    return min(top for top, _ in max_leverages(sc))
+
+
+def max_leverages(sc: Scenario) -> list[tuple[float, bool]]:
+    """Per venue (one for a single-venue scenario): (highest leverage its bracket table allows,
+    whether the venue lists its own leverages)."""
     from cascade.brackets import bracket_table
 
-    table = bracket_table(sc.venue.name, sc.venue.symbol, venue_date(sc))
-    return float(table.max_leverage[0])
+    if not sc.venues:
+        table = bracket_table(sc.venue.name, sc.venue.symbol, venue_date(sc))
+        return [(float(table.max_leverage[0]), False)]
+    return [(float(bracket_table(v.rules, v.symbol, v.bracket_date or sc.scenario.start.date())
+                   .max_leverage[0]), bool(v.leverages)) for v in sc.venues]
 
 
 def skip_reason(sc: Scenario, name: str) -> str | None:
@@ -196,23 +206,35 @@ def build_variant(sc: Scenario, name: str, factor: float) -> Variant:
         return Variant(name, factor, _rebuild(sc, raw), factor, False)
     if name == LEVERAGE_SCALE:
         field = SCHEMA["population"]["leverages"]
-        top = max_leverage(sc)
         lo = field.lo if field.lo is not None else 0.0
-        new, clipped = [], []
-        for lev in sc.population.leverages:
-            want = float(lev) * factor
-            got = min(max(want, lo), top)
-            new.append(got)
-            if got != want:
-                clipped.append(f"{_num_text(lev)} x {factor:g} = {_num_text(want)} -> "
-                               f"{_num_text(got)}")
         raw = copy.deepcopy(sc.raw)
-        raw.setdefault("population", {})["leverages"] = new
-        note = ""
-        if clipped:
-            note = (f"leverages clipped to [{lo:g}, {top:g}] (the bracket maximum of "
-                    f"{sc.venue.name} {sc.venue.symbol}): " + ", ".join(clipped))
-        return Variant(name, factor, _rebuild(sc, raw), factor, bool(clipped), note)
+        notes = []
+
+        def scale(levs, top, where):
+            new, clipped = [], []
+            for lev in levs:
+                want = float(lev) * factor
+                got = min(max(want, lo), top)
+                new.append(got)
+                if got != want:
+                    clipped.append(f"{_num_text(lev)} x {factor:g} = {_num_text(want)} -> "
+                                   f"{_num_text(got)}")
+            if clipped:
+                notes.append(f"{where} leverages clipped to [{lo:g}, {top:g}] (the bracket "
+                             "maximum): " + ", ".join(clipped))
+            return new
+
+        # each venue's own leverages within its own table; the shared list within the lowest
+        # maximum of the venues that use it
+        tops = [top for top, own in max_leverages(sc) if not own]
+        if tops:
+            raw.setdefault("population", {})["leverages"] = scale(
+                sc.population.leverages, min(tops), "population")
+        for v, (top, own) in zip(raw.get("venues", []), max_leverages(sc)):
+            if own:
+                v["leverages"] = scale(v["leverages"], top, f"venue {v['name']}")
+        note = "; ".join(notes)
+        return Variant(name, factor, _rebuild(sc, raw), factor, bool(notes), note)
     field = _field(name)
     want = base_value(sc, name) * factor
     try:

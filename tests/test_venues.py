@@ -55,7 +55,7 @@ from cascade.market import P_LIQ_EQ
 from cascade.runner import simulate
 from cascade.scenario import load_scenario, parse_scenario
 from cascade.venues import build_populations, venue_parameters, venue_specs
-from tests.conftest import BASE, UTC
+from tests.conftest import BASE, START, UTC
 from tests.naive import rules as naive_rules
 from tests.naive import venues as naive
 from tests.naive.margin import liq_price
@@ -856,3 +856,48 @@ def test_schema_errors_name_file_key_and_expectation(tmp_path, edit, needles):
     for needle in needles:
         assert needle in msg, (needle, msg)
     assert "\n" not in msg
+
+
+# ------------------------------------------------------------------------- replay, sensitivity
+def test_replay_of_a_two_venue_market_liquidates_exactly_the_positions_beyond_the_path():
+    """Every venue follows the kline path: on each venue exactly the positions whose
+    liquidation price the path's low (longs) or high (shorts) crossed are liquidated (partial
+    rules still apply on Hyperliquid, so a position may take several records)."""
+    from cascade.klines import synthetic_klines
+    from cascade.replay import replay
+
+    raw = market(minutes=40, start=START)
+    for v in raw["venues"]:
+        v["insurance_fund_usd"] = 1e9
+    raw["population"]["stop_loss_share"] = 0.0
+    raw["population"]["entry_order_share"] = 0.0
+    sc = parse_scenario(raw, source="<replay>")
+    close = 110000.0 * np.r_[np.linspace(1.0, 0.9, 20), np.linspace(0.9, 0.97, 20)]
+    k = synthetic_klines(START, close)
+    res = replay(sc, k)
+    price = res.steps["last_price"].to_numpy()
+    for name in ("bn", "hl"):
+        np.testing.assert_allclose(res.steps[f"{name}.last_price"], price, rtol=1e-12)
+    lo, hi = price.min(), price.max()
+    rec = res.records
+    liq = np.isin(rec["kind"], LIQ_KINDS)
+    side = np.concatenate([p.side for p in res.populations])
+    lp = np.concatenate([p.lp for p in res.populations])
+    n_ladder = np.concatenate([np.arange(p.n) < p.n_ladder for p in res.populations])
+    want = np.flatnonzero(n_ladder & (((side > 0) & (lp >= lo)) | ((side < 0) & (lp <= hi))))
+    assert set(rec["pos"][liq].tolist()) == set(want.tolist())
+    assert len(want) > 20 and set(rec["venue"][liq].tolist()) == {0, 1}
+
+
+def test_sensitivity_scales_each_venues_own_leverages_within_its_table():
+    from cascade.sensitivity import LEVERAGE_SCALE, build_variant
+
+    raw = market()
+    venue(raw, "hl")["leverages"] = [3.0, 10.0, 40.0]
+    venue(raw, "hl")["leverage_weights"] = [0.4, 0.4, 0.2]
+    sc = parse_scenario(raw, source="<sens>")
+    var = build_variant(sc, LEVERAGE_SCALE, 1.5)
+    assert var.scenario.population.leverages == [4.5, 15.0, 37.5, 60.0]
+    hl = next(v for v in var.scenario.venues if v.name == "hl")
+    assert hl.leverages == [4.5, 15.0, 40.0]  # Hyperliquid BTC stops at 40x
+    assert var.clipped and "venue hl" in var.note
