@@ -54,7 +54,9 @@ def main(args) -> int:
     paths = res.save(out)
     print(res.table())
     print()
-    for name in ("summary.json", "steps.parquet", "waterfall.png", "liquidation_map.png"):
-        print(f"{name:<20} {paths[name]}")
+    for name in ("summary.json", "steps.parquet", "waterfall.png", "liquidation_map.png",
+                 "venues.png"):
+        if name in paths:
+            print(f"{name:<20} {paths[name]}")
     sys.stdout.flush()
     return 0
