@@ -30,7 +30,7 @@ from cascade._numba import jit
 from cascade.adl import binance_adl_rank_nb, hl_adl_rank_nb
 from cascade.funding import time_to_next_funding_nb
 from cascade.margin import bankruptcy_price_nb, liq_price_nb, liq_prices_nb
-from cascade.mark import binance_mark_nb, median3_nb, median_nb
+from cascade.mark import binance_mark_nb, median3_nb, median_nb, weighted_median_nb
 from cascade.market import (
     ADL_HYPERLIQUID,
     ADL_NONE,
@@ -94,9 +94,10 @@ N_STATE = 25
 (J_LPTR, J_SPTR, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING, J_HL, J_HS, J_BRING, J_BCOUNT,
  J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_ADLP, _J_ADLP2) = range(17)
 N_ISTATE = 17
-# market state: background log price, composite log price of the venues, index, sum of depths
-M_X, M_COMP, M_INDEX, M_DEPTH_SUM = range(4)
-N_MSTATE = 4
+# market state: background log price, composite log price of the venues, index (weighted mean
+# of the spot venues: Binance), sum of depths, oracle (weighted median: Hyperliquid)
+M_X, M_COMP, M_INDEX, M_DEPTH_SUM, M_ORACLE = range(5)
+N_MSTATE = 5
 # market parameters: arbitrage capacity (USD per step), band (log), delay (steps); spot impact law
 M_ARB_CAP, M_ARB_BAND, M_ARB_DELAY, M_SPOT_ALPHA = range(4)
 N_MPARAMS = 4
@@ -661,7 +662,8 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
     heap_l, heap_s : int32 heaps of positions opened or re-queued during the run
     tb_lay : int64 (V, 2) range of each venue's bracket table in floor, cap, mmr, cum
     exo : float64 (V, T) exogenous flow per venue, USD; noise : float64 (T,) log increments
-    wick : float64 (V + 1, T) multiplier of each venue's last price (row V: of the index)
+    wick : float64 (V + 1, T) multiplier of each venue's last price (row V: of every spot price,
+        so of the index and the oracle)
     prm, iprm : float64 (V, N_PARAMS), int64 (V, N_IPARAMS) (:func:`cascade.market.parameters`)
     mprm : float64 (N_MPARAMS,) market-wide parameters (``M_*``)
     spot : float64 (J, N_SPOT) spot venues of the index (``SP_*``); spot_exo, spot_noise (J, T)
@@ -677,6 +679,8 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
     """
     nv = lay.shape[0]
     nsp = spot.shape[0]
+    sp_px = np.empty(nsp)
+    sp_w = spot[:, SP_WEIGHT].copy()
     last_all = np.empty(nv)
     npc = comp_ring.shape[0]
     for t in range(t_begin, t_end):
@@ -684,8 +688,6 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
         # index: spot venues follow the perpetuals' composite price with a lag, plus their own
         # deviation (their share of the flow on their own book, decaying) and noise
         if nsp > 0:
-            num = 0.0
-            den = 0.0
             for j in range(nsp):
                 sst[j, 1] *= spot[j, SP_DECAY]
                 sst[j, 0] *= spot[j, SP_REVERT]
@@ -695,13 +697,20 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
                     sst[j, 1] += f
                 lag = int(spot[j, SP_LAG])
                 c = comp_ring[(t - 1 - lag) % npc] if t - 1 - lag >= 0 else comp_ring[npc - 1]
-                px = exp(c + sst[j, 0] + spot_noise[j, t])
-                num += spot[j, SP_WEIGHT] * px
+                sp_px[j] = exp(c + sst[j, 0] + spot_noise[j, t])
+            index = 0.0
+            den = 0.0
+            for j in range(nsp):
+                index += spot[j, SP_WEIGHT] * sp_px[j]
                 den += spot[j, SP_WEIGHT]
-            index = num / den
+            index /= den
+            oracle = weighted_median_nb(sp_px, sp_w)
         else:
             index = exp(mst[M_COMP])
+            oracle = index
         index *= wick[nv, t]
+        oracle *= wick[nv, t]
+        mst[M_ORACLE] = oracle
         mst[M_INDEX] = index
         for v in range(nv):
             last_all[v] = st[v, S_PRICE]
@@ -710,7 +719,10 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
             b = lay[v, L_END]
             ta = tb_lay[v, 0]
             tb = tb_lay[v, 1]
-            _venue_step(t, v, nv, index, last_all, side[a:b], qty[a:b], entry[a:b], wallet[a:b],
+            ref = index
+            if iprm[v, I_MARK] == MARK_HYPERLIQUID:
+                ref = oracle
+            _venue_step(t, v, nv, ref, last_all, side[a:b], qty[a:b], entry[a:b], wallet[a:b],
                         lp[a:b], status[a:b], order[a:b], tlp[a:b],
                         lay[v, L_NLONG] - a, lay[v, L_NLADDER] - a,
                         stop_idx[lay[v, L_SOFF]:lay[v, L_SEND]],
@@ -775,7 +787,9 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
                 noise_t, wick_t, prm, iprm, mprm, st, ist, mst, ring, bring, pend, marks, arb, rec,
                 adl_buf, adl_rank, o):
     """One step of one venue: price before orders, the trigger/impact fixed point, fills and
-    settlement, state updates and the output row ``o``."""
+    settlement, state updates and the output row ``o``. ``index`` is the venue's reference
+    spot price: the index (weighted mean of the spot venues, Binance) or, for the Hyperliquid
+    mark rule, the oracle (their weighted median)."""
     alpha = prm[P_ALPHA]
     phi = prm[P_PHI]
     decay = prm[P_DECAY]

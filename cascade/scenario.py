@@ -234,8 +234,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "spot": {
         "name": F("str", doc="Spot venue whose price enters the index."),
-        "weight": F("float", 1.0, "Weight in the index (Hyperliquid's oracle: Binance 3, OKX 2, "
-                    "Bybit 2, others 1).", lo=0, lo_open=True),
+        "weight": F("float", 1.0, "Weight in the index (weighted mean, Binance) and the oracle "
+                    "(weighted median, Hyperliquid; its weights: Binance 3, OKX 2, Bybit 2, "
+                    "others 1).", lo=0, lo_open=True),
         "lag_s": F("float", 1.0, "How far this spot price lags the perpetuals.", "s", lo=0,
                    hi=3600),
         "noise_bps": F("float", 0.0, "Own noise of this spot price (one sigma per step).",

@@ -256,7 +256,7 @@ def funding_rate(spec: VenueSpec, pbar: float) -> float:
 def simulate_venues(sc: Scenario, *, progress: bool = False, populations=None, exo=None,
                     noise=None):
     """One engine run of a multi-venue scenario; returns a :class:`~cascade.result.Result`."""
-    from cascade.engine import M_INDEX, S_FLAST, S_MARK, S_PACC, S_PCNT, EngineState
+    from cascade.engine import M_ORACLE, S_FLAST, S_MARK, S_PACC, S_PCNT, EngineState
     from cascade.market import background_noise
     from cascade.population import liquidation_map
     from cascade.result import Result
@@ -292,7 +292,7 @@ def simulate_venues(sc: Scenario, *, progress: bool = False, populations=None, e
             st = state.st[v]
             pbar = st[S_PACC] / st[S_PCNT] if st[S_PCNT] > 0 else 0.0
             rate = funding_rate(specs[v], pbar)
-            price = state.mst[M_INDEX] if specs[v].rules == "hyperliquid" else st[S_MARK]
+            price = state.mst[M_ORACLE] if specs[v].rules == "hyperliquid" else st[S_MARK]
             paid = state.pay_funding(v, rate, float(price))
             st[S_FLAST] = rate
             st[S_PACC] = st[S_PCNT] = 0.0

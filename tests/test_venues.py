@@ -268,7 +268,9 @@ def test_funding_moves_wallets_and_liquidation_prices_exactly():
         assert p["premium"] == pytest.approx(pbar, rel=1e-9, abs=1e-15)
         if p["venue"] == "hl":
             want = naive_rules.funding_rate(pbar, 1e-4, 5e-4, 0.0) / 8
-            assert p["price"] == steps["index_price"].iloc[b - 1]
+            # Hyperliquid pays on its oracle (the spot venues' weighted median): its own
+            # index_price column
+            assert p["price"] == steps["hl.index_price"].iloc[b - 1]
         else:
             want = naive_rules.funding_rate(pbar, 1e-4, 5e-4, 0.75 * specs[v].table.mmr[0])
             assert p["price"] == steps["bn.mark_price"].iloc[b - 1]

@@ -17,7 +17,8 @@ The model, per step ``t`` (``step_s`` seconds):
 * the background log price ``x`` takes its noise; every spot venue's own deviation and book
   imbalance decay, its share of the flow moves it; its price is the composite of the perpetual
   venues ``lag + 1`` steps ago (the start price before that) times its deviation and noise; the
-  index is their weighted mean (no spot venue: the previous composite), times the index wick;
+  index is their weighted mean (no spot venue: the previous composite), times the index wick,
+  and the oracle of Hyperliquid-rule venues their weighted median (rules.weighted_median);
 * each venue, in turn, from its price before orders (``x + perm + trans``), dip buying,
   arbitrage orders due now and forced orders due now, finds the fixed point of triggers and
   impact: the mark by the venue's rule, every open position whose liquidation price the mark has
@@ -581,17 +582,19 @@ def run(sc, pops, shocks=None):
     x = math.log(p0)
     composite = []  # log composite after each step
     index_path = []
+    oracle_path = []
     funding = []
     for t in range(n_steps):
         for v in pay_at.get(t, []):
             ven = venues[v]
-            price = index_path[-1] if ven.rules == "hyperliquid" else ven.mark
+            price = oracle_path[-1] if ven.rules == "hyperliquid" else ven.mark
             funding.append({"step": t, **ven.pay_funding(price)})
         for ven in venues if shocks and t in shocks else ():
             ven.pay_funding(ven.mark, shocks[t])
         x += noise[t]
         if spots:
             num = den = 0.0
+            prices = []
             for j, s in enumerate(spots):
                 s["imb"] *= s["decay"]
                 s["dev"] *= s["revert"]
@@ -602,17 +605,23 @@ def run(sc, pops, shocks=None):
                     s["imb"] += f
                 back = t - 1 - s["lag"]
                 c = composite[back] if back >= 0 else math.log(p0)
-                num += s["w"] * math.exp(c + s["dev"] + float(spot_noise[j, t]))
+                prices.append(math.exp(c + s["dev"] + float(spot_noise[j, t])))
+                num += s["w"] * prices[-1]
                 den += s["w"]
             index = num / den
+            oracle = rules.weighted_median(prices, [s["w"] for s in spots])
         else:
             index = math.exp(composite[-1]) if composite else p0
+            oracle = index
         index *= wick[nv][t]
+        oracle *= wick[nv][t]
         index_path.append(index)
+        oracle_path.append(oracle)
         before = [ven.price for ven in venues]
         for v, ven in enumerate(venues):
             others = [before[u] for u in range(nv) if u != v]
-            ven.step(t, x, index, others, float(exo[v, t]), wick[v][t])
+            ref = oracle if ven.mark_rule == "hyperliquid" else index
+            ven.step(t, x, ref, others, float(exo[v, t]), wick[v][t])
         comp = 0.0  # summed in venue order, as the engine does (arbitrage sizes are gaps
         for ven in venues:  # beyond the band: their last digits depend on it)
             comp += ven.p["P_DEPTH"] * math.log(ven.price)
