@@ -30,7 +30,7 @@ from cascade._numba import jit
 from cascade.adl import binance_adl_rank_nb, hl_adl_rank_nb
 from cascade.funding import time_to_next_funding_nb
 from cascade.margin import bankruptcy_price_nb, liq_price_nb, liq_prices_nb
-from cascade.mark import binance_mark_nb, median3_nb, median_nb, weighted_median_nb
+from cascade.mark import binance_mark_nb, median3_nb, weighted_median_nb
 from cascade.market import (
     ADL_HYPERLIQUID,
     ADL_NONE,
@@ -88,8 +88,8 @@ KIND_LIQ, KIND_STOP, KIND_ENTRY, KIND_PARTIAL, KIND_BACKSTOP, KIND_ADL = range(1
 # float state vector, per venue
 (S_PERM, S_TRANS, S_PRICE, S_REF, S_RV, S_LF, S_FUND, S_BAD, S_OQL, S_OQS, S_MSUM, S_Y, S_MARK,
  S_BSUM, S_EMA, S_PACC, S_PCNT, S_FLAST, S_ADLUSD, S_ADLN, S_NPART, S_BACKSTOP, S_FUNDPAID_L,
- S_FUNDPAID_S, S_FUNDPAID_X) = range(25)
-N_STATE = 25
+ S_FUNDPAID_S) = range(24)
+N_STATE = 24
 # integer state vector, per venue (J_ADLT/N/P: two slots each, longs then shorts)
 (J_LPTR, J_SPTR, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING, J_HL, J_HS, J_BRING, J_BCOUNT,
  J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_ADLP, _J_ADLP2) = range(17)
@@ -172,7 +172,8 @@ def mean_impact_nb(y, flow, depth, alpha, imp):
 def _record(rec, ist, i, kind, t, lat, price, q):
     n = ist[J_NREC]
     if n >= rec.shape[0]:
-        raise ValueError("record buffer full")
+        # a bug in the capacity bound of EngineState.for_venues, not a market that diverged
+        raise RuntimeError("record buffer full")
     rec[n].pos = i
     rec[n].kind = kind
     rec[n].trigger_step = t
@@ -613,18 +614,26 @@ def liquidate_nb(r, fill, mark, prev_mark, side, qty, entry, wallet, lp, status,
 
 
 @jit
-def _median_others(v, last_all, nv):
-    """Median of the other venues' last prices (Hyperliquid's 'median of CEX perp mids')."""
+def _median_others(v, last_all, nv, scratch):
+    """Median of the other venues' last prices (Hyperliquid's 'median of CEX perp mids'), sorted
+    in ``scratch`` (float64 (>= nv - 1,)) so the step loop allocates nothing; NaN if none."""
     m = nv - 1
     if m <= 0:
         return np.nan
-    vals = np.empty(m)
     j = 0
     for u in range(nv):
         if u != v:
-            vals[j] = last_all[u]
+            x = last_all[u]
+            k = j
+            while k > 0 and scratch[k - 1] > x:  # insertion sort: a handful of venues
+                scratch[k] = scratch[k - 1]
+                k -= 1
+            scratch[k] = x
             j += 1
-    return median_nb(vals)
+    h = m // 2
+    if m % 2 == 1:
+        return scratch[h]
+    return 0.5 * (scratch[h - 1] + scratch[h])
 
 
 @jit
@@ -682,6 +691,7 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
     sp_px = np.empty(nsp)
     sp_w = spot[:, SP_WEIGHT].copy()
     last_all = np.empty(nv)
+    scratch = np.empty(nv)  # other venues' prices (Hyperliquid mark), arbitrage needs
     npc = comp_ring.shape[0]
     for t in range(t_begin, t_end):
         mst[M_X] += noise[t]
@@ -732,7 +742,7 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
                         floor[ta:tb], cap[ta:tb], mmr[ta:tb], cum[ta:tb], exo[v, t], noise[t],
                         wick[v, t], prm[v], iprm[v], mprm, st[v], ist[v], mst, ring[v],
                         bring[v], pend[v], marks[v], arb[v], rec[lay[v, L_ROFF]:lay[v, L_REND]],
-                        adl_buf[:, a:b], adl_rank[a:b], out[v, t])
+                        adl_buf[:, a:b], adl_rank[a:b], scratch, out[v, t])
         # composite of the perpetual venues (depth-weighted log price), and arbitrage between them
         comp = 0.0
         for v in range(nv):
@@ -741,23 +751,23 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
         mst[M_COMP] = comp
         comp_ring[t % npc] = comp
         if nv > 1:
-            _arbitrage(t, nv, comp, prm, mprm, st, arb, out)
+            _arbitrage(t, nv, comp, prm, mprm, st, arb, scratch)
 
 
 @jit
-def _arbitrage(t, nv, comp, prm, mprm, st, arb, out):
+def _arbitrage(t, nv, comp, prm, mprm, st, arb, needs):
     """Arbitrageurs buy the venues below the composite and sell those above it, beyond a band of
     ``band`` (log units), at most ``capacity`` USD per step each way; their orders reach the
     books ``delay`` steps later. The USD a venue needs to close its gap is its depth per 1 %
     times the gap in %, less what they already sent that way and has not arrived yet (with a
     delay of two steps or more, re-sending the whole gap every step would overshoot it ``delay``
     times and the venues would oscillate apart); buys and sells match before the cap and are
-    scaled to match after."""
+    scaled to match after. ``needs``: float64 (>= nv,) scratch."""
     band = mprm[M_ARB_BAND]
     need_buy = 0.0
     need_sell = 0.0
-    needs = np.zeros(nv)
     for v in range(nv):
+        needs[v] = 0.0
         gap = log(st[v, S_PRICE]) - comp
         # orders still in flight (every slot holds future arrivals: this step's was read)
         sent = 0.0
@@ -785,7 +795,7 @@ def _arbitrage(t, nv, comp, prm, mprm, st, arb, out):
 def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status, order, tlp,
                 n_long, n_ladder, stop_idx, stop_px, heap_l, heap_s, floor, cap, mmr, cum, exo_t,
                 noise_t, wick_t, prm, iprm, mprm, st, ist, mst, ring, bring, pend, marks, arb, rec,
-                adl_buf, adl_rank, o):
+                adl_buf, adl_rank, scratch, o):
     """One step of one venue: price before orders, the trigger/impact fixed point, fills and
     settlement, state updates and the output row ``o``. ``index`` is the venue's reference
     spot price: the index (weighted mean of the spot venues, Binance) or, for the Hyperliquid
@@ -834,7 +844,9 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
     tau = 0.0
     if interval > 0.0:
         tau = time_to_next_funding_nb(prm[P_T0] + t * prm[P_STEP], interval)
-    others = _median_others(v, last_all, nv)
+    others = np.nan
+    if rule == MARK_HYPERLIQUID:
+        others = _median_others(v, last_all, nv, scratch)
     it = 0
     while True:
         imp = impact_nb(y, ext + forced if feedback else ext, depth, alpha)
@@ -1160,7 +1172,6 @@ class EngineState:
         paid_s = float(pay[~long].sum())
         self.st[v, S_FUNDPAID_L] += paid_l
         self.st[v, S_FUNDPAID_S] += paid_s
-        self.st[v, S_FUNDPAID_X] -= paid_l + paid_s
         self._refresh_ladder(v, live)
         return {"longs_paid_usd": paid_l, "shorts_paid_usd": paid_s,
                 "to_others_usd": -(paid_l + paid_s)}

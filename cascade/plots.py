@@ -260,6 +260,15 @@ def _step_of(idx: pd.DatetimeIndex) -> pd.Timedelta:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_steps(steps: pd.DataFrame, columns) -> None:
+    """ValueError unless ``steps`` has every one of ``columns`` and at least one row."""
+    missing = [c for c in columns if c not in steps.columns]
+    if missing:
+        raise ValueError(f"steps is missing column(s): {', '.join(missing)}")
+    if len(steps) == 0:
+        raise ValueError("steps is empty: nothing to plot")
+
+
 def _new_figure(width: float, height: float):
     """A pyplot-free figure with an Agg canvas and constrained layout."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -484,11 +493,7 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
     import numpy as np
     import pandas as pd
 
-    missing = [c for c in _STEP_COLUMNS if c not in steps.columns]
-    if missing:
-        raise ValueError(f"steps is missing column(s): {', '.join(missing)}")
-    if len(steps) == 0:
-        raise ValueError("steps is empty: nothing to plot")
+    _check_steps(steps, _STEP_COLUMNS)
 
     idx = _utc_index(steps.index)
     data = steps.loc[:, list(_STEP_COLUMNS)].astype(float).set_axis(idx)
@@ -771,11 +776,7 @@ def plot_insurance(steps: pd.DataFrame, path: Any, *, title: str | None = None) 
     """
     import pandas as pd
 
-    missing = [c for c in ("insurance_fund_usd", "bad_debt_usd") if c not in steps.columns]
-    if missing:
-        raise ValueError(f"steps is missing column(s): {', '.join(missing)}")
-    if len(steps) == 0:
-        raise ValueError("steps is empty: nothing to plot")
+    _check_steps(steps, ("insurance_fund_usd", "bad_debt_usd"))
     idx = _utc_index(steps.index)
     data = steps.loc[:, ["insurance_fund_usd", "bad_debt_usd"]].astype(float).set_axis(idx)
     data = data.sort_index()

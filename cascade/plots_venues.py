@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cascade.plots import (
+    _check_steps,
     _esc,
     _new_figure,
     _price_tick,
@@ -47,11 +48,7 @@ def plot_venues(steps: pd.DataFrame, venues: list[str], path: Any, *,
     need = ["index_price"] + [f"{v}.{c}" for v in venues
                               for c in ("last_price", "insurance_fund_usd", "adl_usd",
                                         "bad_debt_usd")]
-    missing = [c for c in need if c not in steps.columns]
-    if missing:
-        raise ValueError(f"steps is missing column(s): {', '.join(missing)}")
-    if len(steps) == 0:
-        raise ValueError("steps is empty: nothing to plot")
+    _check_steps(steps, need)
     # one point per minute at most (max/min kept where it matters: price lows, fund lows)
     idx = _utc_index(steps.index)
     data = steps.loc[:, need].set_axis(idx)

@@ -24,7 +24,6 @@ from cascade.engine import (
     S_FUND,
     S_FUNDPAID_L,
     S_FUNDPAID_S,
-    S_FUNDPAID_X,
     EngineState,
 )
 from cascade.files import write_atomic
@@ -392,7 +391,8 @@ def _fund_summary(summary: dict, steps: pd.DataFrame, fund0: float, st: np.ndarr
         "bad_debt_usd": float(st[S_BAD]),
         "funding_paid_long_usd": float(st[S_FUNDPAID_L]),
         "funding_paid_short_usd": float(st[S_FUNDPAID_S]),
-        "funding_to_others_usd": float(st[S_FUNDPAID_X]),
+        # the unmodelled counterparties receive what the modelled traders paid in total
+        "funding_to_others_usd": -float(st[S_FUNDPAID_L] + st[S_FUNDPAID_S]),
     })
 
 

@@ -107,16 +107,7 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
                            rules.liquidate_on_equal)
     state = EngineState.initial(popu, n_steps, iprm, sc.venue.insurance_fund_usd, table, prm)
     oi0 = float((popu.qty[: popu.n_ladder].sum()) * popu.price_start)
-    bounds = np.unique(np.linspace(0, n_steps, min(CHUNKS, n_steps) + 1).astype(np.int64))
-    bar = _progress(progress, n_steps, f"{sc.name}: steps" + ("" if sc.engine.feedback
-                                                           else " (no feedback)"))
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        _advance_or_explain(sc, state, exo, noise, prm, iprm, int(a), int(b))
-        if bar is not None:
-            bar.update(int(b - a))
-    if bar is not None:
-        bar.close()
-    state.write_back_entries()
+    advance_all(sc, state, exo, noise, prm, iprm, progress=progress, desc=f"{sc.name}: steps")
     timings["step_loop_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -127,13 +118,31 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
     return res
 
 
+def advance_all(sc: Scenario, state, exo, noise, prm, iprm, *, progress: bool, desc: str,
+                stops=(), before=None) -> None:
+    """Run every step of ``state`` in chunks (for the progress bar), cutting a chunk at each step
+    of ``stops`` and calling ``before(step)`` at the start of every chunk (funding is paid
+    there); then write the opened conditional entries back into the populations."""
+    n_steps = sc.n_steps
+    bounds = set(np.linspace(0, n_steps, min(CHUNKS, n_steps) + 1).astype(np.int64).tolist())
+    bounds = sorted(bounds | set(stops))
+    bar = _progress(progress, n_steps, desc + ("" if sc.engine.feedback else " (no feedback)"))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if before is not None:
+            before(a)
+        _advance_or_explain(sc, state, exo, noise, prm, iprm, int(a), int(b))
+        if bar is not None:
+            bar.update(int(b - a))
+    if bar is not None:
+        bar.close()
+    state.write_back_entries()
+
+
 def _advance_or_explain(sc: Scenario, state, exo, noise, prm, iprm, a: int, b: int) -> None:
     """``state.advance`` over steps [a, b), with a clear error when the price leaves the floats."""
     try:
         state.advance(None, exo, noise, prm, iprm, a, b)
     except (ZeroDivisionError, ValueError) as exc:
-        if "record buffer" in str(exc):
-            raise
         # the same-step trigger/impact iteration diverged (e.g. a short squeeze whose buy
         # orders, worth qty * price, grow faster than the price they push): the price left
         # the floats, and the loop failed on it

@@ -260,7 +260,7 @@ def simulate_venues(sc: Scenario, *, progress: bool = False, populations=None, e
     from cascade.market import background_noise
     from cascade.population import liquidation_map
     from cascade.result import Result
-    from cascade.runner import CHUNKS, _advance_or_explain, _progress
+    from cascade.runner import advance_all
 
     timings = {}
     t = time.perf_counter()
@@ -282,13 +282,10 @@ def simulate_venues(sc: Scenario, *, progress: bool = False, populations=None, e
         arb_delay=int(round(sc.arbitrage.delay_s / sc.scenario.step_s)))
     oi0 = [float(p.qty[: p.n_ladder].sum() * p.price_start) for p in pops]
     pay = funding_steps(sc, specs)
-    bounds = set(np.linspace(0, n_steps, min(CHUNKS, n_steps) + 1).astype(np.int64).tolist())
-    bounds = sorted(bounds | set(pay))
     funding_log = []
-    bar = _progress(progress, n_steps, f"{sc.name}: steps ({len(specs)} venues)"
-                    + ("" if sc.engine.feedback else " (no feedback)"))
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        for v in pay.get(a, []):
+
+    def pay_funding(step: int) -> None:
+        for v in pay.get(step, []):
             st = state.st[v]
             pbar = st[S_PACC] / st[S_PCNT] if st[S_PCNT] > 0 else 0.0
             rate = funding_rate(specs[v], pbar)
@@ -296,14 +293,11 @@ def simulate_venues(sc: Scenario, *, progress: bool = False, populations=None, e
             paid = state.pay_funding(v, rate, float(price))
             st[S_FLAST] = rate
             st[S_PACC] = st[S_PCNT] = 0.0
-            funding_log.append({"step": a, "venue": specs[v].name, "rate": rate,
+            funding_log.append({"step": step, "venue": specs[v].name, "rate": rate,
                                 "premium": pbar, "price": float(price), **paid})
-        _advance_or_explain(sc, state, exo_v, noise, prm, iprm, int(a), int(b))
-        if bar is not None:
-            bar.update(int(b - a))
-    if bar is not None:
-        bar.close()
-    state.write_back_entries()
+
+    advance_all(sc, state, exo_v, noise, prm, iprm, progress=progress,
+                desc=f"{sc.name}: steps ({len(specs)} venues)", stops=pay, before=pay_funding)
     timings["step_loop_s"] = time.perf_counter() - t
     t = time.perf_counter()
     res = Result.assemble_venues(sc, specs, pops, state, liquidation_map, oi_start=oi0,

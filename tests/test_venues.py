@@ -833,7 +833,50 @@ def _spot_alone(raw):
     raw["flows"] = []
 
 
+def _same_names(raw):
+    venue(raw, "hl")["name"] = "bn"
+
+
+def _flow_venue_alone(raw):
+    _both(raw)
+    for key in ("venues", "spot"):
+        del raw[key]
+    raw["flows"][0]["venue"] = "bn"
+
+
+def _wick_outside(raw):
+    raw["wicks"] = [{"target": "bn", "start": T0 - MIN, "duration_s": 1.0, "depth_pct": 2.0}]
+
+
+def _latency(raw):
+    venue(raw, "hl")["latency_s"] = 1.5
+
+
+def _hl_leverage(raw):
+    venue(raw, "hl")["leverages"] = [3.0, 50.0]
+    venue(raw, "hl")["leverage_weights"] = [0.5, 0.5]
+
+
+def _hl_weights(raw):
+    venue(raw, "hl")["leverages"] = [3.0, 20.0]
+    venue(raw, "hl")["leverage_weights"] = [1.0]
+
+
+def _spot_flow(raw):
+    for sp in raw["spot"]:
+        sp["flow_share"] = 0.5
+
+
 @pytest.mark.parametrize("edit,needles", [
+    (_same_names, ["[[venues]] #2 name", "expected a unique name", "got 'bn'"]),
+    (_flow_venue_alone, ["[[flows]] #1 venue",
+                         "expected no venue in a scenario without [[venues]]", "got 'bn'"]),
+    (_wick_outside, ["[[wicks]] #1 start", "expected a time inside the window"]),
+    (_latency, ["[[venues]] #2 (hl) latency_s", "expected a multiple of step_s", "got 1.5"]),
+    (_hl_leverage, ["[[venues]] #2 (hl) leverages", "expected leverages up to the bracket maximum",
+                    "40x of hyperliquid", "got 50"]),
+    (_hl_weights, ["[[venues]] #2 (hl) leverage_weights", "expected 2 weights", "got 1"]),
+    (_spot_flow, ["[[spot]] flow_share", "expected shares summing to less than 1", "got 1"]),
     (_shares, ["[[venues]] population_share", "expected shares summing to 1 over the venues",
                "got 0.9"]),
     (_flow_venue, ["[[flows]] #2 venue", "expected one of ['bn', 'hl']", "got 'okx'"]),
@@ -841,7 +884,8 @@ def _spot_alone(raw):
                     "got 'hyperliquid'"]),
     (_both, ["[venue]", "expected either [venue] (one venue) or [[venues]] (several), not both"]),
     (_spot_alone, ["[[spot]]", "expected [[venues]] to be declared too"]),
-], ids=["shares", "flow-venue", "wick-target", "venue-and-venues", "spot-without-venues"])
+], ids=["same-names", "flow-venue-alone", "wick-outside", "latency", "hl-leverage",
+        "hl-weights", "spot-flow", "shares", "flow-venue", "wick-target", "venue-and-venues", "spot-without-venues"])
 def test_schema_errors_name_file_key_and_expectation(tmp_path, edit, needles):
     good = market()
     path = tmp_path / "good.toml"

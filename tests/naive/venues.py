@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 
 from tests.naive import rules
+from tests.naive.engine import curve, mean_impact  # the same impact law as one venue
 from tests.naive.margin import bankruptcy_price, liq_price
 
 # the engine's codes, so statuses and records compare directly
@@ -51,25 +52,6 @@ LIQ, STOP, ENTRY, PARTIAL, BACKSTOP, ADL = range(1, 7)
 
 BINANCE_INTEREST_8H = 0.0001  # mechanics.md section 1
 CLAMP = 0.0005
-
-
-def curve(y, depth, alpha):
-    """Log impact of an outstanding imbalance y: 1 % per depth, linear then a power law."""
-    u = abs(y) / depth
-    g = u if u < 1 else u ** alpha
-    return 0.01 * g if y >= 0 else -0.01 * g
-
-
-def integral(y, depth, alpha):
-    u = abs(y) / depth
-    h = u * u / 2 if u < 1 else 0.5 + (u ** (alpha + 1) - 1) / (alpha + 1)
-    return 0.01 * depth * h
-
-
-def mean_impact(y, f, depth, alpha, imp):
-    if abs(f) <= 1e-9 * (abs(y) + depth):
-        return 0.5 * imp
-    return (integral(y + f, depth, alpha) - integral(y, depth, alpha)) / f - curve(y, depth, alpha)
 
 
 def median(values):
