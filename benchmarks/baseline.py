@@ -1,7 +1,7 @@
 """A naive, vectorized NumPy engine: the reference the ladder engine is benchmarked against.
 
 It implements the same model as :func:`cascade.engine.step_loop_nb` (the price model of
-:mod:`cascade.market`, the same fixed-point iteration of triggers and impact, the same mark window,
+:mod:`cascade.model.market`, the same fixed-point iteration of triggers and impact, the same mark window,
 the same liquidation and stop rules, the same settlement into the insurance fund) but it does
 NOT use the sorted ladder: at every step and every iteration it scans ALL positions with numpy
 boolean masks (``open & (lp >= mark)`` and so on). Cost per iteration: O(positions).
@@ -56,7 +56,7 @@ from cascade.engine import (
     impact_nb,
     mean_impact_nb,
 )
-from cascade.market import (
+from cascade.model.market import (
     I_LAT,
     I_MARKW,
     I_MAXIT,
@@ -363,8 +363,8 @@ class NaiveEngine:
 def prepare_inputs(sc, popu):
     """(exo, noise, prm, iprm, fund_usd) for a scenario, exactly as :func:`cascade.runner.simulate`
     builds them."""
-    from cascade.market import background_noise, exogenous_flow, parameters
-    from cascade.population import venue_tables
+    from cascade.model.market import background_noise, exogenous_flow, parameters
+    from cascade.model.population import venue_tables
 
     _, rules = venue_tables(sc)
     exo = exogenous_flow(sc)
@@ -387,7 +387,7 @@ def run_baseline(popu, exo, noise, prm, iprm, fund_usd: float, n_steps: int | No
 def simulate_baseline(sc, population=None) -> tuple[BaselineResult, object]:
     """Build (or take) the population of ``sc`` and run the naive engine over the whole window.
     Returns (result, population)."""
-    from cascade.population import build_population
+    from cascade.model.population import build_population
 
     popu = population if population is not None else build_population(sc)
     return run_baseline(popu, *prepare_inputs(sc, popu)), popu

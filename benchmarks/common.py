@@ -27,7 +27,7 @@ def demo_scenario(positions: int, steps: int, path: str | Path = DEMO):
     Built with ``Scenario.with_overrides`` (``scenario.end``, ``population.positions``); every
     ``[[flows]]`` start must fall inside the window, else ValueError says how many steps it needs.
     """
-    from cascade.scenario import load_scenario
+    from cascade.model.scenario import load_scenario
 
     sc = load_scenario(path)
     start = sc.scenario.start
@@ -42,7 +42,7 @@ def demo_scenario(positions: int, steps: int, path: str | Path = DEMO):
 
 def min_steps(path: str | Path = DEMO) -> int:
     """Fewest steps whose window contains the start of every flow of the scenario."""
-    from cascade.scenario import load_scenario
+    from cascade.model.scenario import load_scenario
 
     sc = load_scenario(path)
     if not sc.flows:

@@ -31,9 +31,9 @@ def _import_all() -> float:
     import pandas  # noqa: F401
 
     import cascade.engine
-    import cascade.margin
-    import cascade.population
+    import cascade.model.population
     import cascade.result
+    import cascade.rules.margin
     import cascade.runner  # noqa: F401
     return time.perf_counter() - t
 
@@ -58,7 +58,7 @@ def task_e2e(a: dict) -> dict:
     population build to split the peak into "population build" and "rest of the run".
     """
     t_import = _import_all()
-    import cascade.population as population_mod
+    import cascade.model.population as population_mod
     from benchmarks.common import demo_scenario, hwm_now, reset_hwm, rss_now, rss_peak
     from cascade.runner import simulate
 
@@ -147,7 +147,7 @@ def task_baseline(a: dict) -> dict:
     from benchmarks.baseline import NaiveEngine, prepare_inputs
     from benchmarks.common import demo_scenario, median
     from cascade.engine import C_ITER, C_LAST, EngineState
-    from cascade.population import build_population, venue_tables
+    from cascade.model.population import build_population, venue_tables
 
     _import_all()
     _warm_up(a["scenario"])
@@ -228,8 +228,8 @@ def task_threads(a: dict) -> dict:
 
     from benchmarks.common import demo_scenario, median
     from cascade._numba import set_threads
-    from cascade.margin import liq_prices_nb
-    from cascade.population import build_population, venue_tables
+    from cascade.model.population import build_population, venue_tables
+    from cascade.rules.margin import liq_prices_nb
 
     _import_all()
     _warm_up(a["scenario"])

@@ -26,8 +26,8 @@ from cascade.engine import (
     S_FUNDPAID_S,
     EngineState,
 )
-from cascade.files import write_atomic
-from cascade.market import step_times
+from cascade.io.files import write_atomic
+from cascade.model.market import step_times
 
 
 @lru_cache(maxsize=1)
@@ -70,7 +70,7 @@ class Result:
         (USD unless the name says otherwise; flows signed, + buy)
     records : structured array (k,) of :data:`cascade.engine.RECORD_DTYPE`, one row per
         triggered position in trigger order (``pos`` indexes the population rows)
-    population : the :class:`~cascade.population.Population` the run used
+    population : the :class:`~cascade.model.population.Population` the run used
     liq_map : DataFrame, notional liquidated at each price level before the shock
     summary : dict of headline figures (see README "Outputs")
     """
@@ -148,7 +148,7 @@ class Result:
         self.summary["amplification"] = dd1 / dd0 if dd0 > 0 else None
 
     def add_reference(self, klines: pd.DataFrame, source: str = "") -> None:
-        """Compare with a real kline path (:func:`cascade.klines.read_klines` frame).
+        """Compare with a real kline path (:func:`cascade.io.klines.read_klines` frame).
 
         Adds ``path_rmse_pct``: the root mean square of log(simulated / real) close price over the
         minutes both cover, in percent, and ``reference_minutes``; keeps the candles for the plot.
@@ -195,7 +195,7 @@ class Result:
 
     def table(self) -> str:
         """A short human-readable summary table."""
-        from cascade.plots import format_usd
+        from cascade.plots.waterfall import format_usd
 
         s = self.summary
         rows = [
@@ -249,7 +249,7 @@ class Result:
         """
         import tempfile
 
-        from cascade import plots
+        from cascade.plots import waterfall as plots
 
         if path is None:
             path = Path(tempfile.mkdtemp(prefix="cascade-")) / f"{kind}.png"
@@ -261,7 +261,7 @@ class Result:
         if kind == "insurance":
             return plots.plot_insurance(self.steps, path)
         if kind == "venues" and self.summary.get("venues"):
-            from cascade.plots_venues import plot_venues
+            from cascade.plots.venues import plot_venues
 
             return plot_venues(self.steps, list(self.summary["venues"]), path,
                                title=f"{self.scenario.name}: venues, insurance funds and ADL")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cascade.errors import CascadeError
-from cascade.scenario import Scenario, load_scenario
+from cascade.model.scenario import Scenario, load_scenario
 
 CHUNKS = 100  # progress-bar granularity: the step loop is called this many times
 
@@ -42,7 +42,7 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
 
     Parameters
     ----------
-    scenario : path to a TOML file, or a :class:`~cascade.scenario.Scenario`
+    scenario : path to a TOML file, or a :class:`~cascade.model.scenario.Scenario`
     positions, seed : override ``[population] positions`` / ``[scenario] seed``
     feedback : override ``[engine] feedback`` (False: forced orders do not move the price)
     amplification : also run with feedback off on the same seed and report
@@ -59,7 +59,7 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
     set_threads(threads)
     klines = None
     if reference is not None:  # read first: a bad file fails before a long run, not after
-        from cascade.klines import read_klines
+        from cascade.io.klines import read_klines
 
         klines = read_klines(reference)
     result = simulate(sc, progress=progress)
@@ -80,16 +80,16 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
 
     ``exo`` / ``noise`` (float64 (n_steps,)) replace the scenario's exogenous flow (USD per step)
     and background log increments; replay uses them to drive the engine along a given path.
-    A scenario with ``[[venues]]`` runs :func:`cascade.venues.simulate_venues` (``population``:
+    A scenario with ``[[venues]]`` runs :func:`cascade.model.venues.simulate_venues` (``population``:
     the list of per-venue populations; ``exo``: its (flows, spot flows) pair)."""
     if sc.venues:
-        from cascade.venues import simulate_venues
+        from cascade.model.venues import simulate_venues
 
         return simulate_venues(sc, progress=progress, populations=population, exo=exo,
                                noise=noise)
     from cascade.engine import EngineState
-    from cascade.market import background_noise, exogenous_flow, parameters
-    from cascade.population import build_population, liquidation_map, venue_tables
+    from cascade.model.market import background_noise, exogenous_flow, parameters
+    from cascade.model.population import build_population, liquidation_map, venue_tables
     from cascade.result import Result
 
     timings = {}

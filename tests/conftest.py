@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from cascade.scenario import parse_scenario
+from cascade.model.scenario import parse_scenario
 
 UTC = dt.timezone.utc
 START = dt.datetime(2025, 10, 10, 20, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Auto-deleveraging (cascade.adl): ranking, the closing walk, and accounting to the cent."""
+"""Auto-deleveraging (cascade.rules.adl): ranking, the closing walk, and accounting to the cent."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cascade.adl import (
+from cascade.rules.adl import (
     adl_close_nb,
     adl_order_nb,
     binance_adl,
@@ -18,7 +18,7 @@ from cascade.adl import (
     hl_adl_rank_nb,
     hl_adl_ranks_nb,
 )
-from cascade.margin import bankruptcy_price_nb
+from cascade.rules.margin import bankruptcy_price_nb
 from tests.naive import rules as naive
 
 MARK = 100_000.0

@@ -19,7 +19,7 @@ import pytest
 
 import cascade.cli
 from cascade.errors import CascadeError
-from cascade.scenario import load_scenario
+from cascade.model.scenario import load_scenario
 from tests.test_scenario import DEMO, DEMO_TEXT, HOUR, START, edit, history, iso, set_key
 
 

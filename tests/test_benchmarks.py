@@ -21,8 +21,8 @@ if str(ROOT) not in sys.path:  # the benchmarks package lives at the repository 
 
 from benchmarks.baseline import simulate_baseline  # noqa: E402
 from cascade.engine import KIND_LIQ, KIND_STOP  # noqa: E402
+from cascade.model.scenario import parse_scenario  # noqa: E402
 from cascade.runner import simulate  # noqa: E402
-from cascade.scenario import parse_scenario  # noqa: E402
 
 # A self-contained 30-minute scenario: a sell program, then a larger buy program that squeezes the
 # shorts, so both sides are liquidated and stops fire both ways. The small insurance fund runs dry

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cascade.brackets import bracket_table
 from cascade.engine import (
     J_LPTR,
     J_LSPTR,
@@ -25,7 +24,7 @@ from cascade.engine import (
     RECORD_DTYPE,
     scan_triggers_nb,
 )
-from cascade.market import (
+from cascade.model.market import (
     N_IPARAMS,
     N_PARAMS,
     P_LIQ_EQ,
@@ -33,7 +32,8 @@ from cascade.market import (
     exogenous_flow,
     parameters,
 )
-from cascade.population import build_population, venue_tables
+from cascade.model.population import build_population, venue_tables
+from cascade.rules.brackets import bracket_table
 from cascade.runner import simulate
 from tests.conftest import START, make_scenario
 from tests.naive import engine as naive
@@ -346,7 +346,7 @@ def test_feedback_deepens_or_equals_drawdown(seed):
 
 
 def test_population_respects_bracket_max_leverage(small):
-    from cascade.population import venue_tables
+    from cascade.model.population import venue_tables
 
     popu = build_population(small)
     table, _ = venue_tables(small)
@@ -358,7 +358,7 @@ def test_population_respects_bracket_max_leverage(small):
 
 def test_history_from_kline_csv(tmp_path):
     """Entries drawn from a Binance kline CSV give the same start price as its last close."""
-    from cascade.klines import synthetic_klines, write_klines
+    from cascade.io.klines import synthetic_klines, write_klines
 
     closes = np.linspace(105000.0, 110000.0, 12 * 60 + 1)
     kl = synthetic_klines(START - pd.Timedelta(hours=12) - pd.Timedelta(minutes=1), closes)
@@ -375,7 +375,7 @@ def test_history_from_kline_csv(tmp_path):
 
 def test_reference_overlay_rmse(tmp_path, small):
     """path_rmse_pct is the RMS log difference per minute; zero against the run's own path."""
-    from cascade.klines import synthetic_klines, write_klines
+    from cascade.io.klines import synthetic_klines, write_klines
     from cascade.runner import run
 
     res = simulate(small)
@@ -394,7 +394,7 @@ def test_reference_overlay_rmse(tmp_path, small):
 
 def test_rescale_capped_with_too_few_positions_for_the_cap():
     """Fewer positions than 1 / max_share: every one ends at target / count, no 0/0."""
-    from cascade.population import _rescale_capped
+    from cascade.model.population import _rescale_capped
 
     notional = np.array([5.0, 1.0, 300.0, 2.0])
     _rescale_capped(notional, np.array([True, True, True, False]), 90.0, 0.005)

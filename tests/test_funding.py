@@ -1,4 +1,4 @@
-"""Funding (cascade.funding): premium, rate, payments and the ladder offset of liquidation prices."""
+"""Funding (cascade.rules.funding): premium, rate, payments and the ladder offset of liquidation prices."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from cascade.brackets import bracket_table
-from cascade.funding import (
+from cascade.rules.brackets import bracket_table
+from cascade.rules.funding import (
     BINANCE_CLAMP,
     BINANCE_FUNDING_INTERVAL_S,
     BINANCE_INTEREST_8H,
@@ -38,7 +38,7 @@ from cascade.funding import (
     time_to_next_funding_nb,
     wallet_change_per_unit_nb,
 )
-from cascade.margin import liq_price_nb, liq_prices
+from cascade.rules.margin import liq_price_nb, liq_prices
 from tests.naive import margin as naive_margin
 from tests.naive import rules as naive
 
@@ -220,7 +220,7 @@ def test_funding_offset_matches_recompute_over_many_intervals():
     exactly as recomputing every position from scratch would.
 
     Explicit path: every funding event is paid into every wallet and every LP is recomputed with
-    cascade.margin. Lazy path: only the per-side cumulative ``C_s`` moves; LPs come from the
+    cascade.rules.margin. Lazy path: only the per-side cumulative ``C_s`` moves; LPs come from the
     keys; rows flagged stale (their LP's notional left its bracket) are refreshed."""
     rng = np.random.default_rng(2026)
     n = 4_000

@@ -1,4 +1,4 @@
-"""Tests for cascade.klines: Binance kline CSV reading, validation, writing and interpolation.
+"""Tests for cascade.io.klines: Binance kline CSV reading, validation, writing and interpolation.
 
 Every file is made here, in tmp_path, from hand-written rows or synthetic prices.
 """
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cascade.errors import CascadeError
-from cascade.klines import (
+from cascade.io.klines import (
     FRAME_COLUMNS,
     KLINE_COLUMNS,
     price_path,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cascade.cli
-from cascade.commands import liq_price
+from cascade.cli import liq_price
 from cascade.errors import CascadeError
 
 BASE = ["--venue", "binance", "--symbol", "BTCUSDT", "--entry", "65000", "--size", "1",

@@ -9,11 +9,11 @@ import zlib
 import numpy as np
 import pytest
 
-from cascade import brackets
 from cascade._numba import set_threads
-from cascade.brackets import BracketTable, bracket_table, bracket_tables, venue_rules
 from cascade.errors import CascadeError
-from cascade.margin import (
+from cascade.rules import brackets
+from cascade.rules.brackets import BracketTable, bracket_table, bracket_tables, venue_rules
+from cascade.rules.margin import (
     bankruptcy_price_nb,
     bracket_index_nb,
     liq_price_nb,

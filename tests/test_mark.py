@@ -1,4 +1,4 @@
-"""Index, oracle and mark prices (cascade.mark) against hand-worked examples and tests/naive."""
+"""Index, oracle and mark prices (cascade.rules.mark) against hand-worked examples and tests/naive."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from cascade.mark import (
+from cascade.rules.mark import (
     BINANCE_BASIS_WINDOW,
     basis_ring_new,
     basis_ring_push_nb,

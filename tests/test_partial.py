@@ -1,13 +1,13 @@
-"""Partial liquidation (cascade.partial): tier step-down, Hyperliquid 20 % rule and backstop."""
+"""Partial liquidation (cascade.rules.partial): tier step-down, Hyperliquid 20 % rule and backstop."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cascade.brackets import bracket_table
-from cascade.margin import bankruptcy_price_nb, liq_price_nb, maintenance_margin_nb
-from cascade.partial import (
+from cascade.rules.brackets import bracket_table
+from cascade.rules.margin import bankruptcy_price_nb, liq_price_nb, maintenance_margin_nb
+from cascade.rules.partial import (
     BYBIT_MAX_STEPS,
     BYBIT_MIN_TIER,
     BYBIT_TIERS_PER_STEP,
@@ -204,7 +204,7 @@ def test_step_down_random_vs_naive(preset, table):
             req = q * mark * (table.mmr[tier] + fee) - (table.cum[tier] if use_cum else 0.0)
             assert e >= req and table.bracket_of(q * mark) == tier
             # the survivor's liquidation price is beyond the mark (not liquidatable there)
-            if use_cum:  # continuous requirement: cascade.margin's LP
+            if use_cum:  # continuous requirement: cascade.rules.margin's LP
                 lp, _ = liq_price_nb(side, q, entry, w, 0.0, 0.0, *arr)
             else:  # OKX: no maintenance amount, the requirement jumps at tier boundaries
                 down, up = okx_liq_prices_nb(side, q, entry, w, mark, table.floor, table.cap,

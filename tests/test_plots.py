@@ -1,4 +1,4 @@
-"""Tests for cascade.plots: images are written, sized right, and degenerate inputs draw."""
+"""Tests for cascade.plots.waterfall: images are written, sized right, and degenerate inputs draw."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cascade import plots
-from cascade.plots import format_usd, plot_insurance, plot_liquidation_map, plot_waterfall
+from cascade.plots import waterfall as plots
+from cascade.plots.waterfall import format_usd, plot_insurance, plot_liquidation_map, plot_waterfall
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,6 +273,6 @@ def run_python(code: str) -> str:
 
 
 def test_import_does_not_load_matplotlib_or_pandas():
-    out = run_python("import sys, cascade.plots; "
+    out = run_python("import sys, cascade.plots.waterfall; "
                      "print('matplotlib' in sys.modules, 'pandas' in sys.modules)")
     assert out == "False False"

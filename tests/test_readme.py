@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from cascade.engine import COLUMNS
-from cascade.scenario import SCHEMA
+from cascade.model.scenario import SCHEMA
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
+from cascade.analysis.replay import replay, replay_inputs, replay_scenario
 from cascade.cli import main
 from cascade.engine import KIND_LIQ
-from cascade.klines import candle_path, synthetic_klines, write_klines
-from cascade.market import parameters
-from cascade.replay import replay, replay_inputs, replay_scenario
+from cascade.io.klines import candle_path, synthetic_klines, write_klines
+from cascade.model.market import parameters
 from tests.conftest import START, make_scenario
 from tests.naive import engine as naive
 
@@ -97,7 +97,7 @@ def test_replay_matches_naive_engine_with_stops():
     rsc = replay_scenario(sc)
     popu = res.population
     exo, noise = replay_inputs(rsc, k, popu.price_start)
-    from cascade.population import venue_tables
+    from cascade.model.population import venue_tables
 
     _, rules = venue_tables(rsc)
     prm, iprm = parameters(rsc, rules.liquidation_fee_rate, False, rules.liquidate_on_equal)

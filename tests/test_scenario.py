@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cascade.errors import CascadeError
-from cascade.scenario import (
+from cascade.model.scenario import (
     ARRAY_SECTIONS,
     REQUIRED,
     SCHEMA,

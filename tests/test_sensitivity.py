@@ -7,9 +7,7 @@ import json
 import pytest
 
 import cascade.cli
-from cascade.errors import CascadeError
-from cascade.runner import run
-from cascade.sensitivity import (
+from cascade.analysis.sensitivity import (
     FLOWS_SCALE,
     LEVERAGE_SCALE,
     PARAMS,
@@ -19,6 +17,8 @@ from cascade.sensitivity import (
     sensitivity,
     skip_reason,
 )
+from cascade.errors import CascadeError
+from cascade.runner import run
 from tests.conftest import BASE, make_scenario
 
 DEMO = "scenarios/demo.toml"
@@ -160,7 +160,7 @@ def test_step_is_checked(small):
 # --- table, JSON, chart --------------------------------------------------------------------------
 
 def test_table_dict_and_chart(small, tmp_path):
-    from cascade.plots import format_usd
+    from cascade.plots.waterfall import format_usd
 
     sc = make_scenario(**{"population.long_share": 0.8})
     s = sensitivity(sc, params=["population.long_share", LEVERAGE_SCALE, "market.depth_usd"],

@@ -1,4 +1,4 @@
-"""`cascade validate` and cascade.targets: metrics on hand-made series, [targets] parsing and
+"""`cascade validate` and cascade.analysis.targets: metrics on hand-made series, [targets] parsing and
 its errors, the pass rule over seeds, and the command end to end on the historical scenarios
 (at a reduced size; their pass/fail is not asserted, calibration is separate work)."""
 
@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cascade import targets as T
+from cascade.analysis import targets as T
 from cascade.cli import main
 from cascade.errors import CascadeError
-from cascade.scenario import load_scenario
+from cascade.model.scenario import load_scenario
 
 UTC = dt.timezone.utc
 T0 = pd.Timestamp("2025-10-10 20:00", tz="UTC")
@@ -432,7 +432,7 @@ def test_python_api(small):
                                              "min": 0.0, "source": "test"},
                                     "liq": {"metric": "liquidated_usd", "max": 0.0,
                                             "source": "test"}}}
-    from cascade.scenario import parse_scenario
+    from cascade.model.scenario import parse_scenario
 
     sc = parse_scenario(raw, source="<test>")
     rep = T.validate(sc, seeds=2, positions=2000)

@@ -51,10 +51,10 @@ from cascade.engine import (
     EngineState,
 )
 from cascade.errors import CascadeError
-from cascade.market import P_LIQ_EQ
+from cascade.model.market import P_LIQ_EQ
+from cascade.model.scenario import load_scenario, parse_scenario
+from cascade.model.venues import build_populations, venue_parameters, venue_specs
 from cascade.runner import simulate
-from cascade.scenario import load_scenario, parse_scenario
-from cascade.venues import build_populations, venue_parameters, venue_specs
 from tests.conftest import BASE, START, UTC
 from tests.naive import rules as naive_rules
 from tests.naive import venues as naive
@@ -336,10 +336,10 @@ def test_pay_funding_resorts_ladder_and_heaps_and_skips_unfilled_entries():
     different amounts in different brackets: positions close in liquidation price but in far
     brackets swap places. The unwalked ladder and both heaps come back in order; a triggered
     entry whose order has not filled yet (no position) pays nothing and keeps its margin."""
-    from cascade.brackets import bracket_table
     from cascade.engine import heap_push_nb
-    from cascade.market import I_BWIN, I_MARKW, N_IPARAMS, N_PARAMS
-    from cascade.population import Population
+    from cascade.model.market import I_BWIN, I_MARKW, N_IPARAMS, N_PARAMS
+    from cascade.model.population import Population
+    from cascade.rules.brackets import bracket_table
 
     tb = bracket_table("binance", "BTCUSDT")
     price, entry = 100_000.0, 100_000.0
@@ -909,8 +909,8 @@ def test_replay_of_a_two_venue_market_liquidates_exactly_the_positions_beyond_th
     """Every venue follows the kline path: on each venue exactly the positions whose
     liquidation price the path's low (longs) or high (shorts) crossed are liquidated (partial
     rules still apply on Hyperliquid, so a position may take several records)."""
-    from cascade.klines import synthetic_klines
-    from cascade.replay import replay
+    from cascade.analysis.replay import replay
+    from cascade.io.klines import synthetic_klines
 
     raw = market(minutes=40, start=START)
     for v in raw["venues"]:
@@ -936,7 +936,7 @@ def test_replay_of_a_two_venue_market_liquidates_exactly_the_positions_beyond_th
 
 
 def test_sensitivity_scales_each_venues_own_leverages_within_its_table():
-    from cascade.sensitivity import LEVERAGE_SCALE, build_variant
+    from cascade.analysis.sensitivity import LEVERAGE_SCALE, build_variant
 
     raw = market()
     venue(raw, "hl")["leverages"] = [3.0, 10.0, 40.0]

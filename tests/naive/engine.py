@@ -2,7 +2,7 @@
 
 Plain Python floats and loops; every step rescans ALL positions with no ladder and no pointers, and
 the mark is re-summed from its window each time. Written from the model's description in
-:mod:`cascade.market` and the settlement rules in mechanics.md, not from the kernel's code.
+:mod:`cascade.model.market` and the settlement rules in mechanics.md, not from the kernel's code.
 Only for small populations.
 """
 
@@ -101,7 +101,7 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
     fund_delta, fee)} for liquidations and stops, and ``opened``: {row: (trigger_step, fill, lp)}
     for conditional entries (``table``: the bracket table, needed when there are entries).
     """
-    from cascade import market as m
+    from cascade.model import market as m
     from tests.naive.margin import liq_price
 
     side = [int(s) for s in popu.side]

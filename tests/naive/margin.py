@@ -1,4 +1,4 @@
-"""Slow, obvious pure-Python references for :mod:`cascade.margin` (plain loops, no numba).
+"""Slow, obvious pure-Python references for :mod:`cascade.rules.margin` (plain loops, no numba).
 
 Arrays are converted to Python lists of floats first; everything after is scalar arithmetic.
 """
@@ -40,7 +40,7 @@ def bankruptcy_price(side, qty, entry, wallet):
 def liq_price(side, qty, entry, wallet, other_mm, other_upnl, floor, cap, mmr, cum):
     """Binance LP formula tried in every bracket, lowest first; keep the first consistent one.
 
-    Same conventions as ``cascade.margin.liq_price_nb``: bracket i holds notionals in
+    Same conventions as ``cascade.rules.margin.liq_price_nb``: bracket i holds notionals in
     (floor_i, cap_i] (bracket 0 also everything <= 0); a long with LP <= 0 -> (0.0, 0); no
     consistent bracket (rounding on a boundary) -> the LP with the smallest miss, with the bracket
     that contains its notional; qty <= 0 -> (nan, 0).

@@ -1,7 +1,7 @@
 """Slow, obvious pure-Python references for the exchange-rule kernels.
 
-Covers :mod:`cascade.mark`, :mod:`cascade.funding`, :mod:`cascade.partial` and
-:mod:`cascade.adl`. Plain loops over Python floats (exact fractions where a tie rule matters); no
+Covers :mod:`cascade.rules.mark`, :mod:`cascade.rules.funding`, :mod:`cascade.rules.partial` and
+:mod:`cascade.rules.adl`. Plain loops over Python floats (exact fractions where a tie rule matters); no
 numba, no NumPy arithmetic. Formulas as in ``../shared/reference/mechanics.md`` (read 2026-11-21).
 """
 

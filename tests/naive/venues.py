@@ -3,7 +3,7 @@
 Plain Python floats and lists. Every iteration of every step rescans ALL positions of a venue (no
 ladder, no pointers, no heaps); the last prices, basis samples and premiums are kept as plain
 lists; funding is paid by a loop over the positions. Written from the model as the docstrings of
-:mod:`cascade.engine`, :mod:`cascade.market` and :mod:`cascade.venues` describe it and the rules
+:mod:`cascade.engine`, :mod:`cascade.model.market` and :mod:`cascade.model.venues` describe it and the rules
 of ``../shared/reference/mechanics.md``; the exchange rules themselves come from the slow
 references in :mod:`tests.naive.rules` and :mod:`tests.naive.margin`.
 
@@ -69,7 +69,7 @@ class Venue:
 
     def __init__(self, name, rules_name, popu, table, prm, iprm, fund, funding_interval_s,
                  pays_funding):
-        from cascade import market as m
+        from cascade.model import market as m
 
         self.name = name
         self.rules = rules_name
@@ -507,7 +507,7 @@ class Venue:
 
 def run(sc, pops, shocks=None):
     """Run a multi-venue scenario slowly from its populations (one per venue, as
-    :func:`cascade.venues.build_populations` draws them; they are not modified). ``shocks``:
+    :func:`cascade.model.venues.build_populations` draws them; they are not modified). ``shocks``:
     {step: rate} of extra funding payments on every venue before that step (after any
     scheduled one), on the venue's previous mark; they move wallets only (not the rate the
     Binance mark uses, nor the premium average).
@@ -515,8 +515,8 @@ def run(sc, pops, shocks=None):
     Returns {"venues": [Venue], "index": [...], "composite": [...], "funding": [payment dicts
     with their step]}; each Venue has ``out`` (one dict of the engine's columns per step),
     ``records`` and its final rows."""
-    from cascade.market import background_noise
-    from cascade.venues import flows_by_venue, spot_inputs, venue_parameters, venue_specs
+    from cascade.model.market import background_noise
+    from cascade.model.venues import flows_by_venue, spot_inputs, venue_parameters, venue_specs
 
     specs = venue_specs(sc)
     prm, iprm = venue_parameters(sc, specs)

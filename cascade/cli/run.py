@@ -1,0 +1,62 @@
+"""``cascade run SCENARIO.toml``: simulate, print a summary, write files and plots."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+NAME = "run"
+HELP = "Run a scenario: simulate the cascade, print a summary, write summary/steps/plots."
+
+
+def positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def add_arguments(p) -> None:
+    p.add_argument("scenario", type=Path, help="scenario TOML file")
+    p.add_argument("--positions", type=positive_int, help="number of synthetic positions")
+    p.add_argument("--seed", type=positive_int, help="random seed")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/<scenario name>)")
+    p.add_argument("--no-feedback", action="store_true",
+                   help="forced orders do not move the price (the exogenous path only)")
+    p.add_argument("--amplification", action="store_true",
+                   help="also run without feedback and report drawdown amplification")
+    p.add_argument("--threads", type=positive_int, help="numba threads (default: all cores)")
+    p.add_argument("--reference", type=Path, metavar="KLINES.csv",
+                   help="real path (Binance kline CSV) to overlay and score (path_rmse_pct)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(args) -> int:
+    from cascade.errors import CascadeError
+    from cascade.model.scenario import load_scenario
+    from cascade.runner import run
+
+    sc = load_scenario(args.scenario)
+    out = args.out or Path("runs") / sc.name
+    try:  # before the run, so a bad --out fails at once, not after the simulation
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CascadeError(f"--out {out}: expected a folder that can be created and written to "
+                           f"({exc.strerror or exc})") from None
+    res = run(sc, positions=args.positions, seed=args.seed,
+              feedback=False if args.no_feedback else None, amplification=args.amplification,
+              progress=not args.quiet, threads=args.threads or None, reference=args.reference)
+    paths = res.save(out)
+    print(res.table())
+    print()
+    for name in ("summary.json", "steps.parquet", "waterfall.png", "liquidation_map.png",
+                 "venues.png"):
+        if name in paths:
+            print(f"{name:<20} {paths[name]}")
+    sys.stdout.flush()
+    return 0

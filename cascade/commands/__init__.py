@@ -1,2 +1,0 @@
-"""CLI subcommands: each module exposes ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-``main(args) -> int``. :mod:`cascade.cli` lists them in ``SUBCOMMANDS``."""

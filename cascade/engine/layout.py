@@ -1,0 +1,57 @@
+"""Engine layout: position statuses, record kinds, the indices of the state vectors, the per-step
+output columns and the record dtype."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# position status. DORMANT: a conditional entry (see cascade.model.population) not yet triggered;
+# HEAPED: open, but its liquidation price changed after the ladder was sorted (a partial
+# liquidation or partial ADL), so its heap tracks it; DELEVERAGED: closed by ADL
+OPEN, TRIGGERED, LIQUIDATED, STOPPED, DORMANT, HEAPED, DELEVERAGED = range(7)
+# record kinds. PARTIAL: part of a position liquidated, the rest stays open; BACKSTOP: taken over
+# by the liquidator vault (no market order); ADL: closed by auto-deleveraging
+KIND_LIQ, KIND_STOP, KIND_ENTRY, KIND_PARTIAL, KIND_BACKSTOP, KIND_ADL = range(1, 7)
+
+# float state vector, per venue
+(S_PERM, S_TRANS, S_PRICE, S_REF, S_RV, S_LF, S_FUND, S_BAD, S_OQL, S_OQS, S_MSUM, S_Y, S_MARK,
+ S_BSUM, S_EMA, S_PACC, S_PCNT, S_FLAST, S_ADLUSD, S_ADLN, S_NPART, S_BACKSTOP, S_FUNDPAID_L,
+ S_FUNDPAID_S) = range(24)
+N_STATE = 24
+# integer state vector, per venue (J_ADLT/N/P: two slots each, longs then shorts)
+(J_LPTR, J_SPTR, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING, J_HL, J_HS, J_BRING, J_BCOUNT,
+ J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_ADLP, _J_ADLP2) = range(17)
+N_ISTATE = 17
+# market state: background log price, composite log price of the venues, index (weighted mean
+# of the spot venues: Binance), sum of depths, oracle (weighted median: Hyperliquid)
+M_X, M_COMP, M_INDEX, M_DEPTH_SUM, M_ORACLE = range(5)
+N_MSTATE = 5
+# market parameters: arbitrage capacity (USD per step), band (log), delay (steps); spot impact law
+M_ARB_CAP, M_ARB_BAND, M_ARB_DELAY, M_SPOT_ALPHA = range(4)
+N_MPARAMS = 4
+# spot venue parameters: weight in the index, lag (steps), depth (USD per 1 %), impact decay and
+# deviation decay per step
+SP_WEIGHT, SP_LAG, SP_DEPTH, SP_DECAY, SP_REVERT = range(5)
+N_SPOT = 5
+# venue layout: row range and its parts, stop range (sell part first), heap and record ranges
+(L_OFF, L_NLONG, L_NLADDER, L_END, L_SOFF, L_SLONG, L_SEND, L_HOFF, L_HEND, L_ROFF,
+ L_REND) = range(11)
+N_LAYOUT = 11
+
+# per-step output columns (per venue)
+COLUMNS = ("last_price", "mark_price", "liq_long_usd", "liq_short_usd", "liq_count", "stop_usd",
+           "exo_flow_usd", "dip_flow_usd", "forced_flow_usd", "open_interest_usd", "depth_usd",
+           "insurance_fund_usd", "bad_debt_usd", "iterations", "fill_price", "entry_usd",
+           "index_price", "adl_usd", "adl_count", "partial_count", "funding_rate",
+           "arb_flow_usd", "backstop_usd")
+(C_LAST, C_MARK, C_LIQL, C_LIQS, C_LIQN, C_STOP, C_EXO, C_DIP, C_FORCED, C_OI, C_DEPTH, C_FUND,
+ C_BAD, C_ITER, C_FILL, C_ENTRY, C_INDEX, C_ADL, C_ADLN, C_PART, C_FRATE, C_ARB,
+ C_BACK) = range(len(COLUMNS))
+
+RECORD_DTYPE = np.dtype([("pos", np.int32), ("kind", np.int8), ("venue", np.int8),
+                         ("trigger_step", np.int32), ("exec_step", np.int32),
+                         ("trigger_price", np.float64), ("fill_price", np.float64),
+                         ("fund_delta", np.float64), ("fee", np.float64), ("qty", np.float64),
+                         ("adl_qty", np.float64), ("adl_price", np.float64)], align=True)
+
+__all__ = sorted(n for n in dir() if n.isupper())

@@ -1,0 +1,502 @@
+"""The step loop: one jitted driver that walks the liquidation and stop ladders of every venue.
+
+Python builds every input before the loop and wraps the outputs after; nothing runs in Python per
+step. The loop runs in chunks of steps only so that a progress bar can move between chunks and
+funding can be paid at its instants (:meth:`EngineState.pay_funding`); all mutable state lives in
+the ``st``/``ist``/``mst`` vectors and the arrays passed in, so chunking does not change a single
+bit of the result.
+
+Cost per step: O(positions crossed + iterations), never O(positions): each venue's positions are
+sorted by liquidation price (see :mod:`cascade.model.population`), a pointer per side only ever moves
+inward, and positions opened or re-queued during the run (conditional entries, survivors of a
+partial liquidation or of a partial ADL) sit in a binary heap per side. Only three things touch
+all of a venue's positions, and none runs every step: paying funding (at funding instants), and
+ranking the opposite side for auto-deleveraging (once per step and side while the insurance fund
+is exhausted).
+
+Several venues share one background price (``M_X``); each has its own book (impact state), mark
+rule, liquidation rules, insurance fund and latency. Arbitrage (:func:`_arbitrage`) and the index
+of spot venues couple them.
+"""
+
+from __future__ import annotations
+
+from math import exp, log
+
+import numpy as np
+
+from cascade._numba import jit
+from cascade.engine.book import impact_nb, mean_impact_nb
+from cascade.engine.ladder import open_nb, scan_triggers_nb
+from cascade.engine.layout import (
+    C_ADL,
+    C_ADLN,
+    C_ARB,
+    C_BACK,
+    C_BAD,
+    C_DEPTH,
+    C_DIP,
+    C_ENTRY,
+    C_EXO,
+    C_FILL,
+    C_FORCED,
+    C_FRATE,
+    C_FUND,
+    C_INDEX,
+    C_ITER,
+    C_LAST,
+    C_LIQL,
+    C_LIQN,
+    C_LIQS,
+    C_MARK,
+    C_OI,
+    C_PART,
+    C_STOP,
+    J_BCOUNT,
+    J_BRING,
+    J_FPTR,
+    J_NREC,
+    J_RING,
+    KIND_ADL,
+    KIND_BACKSTOP,
+    KIND_ENTRY,
+    KIND_PARTIAL,
+    KIND_STOP,
+    L_END,
+    L_HEND,
+    L_HOFF,
+    L_NLADDER,
+    L_NLONG,
+    L_OFF,
+    L_REND,
+    L_ROFF,
+    L_SEND,
+    L_SOFF,
+    M_ARB_BAND,
+    M_ARB_CAP,
+    M_ARB_DELAY,
+    M_COMP,
+    M_DEPTH_SUM,
+    M_INDEX,
+    M_ORACLE,
+    M_SPOT_ALPHA,
+    M_X,
+    S_ADLN,
+    S_ADLUSD,
+    S_BACKSTOP,
+    S_BAD,
+    S_BSUM,
+    S_EMA,
+    S_FLAST,
+    S_FUND,
+    S_LF,
+    S_MARK,
+    S_MSUM,
+    S_NPART,
+    S_OQL,
+    S_OQS,
+    S_PACC,
+    S_PCNT,
+    S_PERM,
+    S_PRICE,
+    S_REF,
+    S_RV,
+    S_TRANS,
+    S_Y,
+    SP_DECAY,
+    SP_DEPTH,
+    SP_LAG,
+    SP_REVERT,
+    SP_WEIGHT,
+)
+from cascade.engine.settle import liquidate_nb, settle_nb
+from cascade.model.market import (
+    I_BWIN,
+    I_LAT,
+    I_MARK,
+    I_MARKW,
+    I_MAXIT,
+    MARK_BINANCE,
+    MARK_HYPERLIQUID,
+    MARK_LAST_AVERAGE,
+    P_ALPHA,
+    P_DECAY,
+    P_DEPTH,
+    P_DIPCAP,
+    P_DIPRATE,
+    P_DIPTHR,
+    P_EMA,
+    P_FEE,
+    P_FEEDBACK,
+    P_FINT_S,
+    P_FLOOR,
+    P_LIQSENS,
+    P_MEMDECAY,
+    P_PHI,
+    P_REFDECAY,
+    P_STEP,
+    P_T0,
+    P_VOLSENS,
+)
+from cascade.rules.funding import time_to_next_funding_nb
+from cascade.rules.mark import binance_mark_nb, median3_nb, weighted_median_nb
+
+
+@jit
+def _median_others(v, last_all, nv, scratch):
+    """Median of the other venues' last prices (Hyperliquid's 'median of CEX perp mids'), sorted
+    in ``scratch`` (float64 (>= nv - 1,)) so the step loop allocates nothing; NaN if none."""
+    m = nv - 1
+    if m <= 0:
+        return np.nan
+    j = 0
+    for u in range(nv):
+        if u != v:
+            x = last_all[u]
+            k = j
+            while k > 0 and scratch[k - 1] > x:  # insertion sort: a handful of venues
+                scratch[k] = scratch[k - 1]
+                k -= 1
+            scratch[k] = x
+            j += 1
+    h = m // 2
+    if m % 2 == 1:
+        return scratch[h]
+    return 0.5 * (scratch[h - 1] + scratch[h])
+
+
+@jit
+def _mark_nb(rule, p, index, basis_mean, ema, f_last, tau, interval, others, msum, old, w):
+    if rule == MARK_BINANCE:
+        return binance_mark_nb(index, f_last, tau, interval, basis_mean, p)
+    if rule == MARK_HYPERLIQUID:
+        # median(oracle + basis EMA, median(bid, ask, last), CEX perp mids); no book: bid = ask
+        # = last, and the other venues' last prices stand for the CEX perp mids
+        if np.isnan(others):
+            others = p
+        return median3_nb(index + ema, p, others)
+    return (msum - old + p) / w
+
+
+@jit
+def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, order, tlp, stop_idx,
+                 stop_px, heap_l, heap_s, tb_lay, floor, cap, mmr, cum, exo, noise, wick, prm,
+                 iprm, mprm, spot, spot_exo, spot_noise, st, ist, mst, sst, ring, bring, pend,
+                 marks, arb, comp_ring, rec, adl_buf, adl_rank, out):
+    """Advance the market (one or more venues) from step ``t_begin`` to ``t_end`` (exclusive).
+
+    Parameters (V venues, n rows over all venues, J spot venues, T steps)
+    ----------
+    lay : int64 (V, N_LAYOUT) row, stop, heap and record ranges of each venue (``L_*``); inside
+        a venue, rows are as :class:`cascade.model.population.Population` (ladder longs, ladder shorts,
+        conditional entries) and every index (``order``, ``stop_idx``, heaps, records' ``pos``)
+        is relative to the venue's first row
+    side, qty, entry, wallet, lp : (n,) rows (int8, float64 x4), in/out
+    status : int8 (n,) in/out, OPEN / TRIGGERED / LIQUIDATED / STOPPED / DORMANT / HEAPED /
+        DELEVERAGED
+    order : int32 (n,) ladder place -> row (re-sorted when funding moves liquidation prices)
+    tlp : float64 (n,) time of each row's last partial liquidation (Hyperliquid 30 s rule), s
+    stop_idx, stop_px : orders on last price, per venue: sells on a fall, then buys on a rise
+    heap_l, heap_s : int32 heaps of positions opened or re-queued during the run
+    tb_lay : int64 (V, 2) range of each venue's bracket table in floor, cap, mmr, cum
+    exo : float64 (V, T) exogenous flow per venue, USD; noise : float64 (T,) log increments
+    wick : float64 (V + 1, T) multiplier of each venue's last price (row V: of every spot price,
+        so of the index and the oracle)
+    prm, iprm : float64 (V, N_PARAMS), int64 (V, N_IPARAMS) (:func:`cascade.model.market.parameters`)
+    mprm : float64 (N_MPARAMS,) market-wide parameters (``M_*``)
+    spot : float64 (J, N_SPOT) spot venues of the index (``SP_*``); spot_exo, spot_noise (J, T)
+    st, ist : float64 (V, N_STATE), int64 (V, N_ISTATE) per-venue state, in/out
+    mst : float64 (N_MSTATE,) market state; sst : float64 (J, 2) spot state (deviation, imbalance)
+    ring : (V, max window) last prices; bring : (V, basis window) basis samples (last - index)
+    pend : (V, max latency + 1) forced flow queued; arb : (V, arbitrage delay + 1) arbitrage flow
+    marks : (V, max latency + 2) each venue's mark at the end of recent steps (slot t % width; the
+        start price before the first step), for the previous mark of a trigger executed later
+    comp_ring : (max spot lag + 1,) log composite price of the perpetual venues, by step
+    rec : RECORD_DTYPE records, per venue ranges; adl_buf : int32 (2, n) ; adl_rank : float64 (n,)
+    out : float64 (V, T, len(COLUMNS)) per-step results, written for t_begin..t_end-1
+    """
+    nv = lay.shape[0]
+    nsp = spot.shape[0]
+    sp_px = np.empty(nsp)
+    sp_w = spot[:, SP_WEIGHT].copy()
+    last_all = np.empty(nv)
+    scratch = np.empty(nv)  # other venues' prices (Hyperliquid mark), arbitrage needs
+    npc = comp_ring.shape[0]
+    for t in range(t_begin, t_end):
+        mst[M_X] += noise[t]
+        # index: spot venues follow the perpetuals' composite price with a lag, plus their own
+        # deviation (their share of the flow on their own book, decaying) and noise
+        if nsp > 0:
+            for j in range(nsp):
+                sst[j, 1] *= spot[j, SP_DECAY]
+                sst[j, 0] *= spot[j, SP_REVERT]
+                f = spot_exo[j, t]
+                if f != 0.0:
+                    sst[j, 0] += impact_nb(sst[j, 1], f, spot[j, SP_DEPTH], mprm[M_SPOT_ALPHA])
+                    sst[j, 1] += f
+                lag = int(spot[j, SP_LAG])
+                c = comp_ring[(t - 1 - lag) % npc] if t - 1 - lag >= 0 else comp_ring[npc - 1]
+                sp_px[j] = exp(c + sst[j, 0] + spot_noise[j, t])
+            index = 0.0
+            den = 0.0
+            for j in range(nsp):
+                index += spot[j, SP_WEIGHT] * sp_px[j]
+                den += spot[j, SP_WEIGHT]
+            index /= den
+            oracle = weighted_median_nb(sp_px, sp_w)
+        else:
+            index = exp(mst[M_COMP])
+            oracle = index
+        index *= wick[nv, t]
+        oracle *= wick[nv, t]
+        mst[M_ORACLE] = oracle
+        mst[M_INDEX] = index
+        for v in range(nv):
+            last_all[v] = st[v, S_PRICE]
+        for v in range(nv):
+            a = lay[v, L_OFF]
+            b = lay[v, L_END]
+            ta = tb_lay[v, 0]
+            tb = tb_lay[v, 1]
+            ref = index
+            if iprm[v, I_MARK] == MARK_HYPERLIQUID:
+                ref = oracle
+            _venue_step(t, v, nv, ref, last_all, side[a:b], qty[a:b], entry[a:b], wallet[a:b],
+                        lp[a:b], status[a:b], order[a:b], tlp[a:b],
+                        lay[v, L_NLONG] - a, lay[v, L_NLADDER] - a,
+                        stop_idx[lay[v, L_SOFF]:lay[v, L_SEND]],
+                        stop_px[lay[v, L_SOFF]:lay[v, L_SEND]],
+                        heap_l[lay[v, L_HOFF]:lay[v, L_HEND]],
+                        heap_s[lay[v, L_HOFF]:lay[v, L_HEND]],
+                        floor[ta:tb], cap[ta:tb], mmr[ta:tb], cum[ta:tb], exo[v, t], noise[t],
+                        wick[v, t], prm[v], iprm[v], mprm, st[v], ist[v], mst, ring[v],
+                        bring[v], pend[v], marks[v], arb[v], rec[lay[v, L_ROFF]:lay[v, L_REND]],
+                        adl_buf[:, a:b], adl_rank[a:b], scratch, out[v, t])
+        # composite of the perpetual venues (depth-weighted log price), and arbitrage between them
+        comp = 0.0
+        for v in range(nv):
+            comp += prm[v, P_DEPTH] * log(st[v, S_PRICE])
+        comp /= mst[M_DEPTH_SUM]
+        mst[M_COMP] = comp
+        comp_ring[t % npc] = comp
+        if nv > 1:
+            _arbitrage(t, nv, comp, prm, mprm, st, arb, scratch)
+
+
+@jit
+def _arbitrage(t, nv, comp, prm, mprm, st, arb, needs):
+    """Arbitrageurs buy the venues below the composite and sell those above it, beyond a band of
+    ``band`` (log units), at most ``capacity`` USD per step each way; their orders reach the
+    books ``delay`` steps later. The USD a venue needs to close its gap is its depth per 1 %
+    times the gap in %, less what they already sent that way and has not arrived yet (with a
+    delay of two steps or more, re-sending the whole gap every step would overshoot it ``delay``
+    times and the venues would oscillate apart); buys and sells match before the cap and are
+    scaled to match after. ``needs``: float64 (>= nv,) scratch."""
+    band = mprm[M_ARB_BAND]
+    need_buy = 0.0
+    need_sell = 0.0
+    for v in range(nv):
+        needs[v] = 0.0
+        gap = log(st[v, S_PRICE]) - comp
+        # orders still in flight (every slot holds future arrivals: this step's was read)
+        sent = 0.0
+        for k in range(arb.shape[1]):
+            sent += arb[v, k]
+        if gap > band:
+            needs[v] = min(-(gap - band) * 100.0 * prm[v, P_DEPTH] - sent, 0.0)
+            need_sell -= needs[v]
+        elif gap < -band:
+            needs[v] = max((-gap - band) * 100.0 * prm[v, P_DEPTH] - sent, 0.0)
+            need_buy += needs[v]
+    matched = min(need_buy, need_sell, mprm[M_ARB_CAP])
+    if matched <= 0.0:
+        return
+    d = arb.shape[1]
+    slot = (t + int(mprm[M_ARB_DELAY])) % d
+    for v in range(nv):
+        if needs[v] > 0.0:
+            arb[v, slot] += needs[v] / need_buy * matched
+        elif needs[v] < 0.0:
+            arb[v, slot] += needs[v] / need_sell * matched
+
+
+@jit
+def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status, order, tlp,
+                n_long, n_ladder, stop_idx, stop_px, heap_l, heap_s, floor, cap, mmr, cum, exo_t,
+                noise_t, wick_t, prm, iprm, mprm, st, ist, mst, ring, bring, pend, marks, arb, rec,
+                adl_buf, adl_rank, scratch, o):
+    """One step of one venue: price before orders, the trigger/impact fixed point, fills and
+    settlement, state updates and the output row ``o``. ``index`` is the venue's reference
+    spot price: the index (weighted mean of the spot venues, Binance) or, for the Hyperliquid
+    mark rule, the oracle (their weighted median)."""
+    alpha = prm[P_ALPHA]
+    phi = prm[P_PHI]
+    decay = prm[P_DECAY]
+    depth0 = prm[P_DEPTH]
+    memd = prm[P_MEMDECAY]
+    refd = prm[P_REFDECAY]
+    fee_rate = prm[P_FEE]
+    feedback = prm[P_FEEDBACK] != 0.0
+    w = iprm[I_MARKW]
+    lat = iprm[I_LAT]
+    maxit = iprm[I_MAXIT]
+    rule = iprm[I_MARK]
+    npend = pend.shape[0]
+    p_prev = st[S_PRICE]
+    prev_mark = st[S_MARK]
+    mult = 1.0 / (1.0 + prm[P_VOLSENS] * st[S_RV] / 0.1 + prm[P_LIQSENS] * st[S_LF])
+    mult = max(mult, prm[P_FLOOR])
+    depth = depth0 * mult
+    st[S_TRANS] *= decay
+    st[S_Y] *= decay
+    y = st[S_Y]
+    p_pre = exp(mst[M_X] + st[S_PERM] + st[S_TRANS])
+    ref = st[S_REF]
+    dd = (ref - p_pre) / ref * 100.0 - prm[P_DIPTHR]
+    dip = 0.0
+    if dd > 0.0:
+        dip = min(prm[P_DIPRATE] * dd, prm[P_DIPCAP])
+    slot = t % npend
+    forced = pend[slot]
+    pend[slot] = 0.0
+    aslot = t % arb.shape[0]
+    arb_in = arb[aslot]
+    arb[aslot] = 0.0
+    ext = exo_t + dip + arb_in
+    ri = ist[J_RING]
+    old = ring[ri]
+    msum = st[S_MSUM]
+    # Binance P1 / P2 and Hyperliquid's basis EMA use the samples of previous steps
+    nb = ist[J_BCOUNT]
+    basis_mean = st[S_BSUM] / nb if nb > 0 else 0.0
+    interval = prm[P_FINT_S]
+    tau = 0.0
+    if interval > 0.0:
+        tau = time_to_next_funding_nb(prm[P_T0] + t * prm[P_STEP], interval)
+    others = np.nan
+    if rule == MARK_HYPERLIQUID:
+        others = _median_others(v, last_all, nv, scratch)
+    it = 0
+    while True:
+        imp = impact_nb(y, ext + forced if feedback else ext, depth, alpha)
+        p = p_pre * exp(imp)
+        last = p * wick_t
+        mark = _mark_nb(rule, last, index, basis_mean, st[S_EMA], st[S_FLAST], tau, interval,
+                        others, msum, old, w)
+        before = ist[J_NREC]
+        new_flow = scan_triggers_nb(t, mark, last, side, qty, entry, wallet, lp, status, order,
+                                    tlp, n_long, n_ladder, stop_idx, stop_px, heap_l, heap_s,
+                                    floor, cap, mmr, cum, prm, iprm, rec, ist)
+        it += 1
+        if ist[J_NREC] == before:
+            break
+        if lat == 0:
+            forced += new_flow
+        else:
+            pend[(t + lat) % npend] += new_flow
+        if it >= maxit or not feedback or lat > 0:
+            # triggers found at the cap carry their flow; those not yet found wait a step
+            imp = impact_nb(y, ext + forced if feedback else ext, depth, alpha)
+            p = p_pre * exp(imp)
+            last = p * wick_t
+            mark = _mark_nb(rule, last, index, basis_mean, st[S_EMA], st[S_FLAST], tau,
+                            interval, others, msum, old, w)
+            break
+    net = ext + forced if feedback else ext
+    fill = p_pre * exp(mean_impact_nb(y, net, depth, alpha, imp)) * wick_t
+    liq_l = 0.0
+    liq_s = 0.0
+    stop_usd = 0.0
+    entry_usd = 0.0
+    adl_usd0 = st[S_ADLUSD]
+    adl_n0 = st[S_ADLN]
+    part0 = st[S_NPART]
+    back0 = st[S_BACKSTOP]
+    handed = 0.0
+    nliq = 0
+    r = ist[J_FPTR]
+    while r < ist[J_NREC] and rec[r].exec_step <= t:
+        kind = rec[r].kind
+        if kind == KIND_ENTRY:
+            entry_usd += open_nb(r, fill, side, qty, entry, wallet, lp, status, n_ladder, heap_l,
+                                 heap_s, floor, cap, mmr, cum, rec, st, ist)
+        elif kind == KIND_STOP:
+            stop_usd += settle_nb(r, fill, side, qty, entry, wallet, fee_rate, status, rec, st)
+        elif kind != KIND_ADL:
+            pm = prev_mark
+            if kind == KIND_BACKSTOP and rec[r].trigger_step < t:
+                # the vault took the position at the mark of its trigger (latency): the mark
+                # before that one, not the one before this step, is its previous mark
+                nm = marks.shape[0]
+                pm = marks[(rec[r].trigger_step - 1 + nm) % nm]
+            usd, _, done = liquidate_nb(r, fill, mark, pm, side, qty, entry, wallet, lp,
+                                        status, n_ladder, heap_l, heap_s, floor, cap, mmr, cum,
+                                        fee_rate, prm, iprm, rec, st, ist, adl_buf, adl_rank)
+            handed += -side[rec[r].pos] * done * fill
+            if kind != KIND_PARTIAL:
+                nliq += 1
+            if side[rec[r].pos] > 0:
+                liq_l += usd
+            else:
+                liq_s += usd
+        r += 1
+    ist[J_FPTR] = r
+    # state updates
+    st[S_PERM] += phi * imp
+    st[S_TRANS] += (1.0 - phi) * imp
+    # coins handed to ADL never reached the book: take them off the outstanding imbalance
+    st[S_Y] = y + net - (handed if feedback else 0.0)
+    st[S_PRICE] = p
+    st[S_MARK] = mark
+    marks[t % marks.shape[0]] = mark
+    ring[ri] = last
+    msum += last - old
+    ri += 1
+    if ri == w:
+        ri = 0
+        msum = 0.0
+        for j in range(w):  # exact re-sum once per window: no drift over long runs
+            msum += ring[j]
+    ist[J_RING] = ri
+    st[S_MSUM] = msum
+    if rule != MARK_LAST_AVERAGE:
+        sample = last - index
+        bw = iprm[I_BWIN]
+        k = ist[J_BRING]
+        if nb >= bw:
+            st[S_BSUM] -= bring[k]
+        else:
+            ist[J_BCOUNT] = nb + 1
+        bring[k] = sample
+        st[S_BSUM] += sample
+        ist[J_BRING] = (k + 1) % bw
+        st[S_EMA] += prm[P_EMA] * (sample - st[S_EMA])
+        st[S_PACC] += (last - index) / index
+        st[S_PCNT] += 1.0
+    st[S_RV] = memd * st[S_RV] + (1.0 - memd) * abs(log(p / p_prev)) * 100.0
+    if feedback:
+        st[S_LF] = memd * st[S_LF] + (1.0 - memd) * abs(forced) / depth0
+    st[S_REF] = refd * st[S_REF] + (1.0 - refd) * p
+    o[C_LAST] = last
+    o[C_MARK] = mark
+    o[C_LIQL] = liq_l
+    o[C_LIQS] = liq_s
+    o[C_LIQN] = nliq
+    o[C_STOP] = stop_usd
+    o[C_EXO] = exo_t
+    o[C_DIP] = dip
+    o[C_FORCED] = forced
+    o[C_OI] = (st[S_OQL] + st[S_OQS]) * mark
+    o[C_DEPTH] = depth
+    o[C_FUND] = st[S_FUND]
+    o[C_BAD] = st[S_BAD]
+    o[C_ITER] = it
+    o[C_FILL] = fill
+    o[C_ENTRY] = entry_usd
+    o[C_INDEX] = index
+    o[C_ADL] = st[S_ADLUSD] - adl_usd0
+    o[C_ADLN] = st[S_ADLN] - adl_n0
+    o[C_PART] = st[S_NPART] - part0
+    o[C_FRATE] = st[S_FLAST]
+    o[C_ARB] = arb_in
+    o[C_BACK] = st[S_BACKSTOP] - back0

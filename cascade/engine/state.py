@@ -1,0 +1,328 @@
+"""EngineState: every array the step loop reads and mutates, built once per run, advanced chunk
+by chunk, with funding payments between chunks."""
+
+from __future__ import annotations
+
+import dataclasses
+from math import log
+
+import numpy as np
+
+from cascade.engine.ladder import heapify_nb
+from cascade.engine.layout import (
+    COLUMNS,
+    DORMANT,
+    HEAPED,
+    J_HL,
+    J_HS,
+    J_LPTR,
+    J_LSPTR,
+    J_NREC,
+    J_SPTR,
+    J_SSPTR,
+    L_END,
+    L_HEND,
+    L_HOFF,
+    L_NLADDER,
+    L_NLONG,
+    L_OFF,
+    L_REND,
+    L_ROFF,
+    L_SEND,
+    L_SLONG,
+    L_SOFF,
+    M_COMP,
+    M_DEPTH_SUM,
+    M_INDEX,
+    M_X,
+    N_ISTATE,
+    N_LAYOUT,
+    N_MPARAMS,
+    N_MSTATE,
+    N_SPOT,
+    N_STATE,
+    OPEN,
+    RECORD_DTYPE,
+    S_FUND,
+    S_FUNDPAID_L,
+    S_FUNDPAID_S,
+    S_MARK,
+    S_MSUM,
+    S_OQL,
+    S_OQS,
+    S_PRICE,
+    S_REF,
+    SP_LAG,
+    TRIGGERED,
+)
+from cascade.engine.loop import step_loop_nb
+from cascade.model.market import (
+    I_BWIN,
+    I_LAT,
+    I_MARKW,
+    I_PARTIAL,
+    P_DEPTH,
+    P_T0,
+    PARTIAL_HYPERLIQUID,
+    PARTIAL_STEP_DOWN,
+)
+from cascade.rules.margin import liq_prices_nb
+
+
+def _partial_bound(popu, table, rule) -> int:
+    """Most partial-liquidation records the rows of one venue can produce (records are
+    preallocated): Hyperliquid cuts 20 % at a time down to 100k USDC, so a position of notional N
+    takes at most log(N / 100k) / log(1 / 0.8) partials; a step-down at most one per tier. The
+    notional is taken at three times the start price, far beyond any path we run."""
+    if rule == PARTIAL_HYPERLIQUID:
+        n = popu.qty * popu.price_start * 3.0
+        big = n > 1e5
+        return int(np.ceil(np.log(n[big] / 1e5) / np.log(1.0 / 0.8)).sum()) + int(big.sum())
+    if rule == PARTIAL_STEP_DOWN:
+        b = np.searchsorted(table.cap, popu.qty * popu.price_start * 3.0)
+        return int(np.minimum(b, len(table.cap) - 1).sum())
+    return 0
+
+
+@dataclasses.dataclass
+class EngineState:
+    """Everything the step loop reads and mutates, so a run can be advanced chunk by chunk.
+
+    The populations are copied in (``qty``, ``entry``, ``wallet``, ``lp`` change during a run:
+    partial liquidations, ADL, funding, conditional entries), so a population can serve several
+    runs. Arrays are described in :func:`step_loop_nb`; ``outs`` is (V, T, len(COLUMNS)).
+    """
+
+    lay: np.ndarray
+    side: np.ndarray
+    qty: np.ndarray
+    entry: np.ndarray
+    wallet: np.ndarray
+    lp: np.ndarray
+    status: np.ndarray
+    order: np.ndarray
+    tlp: np.ndarray
+    stop_idx: np.ndarray
+    stop_px: np.ndarray
+    heap_l: np.ndarray
+    heap_s: np.ndarray
+    tb_lay: np.ndarray
+    floor: np.ndarray
+    cap: np.ndarray
+    mmr: np.ndarray
+    cum: np.ndarray
+    st: np.ndarray
+    ist: np.ndarray
+    mst: np.ndarray
+    sst: np.ndarray
+    ring: np.ndarray
+    bring: np.ndarray
+    pend: np.ndarray
+    marks: np.ndarray
+    arb: np.ndarray
+    comp_ring: np.ndarray
+    rec: np.ndarray
+    adl_buf: np.ndarray
+    adl_rank: np.ndarray
+    outs: np.ndarray
+    wick: np.ndarray
+    mprm: np.ndarray
+    spot: np.ndarray
+    spot_exo: np.ndarray
+    spot_noise: np.ndarray
+    tables: list
+    pops: list
+
+    @classmethod
+    def for_venues(cls, pops, tables, n_steps: int, prm: np.ndarray, iprm: np.ndarray, funds,
+                   *, mprm=None, spot=None, spot_exo=None, spot_noise=None, wick=None,
+                   arb_delay: int = 0) -> EngineState:
+        """Fresh state at the start price for V venues.
+
+        pops, tables : per venue, a :class:`~cascade.model.population.Population` (all with the same
+            start price) and its :class:`~cascade.rules.brackets.BracketTable`
+        prm, iprm : (V, N_PARAMS), (V, N_IPARAMS); funds : V insurance funds at the start, USD
+        mprm : (N_MPARAMS,) market parameters (default: no arbitrage)
+        spot : (J, N_SPOT) spot venues of the index, with spot_exo and spot_noise (J, T)
+        wick : (V + 1, T) multipliers of each venue's last price and of the index (default 1)
+        """
+        nv = len(pops)
+        p0 = pops[0].price_start
+        if any(p.price_start != p0 for p in pops):
+            raise ValueError("every venue's population must start at the same price")
+        for p in pops:
+            p.reset_entries()
+        n = np.array([p.n for p in pops], np.int64)
+        m = np.array([len(p.stop_idx) for p in pops], np.int64)
+        ent = np.array([p.n_entries for p in pops], np.int64)
+        lay = np.zeros((nv, N_LAYOUT), np.int64)
+        lay[:, L_OFF] = np.concatenate([[0], np.cumsum(n)[:-1]])
+        lay[:, L_END] = lay[:, L_OFF] + n
+        lay[:, L_NLONG] = lay[:, L_OFF] + [p.n_long for p in pops]
+        lay[:, L_NLADDER] = lay[:, L_OFF] + [p.n_ladder for p in pops]
+        lay[:, L_SOFF] = np.concatenate([[0], np.cumsum(m)[:-1]])
+        lay[:, L_SEND] = lay[:, L_SOFF] + m
+        lay[:, L_SLONG] = lay[:, L_SOFF] + [p.n_long_stops for p in pops]
+        lay[:, L_HOFF] = lay[:, L_OFF]
+        lay[:, L_HEND] = lay[:, L_END]
+        # an entry opens and may later close; ADL may cut one position in part per liquidation
+        caps = np.array([3 * (p.n + e + _partial_bound(p, tb, int(ip[I_PARTIAL]))) + 16
+                         for p, e, tb, ip in zip(pops, ent, tables, iprm)], np.int64)
+        lay[:, L_ROFF] = np.concatenate([[0], np.cumsum(caps)[:-1]])
+        lay[:, L_REND] = lay[:, L_ROFF] + caps
+        status = np.zeros(int(n.sum()), np.int8)
+        for v, p in enumerate(pops):
+            status[lay[v, L_OFF] + p.n_ladder: lay[v, L_END]] = DORMANT
+        tb_n = np.array([len(t.cap) for t in tables], np.int64)
+        tb_lay = np.zeros((nv, 2), np.int64)
+        tb_lay[:, 0] = np.concatenate([[0], np.cumsum(tb_n)[:-1]])
+        tb_lay[:, 1] = tb_lay[:, 0] + tb_n
+        st = np.zeros((nv, N_STATE))
+        ist = np.zeros((nv, N_ISTATE), np.int64)
+        wmax = int(iprm[:, I_MARKW].max())
+        for v, p in enumerate(pops):
+            st[v, S_PRICE] = st[v, S_REF] = st[v, S_MARK] = p0
+            st[v, S_FUND] = funds[v]
+            st[v, S_OQL] = float(p.qty[: p.n_long].sum())
+            st[v, S_OQS] = float(p.qty[p.n_long: p.n_ladder].sum())
+            st[v, S_MSUM] = p0 * int(iprm[v, I_MARKW])
+            ist[v, J_LPTR] = ist[v, J_SPTR] = p.n_long
+            ist[v, J_LSPTR] = ist[v, J_SSPTR] = p.n_long_stops
+        mst = np.zeros(N_MSTATE)
+        mst[M_X] = mst[M_COMP] = log(p0)
+        mst[M_INDEX] = p0
+        mst[M_DEPTH_SUM] = float(prm[:, P_DEPTH].sum())
+        spot = np.zeros((0, N_SPOT)) if spot is None else np.ascontiguousarray(spot, np.float64)
+        nsp = spot.shape[0]
+        maxlag = int(spot[:, SP_LAG].max()) if nsp else 0
+        cat = np.concatenate
+        return cls(
+            lay=lay, side=cat([p.side for p in pops]), qty=cat([p.qty for p in pops]),
+            entry=cat([p.entry for p in pops]), wallet=cat([p.wallet for p in pops]),
+            lp=cat([p.lp for p in pops]), status=status,
+            order=cat([np.arange(p.n, dtype=np.int32) for p in pops]),
+            tlp=np.full(int(n.sum()), -np.inf),
+            stop_idx=cat([p.stop_idx for p in pops]).astype(np.int32),
+            stop_px=cat([p.stop_px for p in pops]).astype(np.float64),
+            # np.empty maps memory lazily: only what a run touches becomes resident
+            heap_l=np.empty(int(n.sum()), np.int32), heap_s=np.empty(int(n.sum()), np.int32),
+            tb_lay=tb_lay, floor=cat([t.floor for t in tables]), cap=cat([t.cap for t in tables]),
+            mmr=cat([t.mmr for t in tables]), cum=cat([t.cum for t in tables]),
+            st=st, ist=ist, mst=mst, sst=np.zeros((nsp, 2)), ring=np.full((nv, wmax), p0),
+            bring=np.zeros((nv, max(1, int(iprm[:, I_BWIN].max())))),
+            pend=np.zeros((nv, int(iprm[:, I_LAT].max()) + 1)),
+            marks=np.full((nv, int(iprm[:, I_LAT].max()) + 2), p0),
+            arb=np.zeros((nv, int(arb_delay) + 1)),
+            comp_ring=np.full(maxlag + 2, log(p0)), rec=np.empty(int(caps.sum()), RECORD_DTYPE),
+            adl_buf=np.empty((2, int(n.sum())), np.int32),
+            adl_rank=np.empty(int(n.sum())), outs=np.zeros((nv, n_steps, len(COLUMNS))),
+            wick=np.ones((nv + 1, n_steps)) if wick is None else wick,
+            mprm=np.zeros(N_MPARAMS) if mprm is None else mprm, spot=spot,
+            spot_exo=np.zeros((nsp, n_steps)) if spot_exo is None else spot_exo,
+            spot_noise=np.zeros((nsp, n_steps)) if spot_noise is None else spot_noise,
+            tables=list(tables), pops=list(pops))
+
+    @classmethod
+    def initial(cls, popu, n_steps: int, iprm: np.ndarray, fund_usd: float, table,
+                prm: np.ndarray | None = None) -> EngineState:
+        """Fresh state of a single-venue run (``iprm`` from :func:`cascade.model.market.parameters`;
+        ``table``: the venue's :class:`~cascade.rules.brackets.BracketTable`)."""
+        prm2 = np.ones((1, P_T0 + 1)) if prm is None else np.atleast_2d(prm)
+        return cls.for_venues([popu], [table], n_steps, prm2, np.atleast_2d(iprm), [fund_usd])
+
+    def advance(self, popu, exo, noise, prm, iprm, t_begin: int, t_end: int) -> None:
+        """Run steps ``[t_begin, t_end)``. ``exo``: (T,) or (V, T) USD per step; ``prm``/``iprm``:
+        one venue's vectors or (V, ...) arrays. ``popu`` is unused (kept for callers that pass
+        the single-venue population)."""
+        step_loop_nb(t_begin, t_end, self.lay, self.side, self.qty, self.entry, self.wallet,
+                     self.lp, self.status, self.order, self.tlp, self.stop_idx, self.stop_px,
+                     self.heap_l, self.heap_s, self.tb_lay, self.floor, self.cap, self.mmr,
+                     self.cum, np.atleast_2d(exo), noise, self.wick, np.atleast_2d(prm),
+                     np.atleast_2d(iprm), self.mprm, self.spot, self.spot_exo, self.spot_noise,
+                     self.st, self.ist, self.mst, self.sst, self.ring, self.bring, self.pend,
+                     self.marks, self.arb, self.comp_ring, self.rec, self.adl_buf, self.adl_rank,
+                     self.outs)
+
+    # ------------------------------------------------------------------------------ funding
+    def pay_funding(self, v: int, rate: float, price: float) -> dict:
+        """Pay funding on venue ``v``: every open position pays ``s * qty * price * rate`` USD
+        out of its wallet (``rate`` > 0: longs pay), the liquidation prices move, and the ladder
+        and heaps are re-sorted (a payment per coin is the same for a whole side, but the move
+        of the liquidation price is ``d / (MMR_b - s)``, so it differs across brackets).
+
+        The population is one side of each trade only: what the modelled longs pay and the
+        modelled shorts receive differ by the funding of the counterparties we do not model
+        (``to_others``), so the three sum to zero. Returns them in USD."""
+        a, b = int(self.lay[v, L_OFF]), int(self.lay[v, L_END])
+        status = self.status[a:b]
+        # a triggered row still holds its position until its order fills, unless the trigger was
+        # a conditional entry not yet filled (latency): no position yet, and its wallet still
+        # holds the initial-margin fraction (entry NaN until open_nb)
+        live = np.flatnonzero((status == OPEN) | (status == HEAPED)
+                              | ((status == TRIGGERED) & ~np.isnan(self.entry[a:b])))
+        side = self.side[a:b]
+        pay = side[live] * self.qty[a:b][live] * price * rate
+        self.wallet[a:b][live] -= pay
+        long = side[live] > 0
+        paid_l = float(pay[long].sum())
+        paid_s = float(pay[~long].sum())
+        self.st[v, S_FUNDPAID_L] += paid_l
+        self.st[v, S_FUNDPAID_S] += paid_s
+        self._refresh_ladder(v, live)
+        return {"longs_paid_usd": paid_l, "shorts_paid_usd": paid_s,
+                "to_others_usd": -(paid_l + paid_s)}
+
+    def _refresh_ladder(self, v: int, rows: np.ndarray) -> None:
+        """Recompute the liquidation prices of ``rows`` (venue-local) and restore the order of
+        the part of the ladder not yet walked, and of the heaps."""
+        a, b = int(self.lay[v, L_OFF]), int(self.lay[v, L_END])
+        tb = self.tables[v]
+        lp = self.lp[a:b]
+        out_b = np.empty(len(rows), np.int8)
+        out_lp = np.empty(len(rows))
+        liq_prices_nb(self.side[a:b][rows], self.qty[a:b][rows], self.entry[a:b][rows],
+                      self.wallet[a:b][rows], tb.floor, tb.cap, tb.mmr, tb.cum, out_lp, out_b)
+        lp[rows] = out_lp
+        order = self.order[a:b]
+        lo, hi = int(self.ist[v, J_LPTR]), int(self.ist[v, J_SPTR])
+        n_ladder = int(self.lay[v, L_NLADDER] - a)
+        for s0, s1 in ((0, lo), (hi, n_ladder)):  # the unwalked longs, the unwalked shorts
+            part = order[s0:s1]
+            order[s0:s1] = part[np.argsort(lp[part], kind="stable")]
+        ha, hb = int(self.lay[v, L_HOFF]), int(self.lay[v, L_HEND])
+        heapify_nb(self.heap_l[ha:hb], int(self.ist[v, J_HL]), lp, -1.0)
+        heapify_nb(self.heap_s[ha:hb], int(self.ist[v, J_HS]), lp, 1.0)
+
+    # ------------------------------------------------------------------------------ results
+    @property
+    def out(self) -> np.ndarray:
+        """(T, len(COLUMNS)) per-step results of the first venue."""
+        return self.outs[0]
+
+    def venue_records(self, v: int) -> np.ndarray:
+        """RECORD_DTYPE (k,) records of venue ``v`` in the order written, ``pos`` venue-local."""
+        r0 = int(self.lay[v, L_ROFF])
+        return self.rec[r0: r0 + int(self.ist[v, J_NREC])]
+
+    @property
+    def records(self) -> np.ndarray:
+        """RECORD_DTYPE (k,): every venue's records (venue by venue, each in the order written),
+        ``pos`` indexing the concatenated rows and ``venue`` set."""
+        parts = []
+        for v in range(self.lay.shape[0]):
+            r = self.venue_records(v).copy()
+            r["pos"] += self.lay[v, L_OFF]
+            r["venue"] = v
+            parts.append(r)
+        return np.concatenate(parts) if parts else np.empty(0, RECORD_DTYPE)
+
+    def write_back_entries(self) -> None:
+        """Copy the opened conditional entries' entry, wallet and liquidation price into each
+        venue's population (rows ``[n_ladder, n)``), as results and plots read them there."""
+        for v, p in enumerate(self.pops):
+            a = int(self.lay[v, L_OFF])
+            if p.n_entries:
+                sl = slice(a + p.n_ladder, a + p.n)
+                p.entry[p.n_ladder:] = self.entry[sl]
+                p.wallet[p.n_ladder:] = self.wallet[sl]
+                p.lp[p.n_ladder:] = self.lp[sl]

@@ -1,0 +1,2 @@
+"""Files in and out: Binance kline CSVs (:mod:`~cascade.io.klines`) and atomic writes
+(:mod:`~cascade.io.files`)."""

@@ -1,0 +1,117 @@
+"""Market model inputs: exogenous flow schedule, background noise and the parameter vector.
+
+The price model (applied inside the engine's step loop, :mod:`cascade.engine`), per step of
+``step_s`` seconds, all prices in USD:
+
+    x_t        = x_{t-1} + sigma * z_t                         background noise, z ~ N(0, 1)
+    log P_pre  = x_t + perm + trans * d                        before this step's orders
+    F          = exogenous + dip-buying + forced orders        net market-order flow, USD (+ buy)
+    G(y)       = 1% * sign(y) * g(|y| / D_t)                   impact of an outstanding imbalance
+                 g(u) = u for u < 1, u ** alpha beyond          (linear sweep, then concave)
+    Y          = Y_{t-1} * d                                   imbalance the book has not absorbed
+    I          = G(Y + F) - G(Y);  Y += F                      this step's impact, log units
+    log P      = log P_pre + I;  perm += phi * I;  trans += (1 - phi) * I
+    d          = 2 ** (-step_s / resilience_half_life_s)       the book refills: trans and Y decay
+    D_t        = depth_usd * max(floor, 1 / (1 + a * v / 0.1% + b * l))
+                 v: moving average of |log return| per step in %, l: of forced flow / depth_usd
+    fill price = P_pre * exp(mean of G(u) - G(Y) for u from Y to Y + F)
+
+Impact is linear for imbalances below ``depth_usd`` (small orders sweep a book of roughly
+constant density) and concave beyond (the square-root law of large metaorders when alpha = 0.5).
+Because it is a function of the cumulative imbalance, the same block sold at once or over a few
+steps moves the price alike, less what the book refilled in between.
+Dip buyers add ``rate * (drawdown below a slow moving average - threshold)`` USD per second.
+Random draws come from a seeded generator independent of the population, so the price path with
+feedback off does not depend on the positions at all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SECONDS_PER_YEAR = 365.0 * 86400.0
+
+# indices into the float parameter vector passed to the step loop
+(P_STEP, P_DEPTH, P_ALPHA, P_PHI, P_DECAY, P_FLOOR, P_VOLSENS, P_LIQSENS, P_MEMDECAY,
+ P_DIPRATE, P_DIPTHR, P_DIPCAP, P_REFDECAY, P_FEE, P_FEEDBACK, P_LIQ_EQ, P_EMA, P_FINT_S,
+ P_T0) = range(19)
+N_PARAMS = 19
+# indices into the integer parameter vector
+I_MARKW, I_LAT, I_MAXIT, I_MARK, I_PARTIAL, I_ADL, I_BWIN = range(7)
+N_IPARAMS = 7
+# mark-price rules (I_MARK): mean of last over the window; Binance median(P1, P2, last);
+# Hyperliquid median(oracle + basis EMA, last, other venues' last)
+MARK_LAST_AVERAGE, MARK_BINANCE, MARK_HYPERLIQUID = 0, 1, 2
+# partial-liquidation rules (I_PARTIAL): none (whole position, Binance as documented);
+# Bybit-style tier step-down; Hyperliquid 20 % / 30 s / backstop
+PARTIAL_NONE, PARTIAL_STEP_DOWN, PARTIAL_HYPERLIQUID = 0, 1, 2
+# auto-deleveraging (I_ADL): none (a deficit the fund cannot pay is bad debt); Binance ranking at
+# the bankruptcy price; Hyperliquid ranking at the previous mark
+ADL_NONE, ADL_BINANCE, ADL_HYPERLIQUID = 0, 1, 2
+
+
+def step_times(sc):
+    """UTC DatetimeIndex of the step starts, shape (n_steps,)."""
+    import pandas as pd
+
+    return pd.date_range(sc.scenario.start, periods=sc.n_steps,
+                         freq=pd.Timedelta(seconds=sc.scenario.step_s), name="time")
+
+
+def exogenous_flow(sc) -> np.ndarray:
+    """Signed exogenous market-order flow per step, float64 (n_steps,), USD (+ buy, - sell)."""
+    s = sc.scenario
+    flow = np.zeros(sc.n_steps)
+    t0 = s.start.timestamp()
+    for f in sc.flows:
+        a = (f.start.timestamp() - t0) / s.step_s
+        b = a + f.duration_min * 60.0 / s.step_s
+        i0, i1 = int(np.floor(a)), min(int(np.ceil(b)), sc.n_steps)
+        per_step = f.usd_per_min * s.step_s / 60.0 * (-1.0 if f.side == "sell" else 1.0)
+        for i in range(i0, i1):  # partial first/last steps get their share of the flow
+            cover = min(i + 1, b) - max(i, a)
+            flow[i] += per_step * cover
+    return flow
+
+
+def background_noise(sc, seed: int) -> np.ndarray:
+    """Log-price increments of the background random walk, float64 (n_steps,)."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0x4D4B54])))
+    sigma = sc.market.volatility_annual_pct / 100.0 * np.sqrt(sc.scenario.step_s / SECONDS_PER_YEAR)
+    return rng.standard_normal(sc.n_steps) * sigma
+
+
+def parameters(sc, fee_rate: float, feedback: bool, liquidate_on_equal: bool = True):
+    """(float64 (N_PARAMS,), int64 (N_IPARAMS,)) parameter vectors of a single-venue run: the
+    mark is the mean of last price over ``mark_window_s``, no partial liquidation, no ADL."""
+    m, s, e = sc.market, sc.scenario, sc.engine
+    dt = s.step_s
+    prm = np.zeros(N_PARAMS)
+    prm[P_STEP] = dt
+    prm[P_DEPTH] = m.depth_usd
+    prm[P_ALPHA] = m.impact_exponent
+    prm[P_PHI] = m.permanent_share
+    prm[P_DECAY] = 2.0 ** (-dt / m.resilience_half_life_s)
+    prm[P_FLOOR] = m.depth_floor
+    prm[P_VOLSENS] = m.depth_vol_sensitivity
+    prm[P_LIQSENS] = m.depth_liq_sensitivity
+    prm[P_MEMDECAY] = 2.0 ** (-dt / m.depth_memory_s)
+    prm[P_DIPRATE] = m.dip_buy_usd_per_s_per_pct * dt
+    prm[P_DIPTHR] = m.dip_buy_threshold_pct
+    prm[P_DIPCAP] = m.dip_buy_max_usd_per_s * dt
+    prm[P_REFDECAY] = 2.0 ** (-dt / m.reference_half_life_s)
+    prm[P_FEE] = fee_rate
+    prm[P_FEEDBACK] = 1.0 if feedback else 0.0
+    prm[P_LIQ_EQ] = 1.0 if liquidate_on_equal else 0.0
+    prm[P_EMA] = 1.0  # venue rules (cascade.model.venues) set the rest; these are the single-venue ones
+    prm[P_FINT_S] = 0.0
+    prm[P_T0] = s.start.timestamp()
+    iprm = np.zeros(N_IPARAMS, np.int64)
+    iprm[I_MARKW] = max(1, int(round(m.mark_window_s / dt)))
+    iprm[I_LAT] = int(round(e.latency_s / dt))
+    iprm[I_MAXIT] = e.max_iterations
+    iprm[I_MARK] = MARK_LAST_AVERAGE
+    iprm[I_PARTIAL] = PARTIAL_NONE
+    iprm[I_ADL] = ADL_NONE
+    iprm[I_BWIN] = 1
+    return prm, iprm

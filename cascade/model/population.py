@@ -1,0 +1,375 @@
+"""The synthetic population of leveraged positions, as structure-of-arrays.
+
+Every position is one row across the arrays of :class:`Population`. Rows are sorted by side then by
+liquidation price, so the population itself is the liquidation ladder: longs occupy rows
+``[0, n_long)`` with ascending liquidation price (the engine walks them from the top down as the
+mark falls), shorts occupy ``[n_long, n)`` ascending (walked from the bottom up as the mark rises).
+
+Random draws use a seeded ``np.random.Generator`` with one child stream per quantity, outside any
+kernel, so the population is the same for a seed whatever the thread count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from cascade.model.history import history_grid
+from cascade.model.scenario import Scenario, venue_date
+from cascade.rules.brackets import bracket_table, venue_rules
+from cascade.rules.margin import liq_prices_nb
+
+LONG, SHORT = 1, -1
+OVERSAMPLE = 1.15  # extra candidates drawn to replace those liquidated before the start
+
+
+@dataclasses.dataclass
+class Population:
+    """Synthetic positions, one row each, sorted as a ladder (see module docstring).
+
+    Attributes (n = number of positions)
+    ----------
+    side : int8 (n,)      +1 long, -1 short
+    qty : float64 (n,)    size in coin (> 0)
+    entry : float64 (n,)  entry price, USD
+    wallet : float64 (n,) margin behind the position, USD (isolated wallet, or the cross wallet)
+    lp : float64 (n,)     liquidation price, USD (0 for a long that cannot be liquidated)
+    bracket : int8 (n,)   index of the margin bracket containing qty * lp
+    cross : bool (n,)     cross margin (else isolated)
+    leverage : float32 (n,) leverage the position was opened with (after the bracket cap)
+    n_long : int          rows [0, n_long) are longs
+    n_ladder : int        rows [n_long, n_ladder) are shorts; rows [n_ladder, n) are conditional
+                          entries: positions opened during the run when the last price crosses
+                          their level (entry, wallet and lp are written by the run; before it,
+                          entry and lp are NaN and wallet holds the initial-margin fraction)
+    stop_idx : int32 (m,) rows with an order on last price: first those that sell on a fall (long
+                          stop-losses and breakdown-short entries), then those that buy on a rise
+                          (short stop-losses, breakout-long entries); each part sorted by price
+    stop_px : float64 (m,) trigger price of those orders (on last price), USD, ascending per part
+    n_long_stops : int    size of the first (sell) part
+    price_start : float   USD
+    requested : int       positions asked for; ``n`` may be a little lower (see ``dropped_prestart``)
+    dropped_prestart : int candidates discarded because the history had already liquidated them
+    leverage_capped : int positions whose leverage was lowered to their bracket's maximum
+    """
+
+    side: np.ndarray
+    qty: np.ndarray
+    entry: np.ndarray
+    wallet: np.ndarray
+    lp: np.ndarray
+    bracket: np.ndarray
+    cross: np.ndarray
+    leverage: np.ndarray
+    n_long: int
+    stop_idx: np.ndarray
+    stop_px: np.ndarray
+    n_long_stops: int
+    price_start: float
+    requested: int = 0
+    dropped_prestart: int = 0
+    leverage_capped: int = 0
+    n_ladder: int = -1
+    entry_margin: np.ndarray | None = None  # float64 (n - n_ladder,): 1 / leverage of entries
+
+    def __post_init__(self):
+        if self.n_ladder < 0:
+            self.n_ladder = self.n
+        if self.entry_margin is None:
+            self.entry_margin = np.zeros(self.n - self.n_ladder)
+
+    @property
+    def n(self) -> int:
+        return int(self.side.shape[0])
+
+    @property
+    def n_entries(self) -> int:
+        """Number of conditional-entry rows."""
+        return self.n - self.n_ladder
+
+    def reset_entries(self) -> None:
+        """Put the conditional-entry rows back in their state before a run."""
+        a = self.n_ladder
+        if a < self.n:
+            self.entry[a:] = np.nan
+            self.lp[a:] = np.nan
+            self.wallet[a:] = self.entry_margin
+            self.bracket[a:] = 0
+
+    def fork(self) -> Population:
+        """A population sharing the read-only arrays but with its own entry/wallet/lp/bracket
+        (the arrays a run writes), so two runs can keep their results side by side."""
+        if self.n_entries == 0:
+            return self
+        return dataclasses.replace(self, entry=self.entry.copy(), wallet=self.wallet.copy(),
+                                   lp=self.lp.copy(), bracket=self.bracket.copy())
+
+    @property
+    def notional_start(self) -> np.ndarray:
+        """float64 (n,): notional at the start price, USD."""
+        return self.qty * self.price_start
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, f.name).nbytes for f in dataclasses.fields(self)
+                   if isinstance(getattr(self, f.name), np.ndarray))
+
+
+def _streams(seed: int, k: int) -> list[np.random.Generator]:
+    return [np.random.Generator(np.random.PCG64(s))
+            for s in np.random.SeedSequence([seed, 0xCA5CADE]).spawn(k)]
+
+
+def build_population(sc: Scenario, positions: int | None = None, seed: int | None = None,
+                     *, sort: bool = True, timings: dict | None = None) -> Population:
+    """Draw the synthetic population of a scenario.
+
+    Parameters
+    ----------
+    sc : Scenario
+    positions : number of positions (default: ``sc.population.positions``)
+    seed : default ``sc.scenario.seed``
+    sort : sort rows as the ladder (the engine needs it; tests may turn it off)
+    timings : if given, receives ``population_s`` (drawing, sizing, margin) and ``ladder_s``
+        (sorting rows and stops), wall seconds
+    """
+    t_start = time.perf_counter()
+    pop = sc.population
+    n_req = int(pop.positions if positions is None else positions)
+    seed = int(sc.scenario.seed if seed is None else seed)
+    table = bracket_table(sc.venue.name, sc.venue.symbol, venue_date(sc))
+    age_grid, price_grid, low_grid, high_grid = history_grid(sc, seed)
+    p0 = float(price_grid[-1])
+    # running extremes of the history from each grid point to the start: a position opened at
+    # that point would already have been liquidated (or stopped) if the path crossed its trigger
+    suffix_min = np.minimum.accumulate(low_grid[::-1])[::-1]
+    suffix_max = np.maximum.accumulate(high_grid[::-1])[::-1]
+
+    (rng_side, rng_size, rng_lev, rng_age, rng_noise, rng_mode, rng_spare, rng_stop, rng_dist,
+     rng_entries) = _streams(seed, 10)
+    n_cand = int(np.ceil(n_req * OVERSAMPLE)) + 16 if n_req else 0
+
+    side = np.where(rng_side.random(n_cand) < pop.long_share, LONG, SHORT).astype(np.int8)
+    # classic Pareto notional shape: xm * (1 + Lomax(a))
+    shape = pop.min_notional_usd * (1.0 + rng_size.pareto(pop.size_tail_index, n_cand))
+    lev_choices = np.asarray(pop.leverages, dtype=np.float64)
+    leverage = lev_choices[rng_lev.choice(len(lev_choices), size=n_cand,
+                                          p=np.asarray(pop.leverage_weights) / sum(pop.leverage_weights))]
+    lb, mean_age = pop.entry_lookback_h * 3600.0, pop.entry_age_mean_h * 3600.0
+    # truncated exponential age by inverse CDF
+    age = -mean_age * np.log1p(-rng_age.random(n_cand) * -np.expm1(-lb / mean_age))
+    gi = np.clip(np.rint((lb - age) / (lb / (len(age_grid) - 1))), 0,
+                 len(age_grid) - 1).astype(np.int32) if len(age_grid) > 1 else \
+        np.zeros(n_cand, np.int32)
+    entry = np.interp(-age, -age_grid, price_grid)
+    del age
+    entry *= np.exp(rng_noise.standard_normal(n_cand) * (pop.entry_noise_pct / 100.0))
+    cross = rng_mode.random(n_cand) < pop.cross_share
+    spare = rng_spare.exponential(1.0, n_cand) * pop.cross_spare_margin_mean if \
+        pop.cross_spare_margin_mean > 0 else np.zeros(n_cand)
+    has_stop = rng_stop.random(n_cand) < pop.stop_loss_share
+    lo, hi = pop.stop_loss_distance_pct
+    stop_dist = (lo + (hi - lo) * rng_dist.random(n_cand)) / 100.0
+
+    targets = {LONG: sc.population.open_interest_usd * pop.long_share,
+               SHORT: sc.population.open_interest_usd * (1.0 - pop.long_share)}
+
+    c = {"side": side, "shape": shape, "leverage": leverage, "gi": gi, "entry": entry,
+         "cross": cross, "spare": spare, "has_stop": has_stop, "stop_dist": stop_dist}
+    del side, shape, leverage, gi, entry, cross, spare, has_stop, stop_dist
+    derived = _derive(c, table, targets, pop.max_notional_share, p0)
+    alive = _survived(c, derived["qty"], derived["lp"], suffix_min, suffix_max, p0)
+    del derived
+    # keep the first n_req survivors in draw order, then re-derive sizes for exactly that set
+    first = np.flatnonzero(alive)[:n_req]
+    del alive
+    considered = int(first[-1]) + 1 if first.size == n_req and n_req else n_cand
+    c = {k: v[first] for k, v in c.items()}
+    del first
+    d = _derive(c, table, targets, pop.max_notional_share, p0)
+    capped = int(np.count_nonzero(d["lev"] < c["leverage"]))
+    # rescaling moved a few brackets: drop any that now fall on the wrong side of the history
+    keep = _survived(c, d["qty"], d["lp"], suffix_min, suffix_max, p0)
+    dropped = (considered - keep.size) + (keep.size - int(keep.sum()))
+    side, entry, stop_dist, has_stop, cross = (c[k] for k in
+                                               ("side", "entry", "stop_dist", "has_stop", "cross"))
+    qty, lev, wallet, lp, br = (d[k] for k in ("qty", "lev", "wallet", "lp", "br"))
+    del c, d
+
+    rows = np.flatnonzero(keep)
+    ent = _entries(sc, table, rng_entries, n_req, p0)
+    t_ladder = time.perf_counter()
+    if sort and rows.size:
+        longs = rows[side[rows] == LONG]
+        shorts = rows[side[rows] == SHORT]
+        rows = np.concatenate([longs[np.argsort(lp[longs], kind="stable")],
+                               shorts[np.argsort(lp[shorts], kind="stable")]])
+    side_r = side[rows]
+    stop_px = (entry * (1.0 - side * stop_dist))[rows]
+    stop_rows = np.flatnonzero(has_stop[rows])
+    n_long = int(np.count_nonzero(side_r == LONG))
+    n_ladder = rows.size
+    m = ent["side"].size
+    if m:  # entries join the orders on last price: breakdown shorts sell, breakout longs buy
+        stop_px = np.concatenate([stop_px, ent["level"]])
+        stop_rows = np.concatenate([stop_rows, n_ladder + np.arange(m)])
+        side_r = np.concatenate([side_r, ent["side"]])
+    sells = stop_rows[(side_r[stop_rows] == LONG) == (stop_rows < n_ladder)]
+    buys = stop_rows[(side_r[stop_rows] == LONG) != (stop_rows < n_ladder)]
+    ls = sells[np.argsort(stop_px[sells], kind="stable")]
+    ss = buys[np.argsort(stop_px[buys], kind="stable")]
+    stop_idx = np.concatenate([ls, ss]).astype(np.int32)
+    n_long_stops = ls.size
+    del side, stop_dist, has_stop, ls, ss, stop_rows, sells, buys
+    stop_px = stop_px[stop_idx]
+    # gather one array at a time so at most one extra copy is alive
+    qty = qty[rows]
+    entry = entry[rows]
+    wallet = wallet[rows]
+    lp = lp[rows]
+    br = br[rows]
+    cross = cross[rows]
+    lev = lev[rows].astype(np.float32)
+    if m:
+        qty = np.concatenate([qty, ent["qty"]])
+        entry = np.concatenate([entry, np.full(m, np.nan)])
+        wallet = np.concatenate([wallet, 1.0 / ent["lev"]])
+        lp = np.concatenate([lp, np.full(m, np.nan)])
+        br = np.concatenate([br, np.zeros(m, np.int8)])
+        cross = np.concatenate([cross, np.zeros(m, bool)])
+        lev = np.concatenate([lev, ent["lev"].astype(np.float32)])
+    popu = Population(
+        side=side_r, qty=qty, entry=entry, wallet=wallet, lp=lp, bracket=br, cross=cross,
+        leverage=lev, n_long=n_long, stop_idx=stop_idx, stop_px=stop_px,
+        n_long_stops=int(n_long_stops), price_start=p0, requested=n_req,
+        dropped_prestart=dropped, leverage_capped=capped, n_ladder=n_ladder,
+        entry_margin=1.0 / ent["lev"])
+    if timings is not None:
+        timings["ladder_s"] = time.perf_counter() - t_ladder
+        timings["population_s"] = t_ladder - t_start
+    return popu
+
+
+def _entries(sc: Scenario, table, rng: np.random.Generator, n_req: int, p0: float) -> dict:
+    """Conditional entries: side int8, level (trigger on last price, USD), qty (coin), lev, all
+    (m,) in draw order, m = round(positions * entry_order_share).
+
+    Sizes follow the population's Pareto law, rescaled per side to the entry notional at the
+    start price; levels are uniform in log price between ``entry_order_range_pct`` below (shorts)
+    or above (longs) the start price; leverage is capped at the bracket maximum of the notional at
+    the level."""
+    pop = sc.population
+    m = int(round(n_req * pop.entry_order_share)) if pop.entry_order_share > 0 else 0
+    if m == 0:
+        return {"side": np.zeros(0, np.int8), "level": np.zeros(0), "qty": np.zeros(0),
+                "lev": np.ones(0)}
+    r_side, r_size, r_lev, r_level = rng.spawn(4)
+    side = np.where(r_side.random(m) < pop.entry_order_long_share, LONG, SHORT).astype(np.int8)
+    notional = pop.min_notional_usd * (1.0 + r_size.pareto(pop.size_tail_index, m))
+    total = pop.open_interest_usd * pop.entry_order_share
+    for s, share in ((LONG, pop.entry_order_long_share), (SHORT, 1 - pop.entry_order_long_share)):
+        _rescale_capped(notional, side == s, total * share, pop.max_notional_share)
+    lo, hi = pop.entry_order_range_pct
+    u = r_level.random(m)
+    d_lo = np.where(side == LONG, np.log1p(lo / 100.0), np.log1p(-lo / 100.0))
+    d_hi = np.where(side == LONG, np.log1p(hi / 100.0), np.log1p(-hi / 100.0))
+    level = p0 * np.exp(d_lo + (d_hi - d_lo) * u)
+    choices = np.asarray(pop.entry_order_leverages, dtype=np.float64)
+    weights = np.asarray(pop.entry_order_leverage_weights) / sum(pop.entry_order_leverage_weights)
+    lev = choices[r_lev.choice(len(choices), size=m, p=weights)]
+    qty = notional / p0
+    b = np.searchsorted(table.cap, qty * level, side="left")
+    lev = np.minimum(lev, table.max_leverage[np.minimum(b, len(table.cap) - 1)])
+    return {"side": side, "level": level, "qty": qty, "lev": lev}
+
+
+def _derive(c: dict, table, targets: dict, max_share: float, p0: float) -> dict:
+    """Sizes scaled to the open-interest targets, leverage capped to the bracket, wallets, LPs.
+
+    ``c`` holds the candidate arrays (n,): side, shape (notional before scaling), leverage, entry,
+    cross, spare. Returns qty (coin), lev, wallet (USD), lp (USD), br (bracket index), all (n,).
+    """
+    side = c["side"]
+    notional = c["shape"].copy()
+    for s in (LONG, SHORT):
+        _rescale_capped(notional, side == s, targets[s], max_share)
+    qty = notional / p0  # the target is notional at the start price
+    del notional
+    entry_notional = qty * c["entry"]
+    b_entry = np.searchsorted(table.cap, entry_notional, side="left")  # floor < n <= cap
+    lev = np.minimum(c["leverage"], table.max_leverage[b_entry])
+    del b_entry
+    wallet = entry_notional / lev
+    del entry_notional
+    cross = c["cross"]
+    wallet[cross] *= 1.0 + c["spare"][cross]
+    lp = np.empty(qty.size)
+    br = np.empty(qty.size, np.int8)
+    liq_prices_nb(side, qty, c["entry"], wallet, table.floor, table.cap, table.mmr, table.cum,
+                  lp, br)
+    return {"qty": qty, "lev": lev, "wallet": wallet, "lp": lp, "br": br}
+
+
+def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float) -> np.ndarray:
+    """bool (n,): the position would still be open at the start, i.e. the history since its entry
+    never crossed its liquidation price nor its stop."""
+    side = c["side"]
+    long = side == LONG
+    path_lo, path_hi = suffix_min[c["gi"]], suffix_max[c["gi"]]
+    ok = np.where(long, lp < np.minimum(path_lo, p0), lp > np.maximum(path_hi, p0))
+    stop_px = c["entry"] * (1.0 - side * c["stop_dist"])
+    stopped = c["has_stop"] & np.where(long, stop_px >= path_lo, stop_px <= path_hi)
+    return ok & ~stopped & (qty > 0)
+
+
+def _rescale_capped(notional, mask, target, max_share) -> None:
+    """Scale ``notional[mask]`` (in place) to sum to ``target``, no element above
+    ``max_share * target``. Water-filling: capped elements stay at the cap, the rest are rescaled."""
+    idx = np.flatnonzero(mask & (notional > 0))
+    if idx.size == 0:
+        return
+    vals = notional[idx]
+    cap = max_share * target
+    if cap * idx.size < target:  # too few positions to reach the target under the cap
+        cap = target / idx.size
+    capped = np.zeros(idx.size, bool)
+    for _ in range(64):
+        free_target = target - cap * np.count_nonzero(capped)
+        free = ~capped
+        if not free.any():  # every element at the cap: the cap times the count is the target
+            break
+        vals[free] *= free_target / vals[free].sum()
+        over = free & (vals > cap)
+        if not over.any():
+            break
+        vals[over] = cap
+        capped |= over
+    notional[idx] = vals
+
+
+def liquidation_map(popu: Population, *, width_pct: float = 30.0, bins: int = 240):
+    """Notional that would be liquidated at each price level, before the shock.
+
+    Returns a DataFrame indexed by price level (bin centre, USD, ascending) with columns
+    ``long_usd`` and ``short_usd`` (notional at the liquidation price).
+    """
+    import pandas as pd
+
+    p0 = popu.price_start
+    edges = np.linspace(p0 * (1 - width_pct / 100), p0 * (1 + width_pct / 100), bins + 1)
+    a = popu.n_ladder  # conditional entries have no liquidation price before they open
+    lp = popu.lp[:a]
+    notional = popu.qty[:a] * lp
+    long = popu.side[:a] == LONG
+    hl, _ = np.histogram(lp[long], bins=edges, weights=notional[long])
+    hs, _ = np.histogram(lp[~long], bins=edges, weights=notional[~long])
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    return pd.DataFrame({"long_usd": hl, "short_usd": hs},
+                        index=pd.Index(centres, name="price"))
+
+
+def venue_tables(sc: Scenario):
+    """(BracketTable, VenueRules) of the scenario's venue on its bracket date."""
+    return (bracket_table(sc.venue.name, sc.venue.symbol, venue_date(sc)),
+            venue_rules(sc.venue.name, sc.venue.symbol))

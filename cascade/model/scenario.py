@@ -1,0 +1,693 @@
+"""Scenario files: the TOML schema, its validation, and the :class:`Scenario` object.
+
+One declarative table, :data:`SCHEMA`, lists every section and key with its type, default, allowed
+range, unit and meaning. It drives validation (every error names the file, the key and what was
+expected), defaults, and the parameter reference in the README (``python -m cascade.model.scenario``
+prints it as markdown).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import math
+import re
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from cascade.errors import CascadeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REQUIRED = object()
+# date-times must fit pandas' nanosecond timestamps (1677-09-21 to 2262-04-11), with room for the
+# entry lookback before the start
+DT_MIN = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+DT_MAX = dt.datetime(2262, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One scenario key.
+
+    kind: "float" | "int" | "bool" | "str" | "datetime" | "date" | "choice" | "floats" | "waypoints"
+          | "path" | "range"
+    lo, hi: inclusive bounds for numbers (None: unbounded); lo_open/hi_open make them exclusive.
+    """
+
+    kind: str
+    default: Any = REQUIRED
+    doc: str = ""
+    unit: str = ""
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple = ()
+
+    def expectation(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        base = {
+            "float": "a number",
+            "int": "an integer",
+            "bool": "true or false",
+            "str": "a string",
+            "datetime": "a UTC date-time from 1970 to 2261 such as 2025-10-10T20:50:00Z",
+            "date": "a date such as 2025-10-10",
+            "floats": "a list of numbers",
+            "waypoints": 'a list of [date-time, price] pairs such as [["2025-10-10T12:00:00Z", 121500.0]]',
+            "path": "a file path (relative to the scenario file)",
+            "range": "a pair [low, high] of numbers with low <= high",
+        }[self.kind]
+        bounds = []
+        if self.lo is not None:
+            bounds.append((">" if self.lo_open else ">=") + f" {self.lo:g}")
+        if self.hi is not None:
+            bounds.append(("<" if self.hi_open else "<=") + f" {self.hi:g}")
+        if bounds:
+            what = "each element " if self.kind in ("floats", "range") else ""
+            base += f", {what}" + " and ".join(bounds)
+        return base
+
+
+F = Field
+# ---------------------------------------------------------------------------------------------
+# The schema. Sections are TOML tables; "flows" is an array of tables ([[flows]]).
+# ---------------------------------------------------------------------------------------------
+SCHEMA: dict[str, dict[str, Field]] = {
+    "scenario": {
+        "name": F("str", doc="Short name, used in plots and summaries."),
+        "description": F("str", "", doc="Free text."),
+        "start": F("datetime", doc="First simulated instant (UTC)."),
+        "end": F("datetime", doc="End of the simulated window (UTC, exclusive); after start."),
+        "step_s": F("float", 1.0, "Length of one engine step.", "s", lo=0, lo_open=True, hi=3600),
+        "seed": F("int", 0, "Seed of every random draw (population and market noise).", lo=0),
+    },
+    "venue": {
+        "name": F("choice", "binance", "Rule set for margin, brackets and fees.",
+                  choices=("binance", "hyperliquid")),
+        "symbol": F("str", "BTCUSDT", "Contract whose bracket table applies (BTCUSDT, ETHUSDT)."),
+        "bracket_date": F("date", None, "Date whose bracket table applies (default: the start date)."),
+        "insurance_fund_usd": F("float", 1e9, "Insurance fund balance at the start.", "USD", lo=0),
+    },
+    "population": {
+        "positions": F("int", 100_000, "Number of synthetic positions.", lo=0, hi=2_000_000_000),
+        "open_interest_usd": F("float", doc="Total notional of the synthetic positions at the start "
+                               "price, both sides together.", unit="USD", lo=0, lo_open=True),
+        "long_share": F("float", 0.5, "Share of that notional held by longs.", lo=0, hi=1),
+        "leverages": F("floats", [2.0, 5.0, 10.0, 20.0, 50.0, 100.0],
+                       "Leverages traders open with.", "x", lo=1),
+        "leverage_weights": F("floats", [0.3, 0.3, 0.2, 0.1, 0.07, 0.03],
+                              "Share of positions (by count) at each leverage; sums to 1.", lo=0),
+        "size_tail_index": F("float", 1.5, "Pareto tail index of position notional (smaller: more "
+                             "whales).", lo=0.5, hi=10),
+        "min_notional_usd": F("float", 100.0, "Smallest position notional (Pareto scale) before "
+                              "rescaling to open_interest_usd.", "USD", lo=0, lo_open=True),
+        "max_notional_share": F("float", 0.02, "Largest single position as a share of its side's "
+                                "notional (caps the Pareto tail).", lo=0, lo_open=True, hi=1),
+        "cross_share": F("float", 0.5, "Share of positions in cross margin.", lo=0, hi=1),
+        "cross_spare_margin_mean": F("float", 1.0, "Mean spare wallet behind a cross position, as a "
+                                     "multiple of its initial margin (exponential).", lo=0),
+        "stop_loss_share": F("float", 0.2, "Share of positions with a stop-loss market order.",
+                             lo=0, hi=1),
+        "stop_loss_distance_pct": F("range", [1.0, 6.0], "Stop distance from the entry price, "
+                                    "uniform in this range.", "%", lo=0, lo_open=True, hi=100),
+        "entry_lookback_h": F("float", 72.0, "Entries are opened within this window before the start.",
+                              "h", lo=0, lo_open=True, hi=87_600),
+        "entry_age_mean_h": F("float", 24.0, "Mean age of a position at the start (exponential, "
+                              "truncated at the lookback).", "h", lo=0, lo_open=True),
+        "entry_noise_pct": F("float", 0.1, "Dispersion of entry prices around the path price "
+                             "(normal, one sigma).", "%", lo=0, hi=50),
+        "entry_order_share": F("float", 0.0, "Conditional entries: traders who open a position "
+                               "during the window when the last price crosses their level, as a "
+                               "share of open_interest_usd (notional at the start price).",
+                               lo=0, hi=10),
+        "entry_order_long_share": F("float", 0.3, "Share of the conditional-entry notional that "
+                                    "buys breakouts above the start price; the rest shorts "
+                                    "breakdowns below it.", lo=0, hi=1),
+        "entry_order_range_pct": F("range", [1.0, 20.0], "Entry levels lie this far from the start "
+                                   "price, uniform in log price.", "%", lo=0, lo_open=True, hi=90),
+        "entry_order_leverages": F("floats", [10.0, 20.0, 50.0], "Leverages of conditional "
+                                   "entries (isolated margin; capped at the bracket maximum).",
+                                   "x", lo=1),
+        "entry_order_leverage_weights": F("floats", [0.4, 0.4, 0.2], "Share of conditional entries "
+                                          "(by count) at each of entry_order_leverages.", lo=0),
+        "history": F("waypoints", None, "Price path before the start, as waypoints linearly "
+                     "interpolated; must cover [start - entry_lookback_h, start]."),
+        "history_klines": F("path", None, "Alternative to history: a Binance kline CSV covering the "
+                            "lookback (close prices are used)."),
+    },
+    "market": {
+        "depth_usd": F("float", doc="Resting depth: net market-order imbalance that moves the "
+                       "price 1% (before thinning; see the impact law).", unit="USD", lo=0,
+                       lo_open=True),
+        "impact_exponent": F("float", 0.5, "Impact law exponent beyond depth_usd: move = 1% * "
+                             "(imbalance/depth)^exponent (0.5 square-root law; about 0.9 for "
+                             "liquidation bursts); linear below depth_usd.",
+                             lo=0, lo_open=True, hi=1.0),
+        "permanent_share": F("float", 0.3, "Share of each step's impact that is permanent; the rest "
+                             "is transient and decays.", lo=0, hi=1),
+        "resilience_half_life_s": F("float", 120.0, "Half-life of transient impact (book refill).",
+                                    "s", lo=0, lo_open=True),
+        "depth_floor": F("float", 0.05, "Depth never thins below this share of depth_usd.",
+                         lo=0, lo_open=True, hi=1),
+        "depth_vol_sensitivity": F("float", 2.0, "Depth thinning per 0.1% of recent absolute price "
+                                   "change per step: depth = depth_usd / (1 + vol_sens*v + "
+                                   "liq_sens*l).", lo=0),
+        "depth_liq_sensitivity": F("float", 1.0, "Depth thinning per unit of recent forced flow "
+                                   "(per step, as a multiple of depth_usd).", lo=0),
+        "depth_memory_s": F("float", 60.0, "Half-life of the recent volatility and forced-flow "
+                            "averages that thin depth.", "s", lo=0, lo_open=True),
+        "volatility_annual_pct": F("float", 40.0, "Background volatility (Gaussian log-returns).",
+                                   "% per year", lo=0, hi=1000),
+        "mark_window_s": F("float", 5.0, "Mark price = mean of last price over this window.",
+                           "s", lo=0, lo_open=True, hi=3600),
+        "dip_buy_usd_per_s_per_pct": F("float", 0.0, "Dip-buying flow per second for each percent "
+                                       "the price is below the reference, past the threshold.",
+                                       "USD/s per %", lo=0),
+        "dip_buy_threshold_pct": F("float", 1.0, "Dip buyers start this far below the reference.",
+                                   "%", lo=0),
+        "dip_buy_max_usd_per_s": F("float", 1e12, "Cap on dip-buying flow.", "USD/s", lo=0),
+        "reference_half_life_s": F("float", 3600.0, "Half-life of the slow moving average used as "
+                                   "the dip buyers' reference price.", "s", lo=0, lo_open=True),
+    },
+    "engine": {
+        "feedback": F("bool", True, "Forced orders (liquidations, stops) move the price."),
+        "latency_s": F("float", 0.0, "Delay between a trigger and its market order (0: same step, "
+                       "iterated to a fixed point).", "s", lo=0),
+        "max_iterations": F("int", 20, "Cap on same-step trigger/impact iterations.", lo=1, hi=10_000),
+    },
+    "flows": {
+        "start": F("datetime", doc="When the flow starts (UTC)."),
+        "duration_min": F("float", doc="How long it lasts.", unit="min", lo=0, lo_open=True),
+        "usd_per_min": F("float", doc="Rate of market orders.", unit="USD/min", lo=0),
+        "side": F("choice", "sell", "Direction of the orders.", choices=("sell", "buy")),
+        "label": F("str", "", "What the flow stands for (e.g. 'tariff headline selling')."),
+        "venue": F("str", "", "Only on this venue (a [[venues]] name); empty: split over the "
+                   "venues by their flow_share, after the spot venues take their flow_share."),
+    },
+    # ---- several venues in one market (issue 3); absent: one venue from [venue] ----
+    "venues": {
+        "name": F("str", doc="Unique label of the venue, used in columns and summaries."),
+        "rules": F("choice", doc="Rule set: brackets, fees, trigger equality, and the defaults of "
+                   "mark, partial, adl and funding_interval_h.",
+                   choices=("binance", "hyperliquid")),
+        "symbol": F("str", "BTCUSDT", "Contract whose bracket table applies."),
+        "bracket_date": F("date", None, "Date whose bracket table applies (default: the start "
+                          "date)."),
+        "population_share": F("float", doc="Share of [population] positions and open interest on "
+                              "this venue; the venues' shares sum to 1.", lo=0, lo_open=True,
+                              hi=1),
+        "depth_share": F("float", doc="Share of [market] depth_usd (and of dip buying) resting on "
+                         "this venue's book; sums to 1.", lo=0, lo_open=True, hi=1),
+        "flow_share": F("float", None, "Share of the [[flows]] without a venue that hits this "
+                        "venue (default: depth_share); sums to 1.", lo=0, hi=1),
+        "leverages": F("floats", None, "Leverages on this venue (default: [population] "
+                       "leverages).", "x", lo=1),
+        "leverage_weights": F("floats", None, "Weights of those leverages (default: "
+                              "[population] leverage_weights).", lo=0),
+        "insurance_fund_usd": F("float", 1e9, "Insurance fund (Hyperliquid: the liquidator "
+                                "vault) at the start.", "USD", lo=0),
+        "latency_s": F("float", 0.0, "Delay between a trigger and its market order on this "
+                       "venue.", "s", lo=0),
+        "mark": F("choice", "rules", "Mark price: 'binance' median(P1, P2, last); "
+                  "'hyperliquid' median(oracle + basis EMA, last, other venues' last); "
+                  "'last_average' mean of last over [market] mark_window_s; 'rules': the rule "
+                  "set's own.", choices=("rules", "binance", "hyperliquid", "last_average")),
+        "partial": F("choice", "rules", "Partial liquidation: 'none' (whole position; Binance "
+                     "documents no partial), 'step_down' (Bybit: one tier down, then the rest), "
+                     "'hyperliquid' (20% above 100k USDC, 30 s rule, backstop vault below 2/3 of "
+                     "MM); 'rules': binance -> none, hyperliquid -> hyperliquid.",
+                     choices=("rules", "none", "step_down", "hyperliquid")),
+        "adl": F("bool", True, "Auto-deleverage the opposite side when the fund cannot pay a "
+                 "deficit (else it is bad debt)."),
+        "funding": F("bool", True, "Pay funding at the venue's interval."),
+        "funding_interval_h": F("float", None, "Funding interval (default: binance 8, "
+                                "hyperliquid 1).", "h", lo=0, lo_open=True, hi=24),
+    },
+    "spot": {
+        "name": F("str", doc="Spot venue whose price enters the index."),
+        "weight": F("float", 1.0, "Weight in the index (weighted mean, Binance) and the oracle "
+                    "(weighted median, Hyperliquid; its weights: Binance 3, OKX 2, Bybit 2, "
+                    "others 1).", lo=0, lo_open=True),
+        "lag_s": F("float", 1.0, "How far this spot price lags the perpetuals.", "s", lo=0,
+                   hi=3600),
+        "noise_bps": F("float", 0.0, "Own noise of this spot price (one sigma per step).",
+                       "bp", lo=0, hi=1000),
+        "flow_share": F("float", 0.0, "Share of the [[flows]] without a venue sold/bought on this "
+                        "spot venue instead of the perpetuals.", lo=0, hi=1, hi_open=True),
+        "depth_usd": F("float", 50e6, "Spot book depth: imbalance that moves this spot price "
+                       "1%.", "USD", lo=0, lo_open=True),
+    },
+    "index": {
+        "reversion_half_life_s": F("float", 30.0, "Half-life of a spot venue's own deviation "
+                                   "from the perpetuals (spot-perp arbitrage).", "s", lo=0,
+                                   lo_open=True),
+        "resilience_half_life_s": F("float", 120.0, "Half-life of a spot book's outstanding "
+                                    "imbalance.", "s", lo=0, lo_open=True),
+    },
+    "arbitrage": {
+        "capacity_usd_per_s": F("float", 20e6, "Arbitrage capital that can move between venues, "
+                                "each way.", "USD/s", lo=0),
+        "band_bps": F("float", 2.0, "Price gap between a venue and the depth-weighted composite "
+                      "that arbitrage leaves alone (fees).", "bp", lo=0),
+        "delay_s": F("float", 1.0, "Delay before arbitrage orders reach the books.", "s", lo=0,
+                     hi=3600),
+    },
+    "wicks": {
+        "target": F("str", doc="A [[venues]] name (its last price only) or 'index' (every spot "
+                    "price in the index)."),
+        "start": F("datetime", doc="When the wick starts (UTC)."),
+        "duration_s": F("float", doc="How long it lasts.", unit="s", lo=0, lo_open=True),
+        "depth_pct": F("float", doc="How far the price is pushed (positive: down).", unit="%",
+                       lo=-90, hi=90),
+    },
+}
+ARRAY_SECTIONS = {"flows", "venues", "spot", "wicks"}
+# sections owned by later features: accepted as free-form tables, validated by their own modules
+FREEFORM_SECTIONS = {"targets"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """A validated scenario. Sections are attribute namespaces: ``sc.market.depth_usd``.
+
+    ``flows`` is a tuple of namespaces; ``path`` the file it came from (None if built from a dict);
+    ``digest`` a short hash of the validated content (stamped on results).
+    """
+
+    scenario: SimpleNamespace
+    venue: SimpleNamespace
+    population: SimpleNamespace
+    market: SimpleNamespace
+    engine: SimpleNamespace
+    flows: tuple
+    venues: tuple
+    spot: tuple
+    index: SimpleNamespace
+    arbitrage: SimpleNamespace
+    wicks: tuple
+    targets: dict
+    path: Path | None
+    raw: dict
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name
+
+    @property
+    def n_steps(self) -> int:
+        return int(round((self.scenario.end - self.scenario.start).total_seconds()
+                         / self.scenario.step_s))
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(repr(_canonical(self.raw)).encode()).hexdigest()[:12]
+
+    def with_overrides(self, **overrides) -> Scenario:
+        """Copy with ``section.key`` overrides, e.g. ``{"population.positions": 10**6}``;
+        re-validated like the file."""
+        raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.raw.items()}
+        for dotted, value in overrides.items():
+            section, _, key = dotted.partition(".")
+            if not key or "." in key or section in ARRAY_SECTIONS:
+                raise CascadeError(f"override {dotted!r}: expected 'section.key' naming a key of "
+                                   "a table, such as 'population.positions'")
+            raw.setdefault(section, {})[key] = value
+        return parse_scenario(raw, source=str(self.path) if self.path else "<overrides>",
+                              base_dir=self.path.parent if self.path else None, path=self.path)
+
+
+def _canonical(obj):
+    if isinstance(obj, dict):
+        return tuple(sorted((k, _canonical(v)) for k, v in obj.items()))
+    if isinstance(obj, list):
+        return tuple(_canonical(v) for v in obj)
+    return repr(obj)
+
+
+def load_scenario(path, **overrides) -> Scenario:
+    """Read and validate a scenario TOML file. Raises CascadeError on any problem."""
+    path = Path(path)
+    if not path.exists():
+        raise CascadeError(f"{path}: scenario file not found")
+    if path.is_dir():
+        raise CascadeError(f"{path}: is a directory, expected a scenario .toml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CascadeError(f"{path}: not a UTF-8 text file; expected a scenario .toml file") from None
+    except OSError as exc:
+        raise CascadeError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CascadeError(f"{path}: not valid TOML: {_toml_error(exc, text)}") from None
+    sc = parse_scenario(raw, source=str(path), base_dir=path.parent, path=path)
+    return sc.with_overrides(**overrides) if overrides else sc
+
+
+def _toml_error(exc: Exception, text: str) -> str:
+    """tomllib's message, plus the offending line (it names the key) and what TOML expects."""
+    msg = str(exc)
+    m = re.search(r"\(at line (\d+), column \d+\)", msg)
+    lines = text.splitlines()
+    if m and 1 <= int(m.group(1)) <= len(lines):
+        msg += f": {lines[int(m.group(1)) - 1].strip()!r}"
+    if msg.startswith(("Cannot overwrite", "Cannot declare")):
+        msg += "; expected each key and table to be defined only once"
+    return msg
+
+
+def parse_scenario(raw: dict, *, source: str = "<dict>", base_dir: Path | None = None,
+                   path: Path | None = None) -> Scenario:
+    """Validate a parsed TOML document (a dict) against :data:`SCHEMA`."""
+    if not isinstance(raw, dict):
+        raise CascadeError(f"{source}: expected a TOML document")
+    for section in raw:
+        if section not in SCHEMA and section not in FREEFORM_SECTIONS:
+            known = ", ".join(f"[{s}]" for s in list(SCHEMA) + sorted(FREEFORM_SECTIONS))
+            raise CascadeError(f"{source}: unknown section [{section}]; expected one of {known}")
+    out = {}
+    for section, fields in SCHEMA.items():
+        value = raw.get(section, [] if section in ARRAY_SECTIONS else {})
+        if section in ARRAY_SECTIONS:
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise CascadeError(f"{source}: [[{section}]] must be an array of tables")
+            out[section] = tuple(
+                _parse_section(v, fields, f"{source}: [[{section}]] #{i + 1}", base_dir)
+                for i, v in enumerate(value))
+        else:
+            if not isinstance(value, dict):
+                raise CascadeError(f"{source}: [{section}] must be a table")
+            out[section] = _parse_section(value, fields, f"{source}: [{section}]", base_dir)
+    targets = raw.get("targets", {})
+    if not isinstance(targets, dict):
+        raise CascadeError(f"{source}: [targets] must be a table")
+    sc = Scenario(**out, targets=targets, path=path, raw=raw)
+    _cross_checks(sc, source)
+    return sc
+
+
+def _parse_section(table: dict, fields: dict[str, Field], where: str, base_dir) -> SimpleNamespace:
+    for key in table:
+        if key not in fields:
+            raise CascadeError(f"{where} unknown key '{key}'; expected one of: "
+                               + ", ".join(fields))
+    values = {}
+    for key, field in fields.items():
+        if key in table:
+            values[key] = _coerce(table[key], field, f"{where} {key}", base_dir)
+        elif field.default is REQUIRED:
+            raise CascadeError(f"{where} missing key '{key}': expected {field.expectation()}"
+                               + (f" ({field.doc})" if field.doc else ""))
+        else:  # a copy: a scenario must not share (and so mutate) SCHEMA's default lists
+            values[key] = list(field.default) if isinstance(field.default, list) else field.default
+    return SimpleNamespace(**values)
+
+
+def _fail(where: str, field: Field, value) -> CascadeError:
+    shown = value.isoformat() if isinstance(value, (dt.date, dt.time)) else repr(value)
+    return CascadeError(f"{where}: expected {field.expectation()}, got {shown}")
+
+
+def _number(value, field: Field, where: str, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(where, field, value)
+    if integer and not (isinstance(value, int) or float(value).is_integer()):
+        raise _fail(where, field, value)
+    if not math.isfinite(value):
+        raise _fail(where, field, value)
+    if field.lo is not None and (value < field.lo or (field.lo_open and value == field.lo)):
+        raise _fail(where, field, value)
+    if field.hi is not None and (value > field.hi or (field.hi_open and value == field.hi)):
+        raise _fail(where, field, value)
+    return int(value) if integer else float(value)
+
+
+def _datetime(value, field: Field, where: str) -> dt.datetime:
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise _fail(where, field, value) from None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        try:
+            value = value.astimezone(dt.timezone.utc)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+            raise _fail(where, field, value) from None
+        if DT_MIN <= value < DT_MAX:
+            return value
+    raise _fail(where, field, value)
+
+
+def _coerce(value, field: Field, where: str, base_dir):
+    k = field.kind
+    if value is None and field.default is None:
+        return None
+    if k == "float":
+        return _number(value, field, where)
+    if k == "int":
+        return _number(value, field, where, integer=True)
+    if k == "bool":
+        if not isinstance(value, bool):
+            raise _fail(where, field, value)
+        return value
+    if k == "str":
+        if not isinstance(value, str):
+            raise _fail(where, field, value)
+        return value
+    if k == "choice":
+        if value not in field.choices:
+            raise _fail(where, field, value)
+        return value
+    if k == "datetime":
+        return _datetime(value, field, where)
+    if k == "date":
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+        raise _fail(where, field, value)
+    if k in ("floats", "range"):
+        if not isinstance(value, list) or not value:
+            raise _fail(where, field, value)
+        nums = [_number(v, field, where) for v in value]
+        if k == "range" and (len(nums) != 2 or nums[0] > nums[1]):
+            raise _fail(where, field, value)
+        return nums
+    if k == "waypoints":
+        if not isinstance(value, list) or len(value) < 2:
+            raise _fail(where, field, value)
+        pts = []
+        for v in value:
+            if not isinstance(v, list) or len(v) != 2:
+                raise _fail(where, field, v)
+            t = _datetime(v[0], field, where)
+            p = _number(v[1], Field("float", lo=0, lo_open=True), f"{where} price")
+            pts.append((t, p))
+        times = [t for t, _ in pts]
+        if any(b <= a for a, b in zip(times, times[1:])):
+            raise CascadeError(f"{where}: expected strictly increasing waypoint times, got "
+                               f"{[t.isoformat() for t in times]}")
+        return pts
+    if k == "path":
+        if not isinstance(value, str) or not value:
+            raise _fail(where, field, value)
+        p = Path(value)
+        if not p.is_absolute() and base_dir is not None:
+            p = Path(base_dir) / p
+        if not p.exists():
+            raise CascadeError(f"{where}: expected {field.expectation()}, got {value!r} "
+                               f"({p} not found)")
+        return p
+    raise AssertionError(k)  # pragma: no cover
+
+
+def _cross_checks(sc: Scenario, source: str) -> None:
+    s, pop, eng = sc.scenario, sc.population, sc.engine
+    if s.end <= s.start:
+        raise CascadeError(f"{source}: [scenario] end: expected a time after start "
+                           f"({s.start.isoformat()}), got {s.end.isoformat()}")
+    n = (s.end - s.start).total_seconds() / s.step_s
+    if abs(n - round(n)) > 1e-9:
+        raise CascadeError(f"{source}: [scenario] step_s: expected a divisor of the window "
+                           f"({(s.end - s.start).total_seconds():g} s), got {s.step_s:g}")
+    if round(n) > 50_000_000:
+        raise CascadeError(f"{source}: [scenario] step_s: the window has {round(n)} steps; "
+                           "expected at most 50,000,000")
+    for levs, weights in (("leverages", "leverage_weights"),
+                          ("entry_order_leverages", "entry_order_leverage_weights")):
+        n_lev, w = len(getattr(pop, levs)), getattr(pop, weights)
+        if n_lev != len(w):
+            raise CascadeError(f"{source}: [population] {weights}: expected {n_lev} weights, "
+                               f"one per leverage, got {len(w)}")
+        if abs(sum(w) - 1.0) > 1e-6:
+            raise CascadeError(f"{source}: [population] {weights}: expected weights summing "
+                               f"to 1, got {sum(w):g}")
+    if pop.history is None and pop.history_klines is None:
+        raise CascadeError(f"{source}: [population] history: expected a price history before the "
+                           "start, either history = [[time, price], ...] or history_klines = 'file.csv'")
+    if pop.history is not None and pop.history_klines is not None:
+        raise CascadeError(f"{source}: [population] history and history_klines: expected only one "
+                           "of them")
+    if pop.history is not None:
+        first, last = pop.history[0][0], pop.history[-1][0]
+        need = s.start - dt.timedelta(hours=pop.entry_lookback_h)
+        if first > need or last < s.start:
+            raise CascadeError(
+                f"{source}: [population] history: expected waypoints covering "
+                f"{need.isoformat()} to {s.start.isoformat()} (entry_lookback_h before the start), "
+                f"got {first.isoformat()} to {last.isoformat()}")
+    if eng.latency_s > (s.end - s.start).total_seconds():
+        raise CascadeError(f"{source}: [engine] latency_s: expected at most the window "
+                           f"({(s.end - s.start).total_seconds():g} s), got {eng.latency_s:g}")
+    if eng.latency_s:
+        lat = eng.latency_s / s.step_s
+        if abs(lat - round(lat)) > 1e-9:
+            raise CascadeError(f"{source}: [engine] latency_s: expected a multiple of step_s "
+                               f"({s.step_s:g}), got {eng.latency_s:g}")
+    for i, f in enumerate(sc.flows):
+        if not (s.start <= f.start < s.end):
+            raise CascadeError(f"{source}: [[flows]] #{i + 1} start: expected a time inside the "
+                               f"window {s.start.isoformat()} to {s.end.isoformat()}, got "
+                               f"{f.start.isoformat()}")
+    if sc.venues:
+        _check_venues(sc, source)
+    else:
+        _check_venue(sc, source)
+        for key, rows in (("[[spot]]", sc.spot), ("[[wicks]]", sc.wicks)):
+            if rows:
+                raise CascadeError(f"{source}: {key}: expected [[venues]] to be declared too "
+                                   "(the index and wicks belong to a multi-venue market)")
+        for i, f in enumerate(sc.flows):
+            if f.venue:
+                raise CascadeError(f"{source}: [[flows]] #{i + 1} venue: expected no venue in a "
+                                   f"scenario without [[venues]], got {f.venue!r}")
+
+
+def _check_venues(sc: Scenario, source: str) -> None:
+    """Cross-checks of a multi-venue market: unique names, shares summing to 1, known targets of
+    flows and wicks, each venue's leverages within its bracket table."""
+    from cascade.rules.brackets import COVERAGE_START, bracket_table, normalize_symbol
+
+    if "venue" in sc.raw:
+        raise CascadeError(f"{source}: [venue]: expected either [venue] (one venue) or "
+                           "[[venues]] (several), not both")
+    names = [v.name for v in sc.venues]
+    for i, name in enumerate(names):
+        if not name or name == "index" or names.index(name) != i or "." in name:
+            raise CascadeError(f"{source}: [[venues]] #{i + 1} name: expected a unique name "
+                               f"other than 'index', without dots, got {name!r}")
+    for key in ("population_share", "depth_share", "flow_share"):
+        vals = [getattr(v, key) if getattr(v, key) is not None else v.depth_share
+                for v in sc.venues]
+        if abs(sum(vals) - 1.0) > 1e-6:
+            raise CascadeError(f"{source}: [[venues]] {key}: expected shares summing to 1 over "
+                               f"the venues, got {sum(vals):g} ({vals})")
+    if sum(s.flow_share for s in sc.spot) >= 1.0:
+        raise CascadeError(f"{source}: [[spot]] flow_share: expected shares summing to less than "
+                           f"1, got {sum(s.flow_share for s in sc.spot):g}")
+    for i, f in enumerate(sc.flows):
+        if f.venue and f.venue not in names:
+            raise CascadeError(f"{source}: [[flows]] #{i + 1} venue: expected one of {names}, "
+                               f"got {f.venue!r}")
+    s = sc.scenario
+    for i, w in enumerate(sc.wicks):
+        if w.target not in names + ["index"]:
+            raise CascadeError(f"{source}: [[wicks]] #{i + 1} target: expected one of "
+                               f"{names + ['index']}, got {w.target!r}")
+        if not (s.start <= w.start < s.end):
+            raise CascadeError(f"{source}: [[wicks]] #{i + 1} start: expected a time inside the "
+                               f"window {s.start.isoformat()} to {s.end.isoformat()}, got "
+                               f"{w.start.isoformat()}")
+    for i, v in enumerate(sc.venues):
+        where = f"{source}: [[venues]] #{i + 1} ({v.name})"
+        lat = v.latency_s / s.step_s
+        if abs(lat - round(lat)) > 1e-9:
+            raise CascadeError(f"{where} latency_s: expected a multiple of step_s "
+                               f"({s.step_s:g}), got {v.latency_s:g}")
+        try:
+            normalize_symbol(v.rules, v.symbol)
+        except CascadeError as exc:
+            raise CascadeError(f"{where} symbol: expected a contract of {v.rules}: {exc}") \
+                from None
+        try:
+            table = bracket_table(v.rules, v.symbol, v.bracket_date or s.start.date())
+        except CascadeError as exc:
+            raise CascadeError(f"{where} bracket_date: expected a date from {COVERAGE_START} "
+                               f"on: {exc}") from None
+        levs = v.leverages or sc.population.leverages
+        weights = v.leverage_weights or sc.population.leverage_weights
+        if len(levs) != len(weights):
+            raise CascadeError(f"{where} leverage_weights: expected {len(levs)} weights, one per "
+                               f"leverage, got {len(weights)}")
+        if abs(sum(weights) - 1.0) > 1e-6:
+            raise CascadeError(f"{where} leverage_weights: expected weights summing to 1, got "
+                               f"{sum(weights):g}")
+        top = float(table.max_leverage[0])
+        for lev in levs:
+            if lev > top:
+                raise CascadeError(f"{where} leverages: expected leverages up to the bracket "
+                                   f"maximum {top:g}x of {v.rules} {v.symbol}, got {lev:g}")
+
+
+def _check_venue(sc: Scenario, source: str) -> None:
+    from cascade.rules.brackets import COVERAGE_START, bracket_table, normalize_symbol
+
+    try:
+        normalize_symbol(sc.venue.name, sc.venue.symbol)
+    except CascadeError as exc:
+        raise CascadeError(f"{source}: [venue] symbol: expected a contract of {sc.venue.name}: "
+                           f"{exc}") from None
+    key = "[venue] bracket_date" if sc.venue.bracket_date else \
+        "[scenario] start (its date picks the bracket table unless [venue] bracket_date is set)"
+    try:
+        table = bracket_table(sc.venue.name, sc.venue.symbol, venue_date(sc))
+    except CascadeError as exc:
+        raise CascadeError(f"{source}: {key}: expected a date from {COVERAGE_START} on: "
+                           f"{exc}") from None
+    top = float(table.max_leverage[0])
+    for lev in sc.population.leverages:
+        if lev > top:
+            raise CascadeError(
+                f"{source}: [population] leverages: expected leverages up to the bracket maximum "
+                f"{top:g}x of {sc.venue.name} {sc.venue.symbol} on {table.valid_from}, got {lev:g}")
+
+
+def venue_date(sc: Scenario) -> dt.date:
+    """Date whose bracket table applies: ``venue.bracket_date`` or the scenario's start date."""
+    return sc.venue.bracket_date or sc.scenario.start.date()
+
+
+def schema_markdown() -> str:
+    """The parameter reference as markdown tables (pasted into the README)."""
+    lines = []
+    for section, fields in SCHEMA.items():
+        head = f"[[{section}]]" if section in ARRAY_SECTIONS else f"[{section}]"
+        lines += [f"#### `{head}`", "", "| key | unit | default | meaning |", "|---|---|---|---|"]
+        for key, f in fields.items():
+            default = "required" if f.default is REQUIRED else (
+                "—" if f.default is None else f"`{f.default}`")
+            lines.append(f"| `{key}` | {f.unit} | {default} | {f.doc} Expected: {f.expectation()}. |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(schema_markdown())
