@@ -163,8 +163,9 @@ def task_baseline(a: dict) -> dict:
     state = None
     for _ in range(int(a.get("engine_repeats", 5))):
         t = time.perf_counter()
-        state = EngineState.initial(popu, steps, iprm, fund, venue_tables(sc)[0])
-        state.advance(popu, exo, noise, prm, iprm, 0, steps)
+        state = EngineState.for_venues([popu], [venue_tables(sc)[0]], steps, np.atleast_2d(prm),
+                                       np.atleast_2d(iprm), [fund])
+        state.advance(exo, noise, prm, iprm, 0, steps)
         times.append(time.perf_counter() - t)
     engine_s = median(times)
     iters = state.out[:, C_ITER]

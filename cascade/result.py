@@ -85,24 +85,19 @@ class Result:
     populations: list | None = None  # one per venue (the first is ``population``)
 
     @classmethod
-    def assemble(cls, sc, popu, state: EngineState, liq_map, *, oi_start: float, table, rules):
-        """Result of a single-venue run."""
-        steps = _frame(state.out, sc)
-        rec = state.records
-        summary = _summary(sc, steps, rec, [popu], oi_start=oi_start)
-        summary.update({"venue": sc.venue.name, "symbol": sc.venue.symbol,
-                        "bracket_table_from": str(table.valid_from)})
-        _fund_summary(summary, steps, float(sc.venue.insurance_fund_usd), state.st[0])
-        return cls(scenario=sc, steps=steps, records=rec, population=popu, liq_map=liq_map,
-                   summary=summary, populations=[popu])
+    def assemble(cls, sc, specs, pops, state: EngineState, liquidation_map, *,
+                 oi_start: list, funding: list):
+        """Result of a run of V venues (``specs``, ``pops``: one each; ``oi_start``: each
+        venue's open interest at the start, USD; ``funding``: the payments made).
 
-    @classmethod
-    def assemble_venues(cls, sc, specs, pops, state: EngineState, liquidation_map, *,
-                        oi_start: list, funding: list):
-        """Result of a multi-venue run: the market's columns (prices, mark, index, fill and
-        funding rate of the first venue; sums of flows, liquidations, funds and counts; the most
-        iterations) and each venue's columns prefixed ``<venue>.``; the summary adds a
-        ``venues`` mapping with each venue's figures and the funding payments made."""
+        A scenario written with ``[[venues]]`` gets the market's columns (prices, mark, index,
+        fill and funding rate of the first venue; sums of flows, liquidations, funds and counts;
+        the most iterations) and each venue's columns prefixed ``<venue>.``, and its summary a
+        ``venues`` mapping with each venue's figures and the funding payments made. The
+        single-venue shorthand keeps the columns and summary a one-venue run always had."""
+        if not sc.venues:
+            return cls._assemble_shorthand(sc, specs[0], pops[0], state, liquidation_map,
+                                           oi_start=oi_start[0])
         frames = [_frame(state.outs[v], sc) for v in range(len(specs))]
         first = {"last_price", "mark_price", "fill_price", "index_price", "funding_rate"}
         steps = pd.DataFrame(index=frames[0].index)
@@ -137,6 +132,18 @@ class Result:
             [liquidation_map(p) for p in pops])
         return cls(scenario=sc, steps=steps, records=rec, population=pops[0], liq_map=liq_map,
                    summary=summary, populations=list(pops))
+
+    @classmethod
+    def _assemble_shorthand(cls, sc, spec, popu, state: EngineState, liquidation_map, *,
+                            oi_start: float):
+        steps = _frame(state.outs[0], sc)
+        rec = state.records
+        summary = _summary(sc, steps, rec, [popu], oi_start=oi_start)
+        summary.update({"venue": spec.name, "symbol": spec.symbol,
+                        "bracket_table_from": str(spec.table.valid_from)})
+        _fund_summary(summary, steps, float(spec.insurance_fund_usd), state.st[0])
+        return cls(scenario=sc, steps=steps, records=rec, population=popu,
+                   liq_map=liquidation_map(popu), summary=summary, populations=[popu])
 
     # ------------------------------------------------------------------------------------------
     def add_amplification(self, base: Result) -> None:

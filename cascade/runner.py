@@ -65,8 +65,7 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
     result = simulate(sc, progress=progress)
     if amplification:
         base = simulate(sc.with_overrides(**{"engine.feedback": False}), progress=progress,
-                        population=[p.fork() for p in result.populations] if sc.venues
-                        else result.population.fork())
+                        population=[p.fork() for p in result.populations])
         result.add_amplification(base)
     if klines is not None:
         result.add_reference(klines, str(reference))
@@ -78,41 +77,83 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
 def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None, noise=None):
     """One engine run of a validated scenario (no overrides, no amplification).
 
-    ``exo`` / ``noise`` (float64 (n_steps,)) replace the scenario's exogenous flow (USD per step)
-    and background log increments; replay uses them to drive the engine along a given path.
-    A scenario with ``[[venues]]`` runs :func:`cascade.model.venues.simulate_venues` (``population``:
-    the list of per-venue populations; ``exo``: its (flows, spot flows) pair)."""
-    if sc.venues:
-        from cascade.model.venues import simulate_venues
+    Every scenario is a market of V venues (:func:`cascade.model.venues.venue_specs`; a scenario
+    without ``[[venues]]`` is the one-venue shorthand) and takes this one path: populations,
+    parameters, flows, the step loop in chunks (funding paid between them), one result assembly.
 
-        return simulate_venues(sc, progress=progress, populations=population, exo=exo,
-                               noise=noise)
-    from cascade.engine import EngineState
-    from cascade.model.market import background_noise, exogenous_flow, parameters
-    from cascade.model.population import build_population, liquidation_map, venue_tables
+    population : a :class:`~cascade.model.population.Population` or a list of V of them (one per
+        venue) to reuse instead of drawing them; they are not modified
+    exo : replaces the scenario's exogenous flow, USD per step (+ buy): float64 (T,) for a
+        one-venue market, or the pair (float64 (V, T) on the venues, float64 (J, T) on the spot
+        venues); replay uses it with ``noise`` (float64 (T,), background log increments) to drive
+        the engine along a given path
+    """
+    from cascade.engine import M_ORACLE, S_FLAST, S_MARK, S_PACC, S_PCNT, EngineState
+    from cascade.model.market import background_noise
+    from cascade.model.population import liquidation_map
+    from cascade.model.venues import (
+        build_populations,
+        flows_by_venue,
+        funding_rate,
+        funding_steps,
+        market_parameters,
+        spot_inputs,
+        venue_parameters,
+        venue_specs,
+        wick_multipliers,
+    )
     from cascade.result import Result
 
     timings = {}
-    seed = sc.scenario.seed
     t = time.perf_counter()
-    table, rules = venue_tables(sc)
-    popu = population if population is not None else build_population(sc, timings=timings)
+    specs = venue_specs(sc)
+    if population is None:
+        pops = build_populations(sc, specs, timings=timings)
+    else:
+        pops = list(population) if isinstance(population, (list, tuple)) else [population]
     timings.setdefault("population_s", time.perf_counter() - t)
 
     t = time.perf_counter()
     n_steps = sc.n_steps
-    exo = exogenous_flow(sc) if exo is None else exo
+    seed = sc.scenario.seed
+    prm, iprm = venue_parameters(sc, specs)
+    if exo is None:
+        exo_v, spot_exo = flows_by_venue(sc, specs)
+    elif isinstance(exo, tuple):
+        exo_v, spot_exo = exo
+    else:
+        exo_v, spot_exo = np.atleast_2d(exo), np.zeros((len(sc.spot), n_steps))
     noise = background_noise(sc, seed) if noise is None else noise
-    prm, iprm = parameters(sc, rules.liquidation_fee_rate, sc.engine.feedback,
-                           rules.liquidate_on_equal)
-    state = EngineState.initial(popu, n_steps, iprm, sc.venue.insurance_fund_usd, table, prm)
-    oi0 = float((popu.qty[: popu.n_ladder].sum()) * popu.price_start)
-    advance_all(sc, state, exo, noise, prm, iprm, progress=progress, desc=f"{sc.name}: steps")
+    spot, spot_noise = spot_inputs(sc, seed)
+    state = EngineState.for_venues(
+        pops, [s.table for s in specs], n_steps, prm, iprm, [s.insurance_fund_usd for s in specs],
+        mprm=market_parameters(sc), spot=spot, spot_exo=spot_exo, spot_noise=spot_noise,
+        wick=wick_multipliers(sc, specs),
+        arb_delay=int(round(sc.arbitrage.delay_s / sc.scenario.step_s)))
+    oi0 = [float(p.qty[: p.n_ladder].sum() * p.price_start) for p in pops]
+    pay = funding_steps(sc, specs)
+    funding_log = []
+
+    def pay_funding(step: int) -> None:
+        for v in pay.get(step, []):
+            st = state.st[v]
+            pbar = st[S_PACC] / st[S_PCNT] if st[S_PCNT] > 0 else 0.0
+            rate = funding_rate(specs[v], pbar)
+            price = state.mst[M_ORACLE] if specs[v].rules == "hyperliquid" else st[S_MARK]
+            paid = state.pay_funding(v, rate, float(price))
+            st[S_FLAST] = rate
+            st[S_PACC] = st[S_PCNT] = 0.0
+            funding_log.append({"step": step, "venue": specs[v].name, "rate": rate,
+                                "premium": pbar, "price": float(price), **paid})
+
+    desc = f"{sc.name}: steps" + (f" ({len(specs)} venues)" if len(specs) > 1 else "")
+    advance_all(sc, state, exo_v, noise, prm, iprm, progress=progress, desc=desc, stops=pay,
+                before=pay_funding)
     timings["step_loop_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    liq_map = liquidation_map(popu)
-    res = Result.assemble(sc, popu, state, liq_map, oi_start=oi0, table=table, rules=rules)
+    res = Result.assemble(sc, specs, pops, state, liquidation_map, oi_start=oi0,
+                          funding=funding_log)
     timings["assembly_s"] = time.perf_counter() - t
     res.summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
     return res
@@ -141,7 +182,7 @@ def advance_all(sc: Scenario, state, exo, noise, prm, iprm, *, progress: bool, d
 def _advance_or_explain(sc: Scenario, state, exo, noise, prm, iprm, a: int, b: int) -> None:
     """``state.advance`` over steps [a, b), with a clear error when the price leaves the floats."""
     try:
-        state.advance(None, exo, noise, prm, iprm, a, b)
+        state.advance(exo, noise, prm, iprm, a, b)
     except (ZeroDivisionError, ValueError) as exc:
         # the same-step trigger/impact iteration diverged (e.g. a short squeeze whose buy
         # orders, worth qty * price, grow faster than the price they push): the price left

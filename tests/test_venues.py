@@ -104,7 +104,7 @@ def _capture(each_step=None):
     result (``res.state``). With ``each_step(state, t, advance)``, the step loop runs one step
     at a time (after any funding due at that step) and each step goes through it: it must call
     ``advance()`` itself, and may look at the state before and after."""
-    orig = cresult.Result.assemble_venues.__func__
+    orig = cresult.Result.assemble.__func__
 
     def assemble(cls, sc, specs, pops, state, *args, **kwargs):
         res = orig(cls, sc, specs, pops, state, *args, **kwargs)
@@ -112,7 +112,7 @@ def _capture(each_step=None):
         return res
 
     with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(cresult.Result, "assemble_venues",
+        stack.enter_context(mock.patch.object(cresult.Result, "assemble",
                                               classmethod(assemble)))
         if each_step is not None:
             adv = runner._advance_or_explain

@@ -63,7 +63,7 @@ def replay(scenario, klines, positions: int | None = None, seed: int | None = No
     ``mode = "replay"`` and ``klines``; the candles are kept as the plot's reference."""
     from cascade._numba import set_threads
     from cascade.io.klines import read_klines
-    from cascade.model.population import build_population
+    from cascade.model.venues import build_populations
     from cascade.runner import _as_scenario, simulate, with_run_options
 
     sc = with_run_options(_as_scenario(scenario), positions, seed)
@@ -79,18 +79,13 @@ def replay(scenario, klines, positions: int | None = None, seed: int | None = No
     set_threads(threads)
     rsc = replay_scenario(sc)
     try:
-        if rsc.venues:
-            from cascade.model.venues import build_populations
-
-            popu = build_populations(rsc)
-            exo, noise = replay_inputs(rsc, klines, popu[0].price_start)
-            exo = (np.zeros((len(popu), rsc.n_steps)), np.zeros((0, rsc.n_steps)))
-        else:
-            popu = build_population(rsc)
-            exo, noise = replay_inputs(rsc, klines, popu.price_start)
+        pops = build_populations(rsc)
+        exo, noise = replay_inputs(rsc, klines, pops[0].price_start)
+        if rsc.venues:  # the path drives every venue: no flow of their own
+            exo = (np.zeros((len(pops), rsc.n_steps)), np.zeros((0, rsc.n_steps)))
     except CascadeError as exc:
         raise CascadeError(f"--klines {source}: {exc}") from None
-    res = simulate(rsc, progress=progress, population=popu, exo=exo, noise=noise)
+    res = simulate(rsc, progress=progress, population=pops, exo=exo, noise=noise)
     res.summary["mode"] = "replay"
     res.summary["klines"] = source
     res.add_reference(klines, source)

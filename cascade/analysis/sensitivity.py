@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cascade.errors import CascadeError
 from cascade.model.scenario import SCHEMA, Field, Scenario, parse_scenario, venue_date
+from cascade.plots.sensitivity import CLIP_MARK, format_value
 
 # the assumed (non-fact) parameters of a scenario, in the order shown when nothing is sorted
 PARAMS: tuple[str, ...] = (
@@ -47,7 +48,6 @@ FLOWS_SCALE = "flows.scale"
 LEVERAGE_SCALE = "population.leverage_scale"
 SYNTHETIC = (FLOWS_SCALE, LEVERAGE_SCALE)
 OUTPUTS = ("max_drawdown_pct", "liquidated_notional_usd")
-CLIP_MARK = "†"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -356,7 +356,7 @@ class SensitivityResult:
                 "name": r.name, "unit": r.unit, "base_value": r.base_value,
                 "low_value": r.low_value, "high_value": r.high_value,
                 "low_clipped": r.low_clipped, "high_clipped": r.high_clipped,
-                "notes": list(r.notes),
+                "notes": list(r.notes), "synthetic": r.name in SYNTHETIC,
                 "low": dict(r.low), "high": dict(r.high),
                 "swing_drawdown_pct": r.swing("max_drawdown_pct", b),
                 "swing_liquidated_usd": r.swing("liquidated_notional_usd", b),
@@ -406,19 +406,6 @@ class SensitivityResult:
         from cascade.plots.sensitivity import plot_tornado
 
         return plot_tornado(self.to_dict(), path)
-
-
-def format_value(v: float, unit: str = "", *, synthetic: bool = False) -> str:
-    """A parameter value for the table and the chart: ``x0.5``, ``$45.0M``, ``0.35``, ``300``."""
-    from cascade.plots.waterfall import format_usd
-
-    if synthetic:
-        return f"x{v:g}"
-    if v != 0 and abs(v) >= 1e4:
-        text = format_usd(v)
-    else:
-        text = f"{v:.4g}"
-    return ("$" + text) if unit.startswith("USD") else text
 
 
 # ------------------------------------------------------------------------------------------------

@@ -62,7 +62,6 @@ from cascade.model.market import (
     I_MARKW,
     I_PARTIAL,
     P_DEPTH,
-    P_T0,
     PARTIAL_HYPERLIQUID,
     PARTIAL_STEP_DOWN,
 )
@@ -222,18 +221,9 @@ class EngineState:
             spot_noise=np.zeros((nsp, n_steps)) if spot_noise is None else spot_noise,
             tables=list(tables), pops=list(pops))
 
-    @classmethod
-    def initial(cls, popu, n_steps: int, iprm: np.ndarray, fund_usd: float, table,
-                prm: np.ndarray | None = None) -> EngineState:
-        """Fresh state of a single-venue run (``iprm`` from :func:`cascade.model.market.parameters`;
-        ``table``: the venue's :class:`~cascade.rules.brackets.BracketTable`)."""
-        prm2 = np.ones((1, P_T0 + 1)) if prm is None else np.atleast_2d(prm)
-        return cls.for_venues([popu], [table], n_steps, prm2, np.atleast_2d(iprm), [fund_usd])
-
-    def advance(self, popu, exo, noise, prm, iprm, t_begin: int, t_end: int) -> None:
-        """Run steps ``[t_begin, t_end)``. ``exo``: (T,) or (V, T) USD per step; ``prm``/``iprm``:
-        one venue's vectors or (V, ...) arrays. ``popu`` is unused (kept for callers that pass
-        the single-venue population)."""
+    def advance(self, exo, noise, prm, iprm, t_begin: int, t_end: int) -> None:
+        """Run steps ``[t_begin, t_end)``. ``exo``: (T,) or (V, T) USD per step; ``noise``: (T,)
+        log increments; ``prm``/``iprm``: one venue's vectors or (V, ...) arrays."""
         step_loop_nb(t_begin, t_end, self.lay, self.side, self.qty, self.entry, self.wallet,
                      self.lp, self.status, self.order, self.tlp, self.stop_idx, self.stop_px,
                      self.heap_l, self.heap_s, self.tb_lay, self.floor, self.cap, self.mmr,

@@ -1,5 +1,6 @@
-"""Several venues in one market: from a scenario's ``[[venues]]``, ``[[spot]]``, ``[index]``,
-``[arbitrage]`` and ``[[wicks]]`` to the inputs of :func:`cascade.engine.step_loop_nb`, and the run.
+"""The market of a scenario as N venues: from its ``[[venues]]`` (or the single-venue
+shorthand ``[venue]``), ``[[spot]]``, ``[index]``, ``[arbitrage]`` and ``[[wicks]]`` to the
+inputs of :func:`cascade.engine.step_loop_nb` (:func:`cascade.runner.simulate` runs them).
 
 Each venue draws its own population (a share of ``[population]`` positions and open interest,
 its own bracket table and leverages), rests a share of ``[market]`` depth and dip buying, and
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 
 import numpy as np
 
@@ -63,8 +63,14 @@ class VenueSpec:
 
 
 def venue_specs(sc: Scenario) -> list[VenueSpec]:
-    """The venues of a multi-venue scenario (``[[venues]]``), defaults resolved."""
+    """The venues of a scenario, defaults resolved: its ``[[venues]]``, or for the single-venue
+    shorthand (``[venue]``) one venue holding the whole market, with the rules a single-venue
+    run has always had (mark = mean of last price over ``mark_window_s``, whole-position
+    liquidation, no ADL, no funding)."""
     from cascade.model import market as m
+
+    if not sc.venues:
+        return [_shorthand_spec(sc)]
 
     marks = {"binance": m.MARK_BINANCE, "hyperliquid": m.MARK_HYPERLIQUID,
              "last_average": m.MARK_LAST_AVERAGE}
@@ -89,6 +95,18 @@ def venue_specs(sc: Scenario) -> list[VenueSpec]:
     return specs
 
 
+def _shorthand_spec(sc: Scenario) -> VenueSpec:
+    from cascade.model import market as m
+    from cascade.model.scenario import venue_date
+
+    return VenueSpec(
+        name=sc.venue.name, rules=sc.venue.name, symbol=sc.venue.symbol, date=venue_date(sc),
+        population_share=1.0, depth_share=1.0, flow_share=1.0,
+        insurance_fund_usd=sc.venue.insurance_fund_usd, latency_s=sc.engine.latency_s,
+        mark=m.MARK_LAST_AVERAGE, partial=m.PARTIAL_NONE, adl=m.ADL_NONE, funding=False,
+        funding_interval_s=0.0, leverages=None, leverage_weights=None)
+
+
 def venue_scenario(sc: Scenario, spec: VenueSpec) -> Scenario:
     """A single-venue scenario holding one venue's share of the population (for drawing it)."""
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in sc.raw.items()
@@ -109,9 +127,12 @@ def venue_scenario(sc: Scenario, spec: VenueSpec) -> Scenario:
 
 
 def build_populations(sc: Scenario, specs=None, *, timings: dict | None = None) -> list:
-    """One :class:`~cascade.model.population.Population` per venue (seed + v * SEED_STRIDE)."""
+    """One :class:`~cascade.model.population.Population` per venue (seed + v * SEED_STRIDE);
+    the single-venue shorthand draws the scenario's own population."""
     from cascade.model.population import build_population
 
+    if not sc.venues:
+        return [build_population(sc, timings=timings)]
     specs = venue_specs(sc) if specs is None else specs
     pops = []
     for v, spec in enumerate(specs):
@@ -138,13 +159,15 @@ def venue_parameters(sc: Scenario, specs) -> tuple[np.ndarray, np.ndarray]:
         prm[m.P_DEPTH] *= spec.depth_share
         prm[m.P_DIPRATE] *= spec.depth_share
         prm[m.P_DIPCAP] *= spec.depth_share
-        prm[m.P_EMA] = 1.0 - math.exp(-dt / HL_MARK_EMA_TAU_S)
-        prm[m.P_FINT_S] = spec.funding_interval_s
         iprm[m.I_LAT] = int(round(spec.latency_s / dt))
         iprm[m.I_MARK] = spec.mark
         iprm[m.I_PARTIAL] = spec.partial
         iprm[m.I_ADL] = spec.adl
-        iprm[m.I_BWIN] = max(1, int(round(binance_basis_window(sc.scenario.start.date()) / dt)))
+        if sc.venues:  # the shorthand's mark has no basis samples, EMA or funding
+            prm[m.P_EMA] = 1.0 - math.exp(-dt / HL_MARK_EMA_TAU_S)
+            prm[m.P_FINT_S] = spec.funding_interval_s
+            iprm[m.I_BWIN] = max(1, int(round(binance_basis_window(sc.scenario.start.date())
+                                              / dt)))
         prms.append(prm)
         iprms.append(iprm)
     return np.array(prms), np.array(iprms)
@@ -251,59 +274,3 @@ def funding_rate(spec: VenueSpec, pbar: float) -> float:
         return float(hl_funding_rate_hourly_nb(pbar, BINANCE_INTEREST_8H))
     interest = BINANCE_INTEREST_8H * spec.funding_interval_s / (8 * 3600.0)
     return float(funding_rate_nb(pbar, interest, BINANCE_CLAMP, binance_funding_cap(spec.table)))
-
-
-def simulate_venues(sc: Scenario, *, progress: bool = False, populations=None, exo=None,
-                    noise=None):
-    """One engine run of a multi-venue scenario; returns a :class:`~cascade.result.Result`."""
-    from cascade.engine import M_ORACLE, S_FLAST, S_MARK, S_PACC, S_PCNT, EngineState
-    from cascade.model.market import background_noise
-    from cascade.model.population import liquidation_map
-    from cascade.result import Result
-    from cascade.runner import advance_all
-
-    timings = {}
-    t = time.perf_counter()
-    specs = venue_specs(sc)
-    pops = populations if populations is not None else build_populations(sc, specs,
-                                                                         timings=timings)
-    timings.setdefault("population_s", time.perf_counter() - t)
-    t = time.perf_counter()
-    n_steps = sc.n_steps
-    seed = sc.scenario.seed
-    prm, iprm = venue_parameters(sc, specs)
-    exo_v, spot_exo = flows_by_venue(sc, specs) if exo is None else exo
-    noise = background_noise(sc, seed) if noise is None else noise
-    spot, spot_noise = spot_inputs(sc, seed)
-    state = EngineState.for_venues(
-        pops, [s.table for s in specs], n_steps, prm, iprm, [s.insurance_fund_usd for s in specs],
-        mprm=market_parameters(sc), spot=spot, spot_exo=spot_exo, spot_noise=spot_noise,
-        wick=wick_multipliers(sc, specs),
-        arb_delay=int(round(sc.arbitrage.delay_s / sc.scenario.step_s)))
-    oi0 = [float(p.qty[: p.n_ladder].sum() * p.price_start) for p in pops]
-    pay = funding_steps(sc, specs)
-    funding_log = []
-
-    def pay_funding(step: int) -> None:
-        for v in pay.get(step, []):
-            st = state.st[v]
-            pbar = st[S_PACC] / st[S_PCNT] if st[S_PCNT] > 0 else 0.0
-            rate = funding_rate(specs[v], pbar)
-            price = state.mst[M_ORACLE] if specs[v].rules == "hyperliquid" else st[S_MARK]
-            paid = state.pay_funding(v, rate, float(price))
-            st[S_FLAST] = rate
-            st[S_PACC] = st[S_PCNT] = 0.0
-            funding_log.append({"step": step, "venue": specs[v].name, "rate": rate,
-                                "premium": pbar, "price": float(price), **paid})
-
-    advance_all(sc, state, exo_v, noise, prm, iprm, progress=progress,
-                desc=f"{sc.name}: steps ({len(specs)} venues)", stops=pay, before=pay_funding)
-    timings["step_loop_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    res = Result.assemble_venues(sc, specs, pops, state, liquidation_map, oi_start=oi0,
-                                 funding=funding_log)
-    timings["assembly_s"] = time.perf_counter() - t
-    res.summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
-    return res
-
-

@@ -37,16 +37,28 @@ _PANELS = (("max_drawdown_pct", "max drawdown", "swing_drawdown_pct"),
            ("liquidated_notional_usd", "liquidated notional", "swing_liquidated_usd"))
 
 
-def _value_text(v: float, unit: str, synthetic: bool) -> str:
-    from cascade.analysis.sensitivity import format_value
+CLIP_MARK = "†"  # after a value clipped to the schema's range
 
+
+def format_value(v: float, unit: str = "", *, synthetic: bool = False) -> str:
+    """A parameter value for the table and the chart: ``x0.5``, ``$45.0M``, ``0.35``, ``300``."""
+    from cascade.plots.waterfall import format_usd
+
+    if synthetic:
+        return f"x{v:g}"
+    if v != 0 and abs(v) >= 1e4:
+        text = format_usd(v)
+    else:
+        text = f"{v:.4g}"
+    return ("$" + text) if unit.startswith("USD") else text
+
+
+def _value_text(v: float, unit: str, synthetic: bool) -> str:
     return format_value(v, unit, synthetic=synthetic)
 
 
 def _label(p: Mapping[str, Any]) -> str:
-    from cascade.analysis.sensitivity import CLIP_MARK, SYNTHETIC
-
-    syn = p["name"] in SYNTHETIC
+    syn = bool(p.get("synthetic"))
     lo = _value_text(p["low_value"], p.get("unit", ""), syn) + (CLIP_MARK if p["low_clipped"]
                                                                 else "")
     hi = _value_text(p["high_value"], p.get("unit", ""), syn) + (CLIP_MARK if p["high_clipped"]
