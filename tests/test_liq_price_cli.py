@@ -97,7 +97,7 @@ def test_hyperliquid_and_cross(capsys):
     [
         (["--leverage", "200"], r"leverage 200x .*maximum 150x"),
         (["--date", "2025-3-x"], r"--date '2025-3-x' is not a date"),
-        (["--date", "2024-12-31"], r"2024-12-31"),
+        (["--date", "2019-12-31"], r"2019-12-31"),
         (["--symbol", "DOGEUSDT"], r"unknown symbol 'DOGEUSDT'"),
         (["--entry", "-5"], r"entry price must be a positive number, got -5"),
     ],
@@ -123,7 +123,7 @@ def test_cli_main_json(capsys):
         (["--entry", "100000", "--size", "50", "--leverage", "100"], "5,000,000.00 USD"),
         (["--entry", "-5"], "-5"),
         (["--symbol", "XRPUSDT"], "'XRPUSDT'"),
-        (["--date", "2024-12-31"], "2024-12-31"),
+        (["--date", "2019-12-31"], "2019-12-31"),
         (["--date", "31/12/2025"], "'31/12/2025'"),
         (["--venue", "bybit"], "'bybit'"),        # argparse choices
         (["--entry", "abc"], "'abc'"),             # argparse type

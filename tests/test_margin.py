@@ -428,9 +428,10 @@ def test_table_invariants(t):
 
 
 @pytest.mark.parametrize("key", ALL_KEYS, ids=[f"{v}-{s}" for v, s in ALL_KEYS])
-def test_tables_are_contiguous_from_2025(key):
+def test_tables_are_contiguous_from_coverage_start(key):
     tables = bracket_tables(*key)
-    assert tables[0].valid_from == D(2025, 1, 1)
+    # Binance from 2020 (tests/test_brackets_history.py); Hyperliquid from 2025
+    assert tables[0].valid_from == (D(2020, 1, 1) if key[0] == "binance" else D(2025, 1, 1))
     assert tables[-1].valid_to is None
     for a, b in itertools.pairwise(tables):
         assert a.valid_to == b.valid_from
@@ -460,8 +461,8 @@ def test_binance_date_selection(symbol):
     np.testing.assert_array_equal(early.floor[3:], h2.floor[3:])
     np.testing.assert_array_equal(early.mmr[3:], h2.mmr[3:])
     np.testing.assert_array_equal(early.cum[3:], h2.cum[3:] - 550)
-    with pytest.raises(CascadeError, match=r"2024-12-31.*2025-01-01"):
-        bracket_table("binance", symbol, D(2024, 12, 31))
+    with pytest.raises(CascadeError, match=r"2019-12-31.*2020-01-01"):
+        bracket_table("binance", symbol, D(2019, 12, 31))
 
 
 def test_published_rows():
@@ -529,7 +530,7 @@ def test_venue_rules():
         ({"symbol": "SOLUSDT"}, (r"unknown symbol 'SOLUSDT' for venue binance; accepted: "
                                  r"BTCUSDT, ETHUSDT")),
         ({"venue": "hyperliquid", "symbol": "SOL"}, r"'SOL' for venue hyperliquid; accepted: BTC,"),
-        ({"on": D(2024, 12, 31)}, r"2024-12-31.*2025-01-01 onwards"),
+        ({"on": D(2019, 12, 31)}, r"2019-12-31.*2020-01-01 onwards"),
         ({"on": "2025-13-01"}, r"date '2025-13-01' is not a date in YYYY-MM-DD form"),
         ({"other_mm": 10.0}, r"apply only to cross margin"),
     ],

@@ -583,7 +583,7 @@ def _cross_checks(sc: Scenario, source: str) -> None:
 def _check_venues(sc: Scenario, source: str) -> None:
     """Cross-checks of a multi-venue market: unique names, shares summing to 1, known targets of
     flows and wicks, each venue's leverages within its bracket table."""
-    from cascade.rules.brackets import COVERAGE_START, bracket_table, normalize_symbol
+    from cascade.rules.brackets import bracket_table, coverage_start, normalize_symbol
 
     if "venue" in sc.raw:
         raise CascadeError(f"{source}: [venue]: expected either [venue] (one venue) or "
@@ -629,8 +629,8 @@ def _check_venues(sc: Scenario, source: str) -> None:
         try:
             table = bracket_table(v.rules, v.symbol, v.bracket_date or s.start.date())
         except CascadeError as exc:
-            raise CascadeError(f"{where} bracket_date: expected a date from {COVERAGE_START} "
-                               f"on: {exc}") from None
+            raise CascadeError(f"{where} bracket_date: expected a date from "
+                               f"{coverage_start(v.rules, v.symbol)} on: {exc}") from None
         levs = v.leverages or sc.population.leverages
         weights = v.leverage_weights or sc.population.leverage_weights
         if len(levs) != len(weights):
@@ -647,7 +647,7 @@ def _check_venues(sc: Scenario, source: str) -> None:
 
 
 def _check_venue(sc: Scenario, source: str) -> None:
-    from cascade.rules.brackets import COVERAGE_START, bracket_table, normalize_symbol
+    from cascade.rules.brackets import bracket_table, coverage_start, normalize_symbol
 
     try:
         normalize_symbol(sc.venue.name, sc.venue.symbol)
@@ -659,8 +659,8 @@ def _check_venue(sc: Scenario, source: str) -> None:
     try:
         table = bracket_table(sc.venue.name, sc.venue.symbol, venue_date(sc))
     except CascadeError as exc:
-        raise CascadeError(f"{source}: {key}: expected a date from {COVERAGE_START} on: "
-                           f"{exc}") from None
+        raise CascadeError(f"{source}: {key}: expected a date from "
+                           f"{coverage_start(sc.venue.name, sc.venue.symbol)} on: {exc}") from None
     top = float(table.max_leverage[0])
     for lev in sc.population.leverages:
         if lev > top:
