@@ -495,6 +495,9 @@ _A21 = ("Binance announcement 'Updates to Leverage and Margin Tiers of Binance F
 _J21 = ("Binance announcement 'Updates on Leverage and Margin Tiers of Binance Futures Contracts "
         "(2021-06-22)', BTCUSDT tiers from 2021-06-22 03:30 UTC; floors and MMRs also in freqtrade "
         "57c7926515 (2021-09-16) freqtrade/data/leverage_brackets.json; cum derived" + _GAP)
+_F21_ETH = ("freqtrade 57c7926515 (2021-09-16) freqtrade/data/leverage_brackets.json (floors and "
+            "MMRs of Binance's ETHUSDT brackets; max leverage per MMR from the 2022-02-05 dump; "
+            "cum derived)")
 
 _TABLES: dict[tuple[str, str], tuple[BracketTable, ...]] = {}
 _TABLES[("binance", "BTCUSDT")] = _chain("binance", "BTCUSDT", [
@@ -516,10 +519,8 @@ _TABLES[("binance", "BTCUSDT")] = _chain("binance", "BTCUSDT", [
 ], until=_Y2025)
 _TABLES[("binance", "ETHUSDT")] = _chain("binance", "ETHUSDT", [
     (COVERAGE_START, "ASSUMED: no source found for ETHUSDT brackets before 2021-09-16; the "
-     "earliest sourced table is used. Its source: see the next table", _ETH_2021_09),
-    (_D(2021, 9, 16), "freqtrade 57c7926515 (2021-09-16) freqtrade/data/leverage_brackets.json "
-     "(floors and MMRs of Binance's brackets; max leverage per MMR from the 2022-02-05 dump, "
-     "cum derived)" + _GAP, _ETH_2021_09),
+     "earliest sourced table is used. Its source: " + _F21_ETH, _ETH_2021_09),
+    (_D(2021, 9, 16), _F21_ETH + _GAP, _ETH_2021_09),
     (_D(2022, 2, 5), _ft("a99cf2eeed", "2022-02-05", "2022-07-10") + _GAP, _ETH_2022_02),
     (_D(2022, 8, 20), _ft("52ec0d1046", "2022-08-20", "2022-09-27") + _GAP, _ETH_2022_08),
     (_D(2022, 11, 25), _ft("b8d1862ca8", "2022-11-25", "2023-01-13") + _GAP, _ETH_2022_11),
