@@ -239,6 +239,8 @@ def _tier1_125x(h2_rows):
 #         column is the 2021-03-18 table.
 #   [F21] freqtrade commit 57c7926515 (2021-09-16), freqtrade/data/leverage_brackets.json: a dump
 #         of Binance's leverage brackets as [notional floor, MMR] pairs (no leverage, no cum).
+#   [FAQ] Binance FAQ 360033162192 "Leverage and Margin of USDⓈ-M Futures", an undated version
+#         whose BTCUSDT leverage table is [J21]'s; it gives ETHUSDT's leverage per tier.
 #   [Fxx] freqtrade/exchange/binance_leverage_tiers.json, dumps of Binance
 #         GET /fapi/v1/leverageBracket with floor, cap, leverage, MMR and cum; the commit and its
 #         date are named at each table.  Every cum below is the dump's; each satisfies the
@@ -367,9 +369,11 @@ _BTC_2024_02 = [
 ]
 
 # ETHUSDT [F21]: floors and MMRs of the 2021-09-16 dump (top floor 20M at 25 %, extended to inf);
-# the dump holds no leverage, so each tier's max leverage is the one the 2022-02-05 dump gives
-# the same MMR (100x 0.5 %, 75x 0.65 %, 50x 1 %, 25x 2 %, 10x 5 %, 5x 10 %, 4x 12.5 %,
-# 3x 15 %, 2x 25 %; also 1/(2*MMR) rounded down to Binance's steps, as in [A21]); cum derived.
+# the dump holds no leverage.  The leverages are those of Binance FAQ 360033162192 "Leverage and
+# Margin of USDⓈ-M Futures" in a version whose BTCUSDT table is the 2021-06-22 one (20x up to
+# 5M): ETHUSDT 100x <= 10k, 75x <= 100k, 50x <= 500k, 25x <= 1M, 10x <= 2M, 5x <= 5M, 4x <= 10M,
+# 3x <= 20M, 2x above (the same bounds as the dump's floors; the 2022-02-05 dump gives the same
+# leverage to each MMR).  cum derived.
 _ETH_2021_09 = [
     (0, 10 * _K, 100, 0.005),
     (10 * _K, 100 * _K, 75, 0.0065),
@@ -496,8 +500,9 @@ _J21 = ("Binance announcement 'Updates on Leverage and Margin Tiers of Binance F
         "(2021-06-22)', BTCUSDT tiers from 2021-06-22 03:30 UTC; floors and MMRs also in freqtrade "
         "57c7926515 (2021-09-16) freqtrade/data/leverage_brackets.json; cum derived" + _GAP)
 _F21_ETH = ("freqtrade 57c7926515 (2021-09-16) freqtrade/data/leverage_brackets.json (floors and "
-            "MMRs of Binance's ETHUSDT brackets; max leverage per MMR from the 2022-02-05 dump; "
-            "cum derived)")
+            "MMRs of Binance's ETHUSDT brackets); max leverage per tier from Binance FAQ "
+            "360033162192 'Leverage and Margin of USDⓈ-M Futures' (version with the 2021-06-22 "
+            "BTCUSDT tiers); cum derived")
 
 _TABLES: dict[tuple[str, str], tuple[BracketTable, ...]] = {}
 _TABLES[("binance", "BTCUSDT")] = _chain("binance", "BTCUSDT", [
