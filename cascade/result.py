@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 import cascade
+from cascade.analysis.branching import branching_column, branching_summary
 from cascade.engine import (
     COLUMNS,
     KIND_BACKSTOP,
@@ -88,6 +89,7 @@ class Result:
     def assemble(cls, sc, popu, state: EngineState, liq_map, *, oi_start: float, table, rules):
         """Result of a single-venue run."""
         steps = _frame(state.out, sc)
+        steps["branching_ratio"] = branching_column(steps)
         rec = state.records
         summary = _summary(sc, steps, rec, [popu], oi_start=oi_start)
         summary.update({"venue": sc.venue.name, "symbol": sc.venue.symbol,
@@ -116,6 +118,7 @@ class Result:
         for spec, f in zip(specs, frames):
             for col in COLUMNS:
                 steps[f"{spec.name}.{col}"] = f[col]
+        steps["branching_ratio"] = branching_column(steps)
         rec = state.records
         summary = _summary(sc, steps, rec, pops, oi_start=float(sum(oi_start)))
         fund0 = float(sum(s.insurance_fund_usd for s in specs))
@@ -378,6 +381,7 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
         if len(steps) else oi_start,
         "clearance_fees_usd": float(filled["fee"][kinds == KIND_LIQ].sum()),
         "max_iterations_used": int(steps["iterations"].max()) if len(steps) else 0,
+        **branching_summary(steps),
     }
 
 
