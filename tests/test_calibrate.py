@@ -103,7 +103,11 @@ def test_calibrate_recovers_the_depth_of_a_synthetic_event(small):
     assert fit.start == {"market.depth_usd": 25e6} and fit.start_objective > 1.0
     assert fit.objective == 0.0
     assert fit.fitted["market.depth_usd"] == pytest.approx(TRUE_DEPTH, rel=0.1)
-    assert lines[0].startswith("start: objective") and "generation 1/8" in lines[1]
+    assert lines[0].startswith("  parameter set 1: objective") and "=2.5e+07" in lines[0]
+    assert lines[1].startswith("start: objective")
+    gens = [ln for ln in lines if ln.startswith("generation ")]
+    assert gens and gens[0].startswith("generation 1/8: best objective")
+    assert len([ln for ln in lines if ln.startswith("  parameter set")]) == fit.evaluations
     # deterministic: the same call gives the same fit
     again = C.calibrate([ev], C.parse_params("market.depth_usd=4e6:4e7"), seeds=1, maxiter=8,
                         popsize=6)

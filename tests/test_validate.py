@@ -664,3 +664,12 @@ def test_validate_cli_json_joint_and_seed_start(tmp_path, capsys):
     assert d["joint"]["ok"] == joint and d["joint"]["n_pass"] == sum(joint)
     assert rc == (0 if d["passed"] else 1)
     assert d["passed"] == (all(t["passed"] for t in d["targets"]) and sum(joint) >= 2)
+
+
+def test_help_documents_the_exit_rule(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "AND at least ceil(SHARE * K) seeds meet all of them at once (the joint count" in out
+    assert "--seed-start S" in out and "--reference FILE" in out and "SKIPPED" in out

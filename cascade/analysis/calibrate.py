@@ -448,7 +448,8 @@ def calibrate(scenarios, params: list[FitParam], *, seeds: int = 3, seed_start: 
     (``seed=rng_seed``, ``popsize`` individuals per parameter, ``maxiter`` generations, no
     polish) within each parameter's bounds; stops early when every target holds on every seed
     (objective 0). ``workers`` > 1 runs each parameter set's (event, seed) runs in that many
-    processes. ``log`` receives one progress line per generation.
+    processes. ``log`` receives a progress line per parameter set evaluated and per
+    generation.
     """
     from scipy.optimize import differential_evolution
 
@@ -487,6 +488,10 @@ def calibrate(scenarios, params: list[FitParam], *, seeds: int = 3, seed_start: 
         if key not in cache:
             values = evaluate_events(events, dict(zip(keys, key)), positions, executor=executor)
             cache[key] = (total_miss(events, values), values)
+            if log is not None:
+                log(f"  parameter set {len(cache)}: objective {cache[key][0]:.4g} at "
+                    + ", ".join(f"{k}={v:.6g}" for k, v in zip(keys, key))
+                    + f" ({time.perf_counter() - t0:.0f} s)")
         return cache[key][0]
 
     gen = [0]
