@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 import cascade
+from cascade.analysis.branching import branching_column, branching_summary
 from cascade.engine import (
     COLUMNS,
     KIND_BACKSTOP,
@@ -111,6 +112,7 @@ class Result:
         for spec, f in zip(specs, frames):
             for col in COLUMNS:
                 steps[f"{spec.name}.{col}"] = f[col]
+        steps["branching_ratio"] = branching_column(steps)
         rec = state.records
         summary = _summary(sc, steps, rec, pops, oi_start=float(sum(oi_start)))
         fund0 = float(sum(s.insurance_fund_usd for s in specs))
@@ -137,6 +139,7 @@ class Result:
     def _assemble_shorthand(cls, sc, spec, popu, state: EngineState, liquidation_map, *,
                             oi_start: float):
         steps = _frame(state.outs[0], sc)
+        steps["branching_ratio"] = branching_column(steps)
         rec = state.records
         summary = _summary(sc, steps, rec, [popu], oi_start=oi_start)
         summary.update({"venue": spec.name, "symbol": spec.symbol,
@@ -385,6 +388,7 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
         if len(steps) else oi_start,
         "clearance_fees_usd": float(filled["fee"][kinds == KIND_LIQ].sum()),
         "max_iterations_used": int(steps["iterations"].max()) if len(steps) else 0,
+        **branching_summary(steps),
     }
 
 

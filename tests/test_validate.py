@@ -358,9 +358,12 @@ def test_table_and_dict_formatting():
     assert "1/2" in row["liq"] and row["liq"].endswith("FAIL")
     assert "90.0% [90.0%, 90.0%]" in row["ls"] and ">= 80.0%" in row["ls"]
     assert row["ls"].endswith("FAIL")  # default seed undefined
-    assert lines[-1].startswith("FAIL: 2 of 4 targets met (oct2025, 20,000 positions, seeds 7..8")
+    assert lines[-1].startswith("FAIL: 2 of 4 targets met; all 4 at once on 0 of 2 seeds (2 "
+                                "needed) (oct2025, 20,000 positions, seeds 7..8")
     d = json.loads(json.dumps(rep.to_dict()))
     assert d["passed"] is False and d["seeds"] == [7, 8] and d["positions"] == 20000
+    assert d["joint"] == {"ok": [False, False], "n_pass": 0, "n_required": 2,
+                          "targets": ["low", "low_time", "liq", "ls"]}
     by = {t["name"]: t for t in d["targets"]}
     assert by["low_time"]["values"] == ["2025-10-10T21:20:00+00:00", "2025-10-11T00:10:00+00:00"]
     assert by["low_time"]["bounds"]["min"] == "2025-10-10T21:05:00+00:00"
@@ -399,9 +402,13 @@ def test_validate_cli_on_historical_scenarios(scenario, capsys):
     lines = out.strip().splitlines()
     assert lines[0].split()[0] == "target" and len(lines) == len(names) + 4
     for name, line in zip(names, lines[2:]):
-        assert line.split()[0] == name and line.rstrip().endswith(("PASS", "FAIL"))
-    all_pass = all(line.rstrip().endswith("PASS") for line in lines[2:2 + len(names)])
-    assert lines[-1].startswith("PASS:" if all_pass else "FAIL:")
+        assert line.split()[0] == name and line.rstrip().endswith(("PASS", "FAIL", "SKIPPED"))
+        # without --reference the path target is skipped, the others are measured
+        assert line.rstrip().endswith("SKIPPED") == (name == "path_rmse")
+    all_pass = all(line.rstrip().endswith(("PASS", "SKIPPED"))
+                   for line in lines[2:2 + len(names)])
+    assert ", 1 skipped; all " in lines[-1]
+    assert lines[-1].startswith("PASS:" if all_pass else "FAIL:")  # one seed: joint = all pass
     assert rc == (0 if all_pass else 1)
 
 
@@ -424,6 +431,9 @@ def test_impossible_target_fails_with_exit_1_and_json(tmp_path, capsys):
     assert by["amplification"]["values"][0] is not None  # the no-feedback run was made
     for t in d["targets"]:
         assert t["n_pass"] == sum(t["ok"])
+        if t["skipped"]:  # path_rmse without --reference
+            assert t["name"] == "path_rmse" and t["passed"] is None and not t["values"]
+            continue
         assert t["passed"] == (t["ok"][0] and t["n_pass"] >= t["n_required"])
 
 
@@ -443,3 +453,223 @@ def test_python_api(small):
     assert rep.passed is False and "FAIL: 1 of 2 targets met" in rep.table()
     with pytest.raises(CascadeError, match="seeds"):
         T.validate(sc, seeds=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 15: joint count, --seed-start, path_rmse_pct with --reference, ADL metrics
+# ---------------------------------------------------------------------------------------------
+def _price_target(name="p", lo=10.0):
+    return T.parse_target(name, {"metric": "price_low", "min": lo, "source": "s"}, "f.toml")
+
+
+def test_joint_count_needs_the_same_seeds_to_meet_every_target():
+    a, b = _price_target("a"), _price_target("b")
+    ok, bad = 11.0, 9.0
+    # each target passes 18 of 20 on its own, but on different seeds: 16 meet both at once
+    va = [ok] * 18 + [bad] * 2
+    vb = [ok] * 16 + [bad] * 2 + [ok] * 2
+    rep = _report({"a": va, "b": vb}, [a, b], list(range(20)))
+    assert all(r.passed for r in rep.results)
+    assert rep.n_joint == 16 and rep.joint_required == 18 and not rep.passed
+    assert rep.joint_ok == [True] * 16 + [False] * 4
+    assert "FAIL: 2 of 2 targets met; all 2 at once on 16 of 20 seeds (18 needed)" in \
+        rep.table().splitlines()[-1]
+    rep = _report({"a": va, "b": va}, [a, b], list(range(20)))  # same seeds fail: 18 joint
+    assert rep.n_joint == 18 and rep.passed
+    assert rep.to_dict()["joint"]["n_pass"] == 18 and rep.to_dict()["passed"] is True
+
+
+def test_skipped_target_neither_fails_nor_counts_in_the_joint_count():
+    a = _price_target("a")
+    path = T.parse_target("path", {"metric": "path_rmse_pct", "max": 2.0, "source": "s"},
+                          "f.toml")
+    res = T.evaluate([a, path], {"a": [11.0, 12.0]}, 0.9, skipped={"path": "no --reference"})
+    rep = T.ValidationReport("x", None, 100, [1, 2], 0.9, res)
+    assert rep.passed and rep.n_joint == 2
+    lines = rep.table().splitlines()
+    row = [ln for ln in lines if ln.startswith("path")][0]
+    assert "(no --reference)" in row and row.rstrip().endswith("SKIPPED") and " - " in row
+    assert lines[-1].startswith("PASS: 1 of 1 targets met, 1 skipped; all 1 at once on 2 of 2")
+    d = rep.to_dict()
+    by = {t["name"]: t for t in d["targets"]}
+    assert by["path"]["skipped"] == "no --reference" and by["path"]["passed"] is None
+    assert by["path"]["values"] == [] and d["joint"]["targets"] == ["a"]
+
+
+def test_path_rmse_pct_by_hand():
+    idx = pd.date_range(T0, periods=180, freq="20s")  # 60 minutes of 20 s steps
+    price = pd.Series(100.0, index=idx)
+    price[idx >= minute(30)] = 110.0
+    closes = np.full(60, 100.0)
+    closes[10] = 100.0 * math.exp(0.02)  # sim 2% (log) below the candle in minute 10
+    from cascade.io.klines import synthetic_klines
+
+    kl = synthetic_klines(T0, closes)
+    # minutes 30..59: log(110/100) each; minute 10: 0.02
+    expected = math.sqrt((30 * math.log(1.1) ** 2 + 0.02 ** 2) / 60) * 100
+    assert T.path_rmse_pct(price, kl) == pytest.approx(expected)
+    assert T.path_rmse_pct(price, kl, end=minute(30)) == pytest.approx(
+        math.sqrt(0.02 ** 2 / 30) * 100)
+    assert T.path_rmse_pct(price, kl, start=minute(30)) == pytest.approx(math.log(1.1) * 100)
+    assert T.path_rmse_pct(price, kl, start=minute(11), end=minute(30)) == 0.0
+    assert T.path_rmse_pct(price, synthetic_klines(minute(600), [1.0, 2.0])) is None
+
+
+def test_path_rmse_pct_agrees_with_result_add_reference(small):
+    from cascade.io.klines import synthetic_klines
+    from cascade.runner import run
+
+    res = run(small, positions=1000)
+    close = res.steps["last_price"].resample("1min").last().to_numpy() * np.exp(
+        np.linspace(-0.03, 0.03, 40))
+    kl = synthetic_klines(small.scenario.start, close)
+    res.add_reference(kl)
+    assert T.path_rmse_pct(res.steps["last_price"], kl) == pytest.approx(
+        res.summary["path_rmse_pct"], rel=1e-12)
+
+
+def _venue_frame():
+    """Two venues over 10 minutes of 30 s steps: hl liquidates from minute 2 (a $1 trickle),
+    $50M at minute 4, ADL from minute 5.5; cex liquidates only."""
+    idx = pd.date_range(T0, periods=20, freq="30s")
+    z = np.zeros(20)
+    hl_liq = z.copy()
+    hl_liq[4] = 1.0
+    hl_liq[8] = 50e6
+    hl_adl = z.copy()
+    hl_adl[11], hl_adl[12] = 3e6, 4e6
+    cex_liq = z.copy()
+    cex_liq[2] = 1e9
+    return pd.DataFrame({"last_price": np.full(20, 100.0),
+                         "liq_long_usd": hl_liq + cex_liq, "liq_short_usd": z,
+                         "adl_usd": hl_adl,
+                         "hl.liq_long_usd": hl_liq, "hl.liq_short_usd": z, "hl.adl_usd": hl_adl,
+                         "cex.liq_long_usd": cex_liq, "cex.liq_short_usd": z,
+                         "cex.adl_usd": z}, index=idx)
+
+
+def test_adl_metrics_per_venue_and_window():
+    f = _venue_frame()
+    assert T.adl_usd(f, "hl") == 7e6 and T.adl_usd(f) == 7e6 and T.adl_usd(f, "cex") == 0.0
+    assert T.adl_usd(f, "hl", start=minute(6)) == 4e6
+    assert T.adl_usd(f, "hl", end=minute(6)) == 3e6
+    assert T.adl_delay_min(f, "hl") == pytest.approx(3.5)  # minute 2 -> 5.5
+    assert T.adl_delay_min(f, "hl", min_usd_per_min=10e6) == pytest.approx(1.5)  # 4 -> 5.5
+    assert T.adl_delay_min(f, "hl", start=minute(4.5)) is None  # no liquidation in the window
+    assert T.adl_delay_min(f, "cex") is None  # liquidations, no ADL
+    assert T.adl_delay_min(f, "hl", min_usd_per_min=1e9) is None
+    assert T.adl_delay_min(f) == pytest.approx(4.5)  # market: cex's minute 1 -> 5.5
+    with pytest.raises(CascadeError, match="venue 'okx': expected one of cex, hl"):
+        T.adl_usd(f, "okx")
+    single = f[["last_price", "liq_long_usd", "liq_short_usd", "adl_usd"]]
+    assert T.adl_usd(single, "binance") == 7e6  # a single-venue run has no prefixed columns
+
+
+def test_oct2025_adl_targets_parse_and_name_the_hyperliquid_venue():
+    sc = load_scenario(ROOT / "scenarios/oct2025.toml")
+    by = {t.name: t for t in T.parse_targets(sc)}
+    hl = [v.name for v in sc.venues if v.rules == "hyperliquid"]
+    assert by["hyperliquid_adl"].params["venue"] in hl
+    assert (by["hyperliquid_adl"].min, by["hyperliquid_adl"].max) == (0.3e9, 1.2e9)
+    assert by["hyperliquid_adl_delay"].max == 3.0
+    assert by["path_rmse"].max == 2.0 and by["path_rmse"].params["end"] == pd.Timestamp(
+        "2025-10-10 23:00", tz="UTC")
+    feb = {t.name: t for t in T.parse_targets(load_scenario(ROOT / "scenarios/feb2026.toml"))}
+    assert feb["path_rmse"].max == 3.0
+
+
+def test_unknown_venue_in_a_target_is_bad_input(small):
+    from cascade.model.scenario import parse_scenario
+
+    raw = {**small.raw, "targets": {"adl": {"metric": "adl_usd", "venue": "okx", "min": 1.0,
+                                            "source": "s"}}}
+    with pytest.raises(CascadeError) as err:
+        T.parse_targets(parse_scenario(raw, source="x.toml"))
+    assert str(err.value) == ("small: [targets.adl] venue: expected one of the scenario's "
+                              "venues (binance), got 'okx'")
+
+
+def _path_scenario(tmp_path, small, max_pct=50.0):
+    """The small scenario as a file, with a path target over its first 30 minutes."""
+    from cascade.model.scenario import parse_scenario
+
+    raw = {**small.raw, "targets": {
+        "drop": {"metric": "max_drop_pct", "window_min": 5.0, "min": 0.0, "source": "test"},
+        "path": {"metric": "path_rmse_pct", "start": small.scenario.start,
+                 "end": small.scenario.start + dt.timedelta(minutes=30), "max": max_pct,
+                 "source": "test"}}}
+    return parse_scenario(raw, source="<test>")
+
+
+def test_validate_with_reference_and_seed_start(tmp_path, small):
+    from cascade.io.klines import synthetic_klines, write_klines
+
+    sc = _path_scenario(tmp_path, small)
+    kl = synthetic_klines(small.scenario.start, np.full(40, 110_000.0))
+    path = tmp_path / "klines.csv"
+    write_klines(kl, path)
+    rep = T.validate(sc, seeds=2, positions=1000, seed_start=1_000_000, references=[path])
+    assert rep.seeds == [1_000_000, 1_000_001]
+    drop, p = rep.results
+    assert p.skipped is None and len(p.values) == 2 and all(0 < v < 50 for v in p.values)
+    from cascade.runner import run
+
+    res = run(sc, positions=1000, seed=1_000_001)
+    assert p.values[1] == pytest.approx(T.path_rmse_pct(res.steps["last_price"], kl,
+                                                        end=minute(30)))
+    assert rep.passed and rep.n_joint == 2
+    rep = T.validate(sc, positions=1000)  # no reference: skipped, the rest decides
+    assert rep.seeds == [3] and rep.results[1].skipped == "no --reference" and rep.passed
+    with pytest.raises(CascadeError, match="--seed-start: expected a whole number >= 0"):
+        T.validate(sc, seed_start=-1)
+
+
+def test_validate_cli_reference_errors(tmp_path, small, capsys):
+    from cascade.io.klines import synthetic_klines, write_klines
+
+    text = (ROOT / "scenarios/feb2026.toml").read_text()
+    scen = tmp_path / "feb.toml"
+    scen.write_text(text)
+    far = tmp_path / "far.csv"
+    write_klines(synthetic_klines("2024-01-01T00:00:00Z", [1.0, 2.0, 3.0]), far)
+    assert main(["validate", str(scen), "--positions", "100", "--quiet", "--reference",
+                 str(far)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cascade: error: --reference: expected 1-minute candles covering")
+    assert "[targets.path_rmse]" in err and str(far) in err
+    five = tmp_path / "five.csv"
+    write_klines(synthetic_klines("2026-02-05T00:00:00Z", [1.0, 2.0, 3.0], interval_s=300),
+                 five)
+    assert main(["validate", str(scen), "--quiet", "--reference", str(five)]) == 2
+    assert f"--reference {five}: expected 1-minute candles, got 300 s candles" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", str(scen), "--seed-start", "-4"])
+    assert exc.value.code == 2
+
+
+def test_validate_cli_json_joint_and_seed_start(tmp_path, capsys):
+    from cascade.io.klines import synthetic_klines, write_klines
+
+    scen = ROOT / "scenarios/feb2026.toml"
+    ref = tmp_path / "ref.csv"
+    write_klines(synthetic_klines("2026-02-05T00:00:00Z", np.full(1800, 70_000.0)), ref)
+    rc = main(["validate", str(scen), "--positions", "2000", "--seeds", "2", "--seed-start",
+               "1000000", "--reference", str(ref), "--json", "--quiet"])
+    d = json.loads(capsys.readouterr().out)
+    assert d["seeds"] == [1_000_000, 1_000_001]
+    by = {t["name"]: t for t in d["targets"]}
+    assert by["path_rmse"]["skipped"] is None and len(by["path_rmse"]["values"]) == 2
+    joint = [all(t["ok"][i] for t in d["targets"]) for i in range(2)]
+    assert d["joint"]["ok"] == joint and d["joint"]["n_pass"] == sum(joint)
+    assert rc == (0 if d["passed"] else 1)
+    assert d["passed"] == (all(t["passed"] for t in d["targets"]) and sum(joint) >= 2)
+
+
+def test_help_documents_the_exit_rule(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "AND at least ceil(SHARE * K) seeds meet all of them at once (the joint count" in out
+    assert "--seed-start S" in out and "--reference FILE" in out and "SKIPPED" in out

@@ -4,8 +4,11 @@ A scenario's ``[targets.NAME]`` table names a ``metric`` (see :data:`METRICS`), 
 the figure comes from) and bounds: ``min`` and/or ``max`` (inclusive), or ``value`` with
 ``tolerance_pct`` (passes when ``|sim - value| <= |value| * tolerance_pct / 100``), plus the
 metric's parameters. :func:`validate` runs the scenario on one or more seeds and checks every
-target on each; a target passes when it holds for the default seed *and* for at least
-``ceil(min_pass_share * seeds)`` seeds.
+target on each; a target passes when it holds for the first seed *and* for at least
+``ceil(min_pass_share * seeds)`` seeds, and the scenario passes when every target does *and* at
+least that many seeds meet all the targets at once (the joint count). A target on
+``path_rmse_pct`` needs real candles (``references``); without them it is skipped, counted
+neither as failing nor in the joint count.
 
 Units: prices in USD (the contract's quote), notional in USD, percentages in percent (``7.0``
 means 7%), shares as fractions (``0.87``), durations in minutes, times as UTC timestamps.
@@ -164,12 +167,82 @@ def _zigzag(high: np.ndarray, low: np.ndarray, times, reversal_pct: float) -> li
     return out
 
 
+def path_rmse_pct(price: pd.Series, klines: pd.DataFrame, start=None, end=None
+                  ) -> float | None:
+    """Log-price RMSE against real candles, percent.
+
+    ``sqrt(mean(log(sim_m / close_m)^2)) * 100`` over the minutes ``m`` in [start, end) that
+    both cover, where ``sim_m`` is the last simulated price of minute ``m`` (the step last price
+    resampled to 1-minute bars, labelled by their start like Binance's open times) and
+    ``close_m`` the candle's close. ``klines``: a :func:`cascade.io.klines.read_klines` frame of
+    1-minute candles. None when no minute is covered by both.
+    """
+    sim = price.resample("1min").last().dropna()
+    close = klines["close"]
+    both = sim.index.intersection(close.index)
+    if start is not None:
+        both = both[both >= pd.Timestamp(start)]
+    if end is not None:
+        both = both[both < pd.Timestamp(end)]
+    if len(both) == 0:
+        return None
+    diff = np.log(sim.loc[both].to_numpy() / close.loc[both].to_numpy(dtype=float))
+    return float(np.sqrt(np.mean(diff ** 2)) * 100.0)
+
+
+def venue_prefix(steps: pd.DataFrame, venue: str | None) -> str:
+    """Column prefix of ``venue``: ``"<venue>."`` in a multi-venue run, ``""`` for the market
+    (venue None) or a single-venue run (whose columns carry no prefix)."""
+    if venue is None or f"{venue}.adl_usd" not in steps.columns and not any(
+            "." in c for c in steps.columns):
+        return ""
+    if f"{venue}.adl_usd" not in steps.columns:
+        names = sorted({c.split(".", 1)[0] for c in steps.columns if "." in c})
+        raise CascadeError(f"venue {venue!r}: expected one of {', '.join(names)}")
+    return f"{venue}."
+
+
+def adl_usd(steps: pd.DataFrame, venue: str | None = None, start=None, end=None) -> float:
+    """Notional auto-deleveraged on ``venue`` (None: all venues) in [start, end), USD: the
+    positions closed by ADL, at the ADL price (the ``adl_usd`` step column)."""
+    w = _window(steps, start, end)
+    return float(w[venue_prefix(steps, venue) + "adl_usd"].sum())
+
+
+def adl_delay_min(steps: pd.DataFrame, venue: str | None = None, start=None, end=None,
+                  min_usd_per_min: float | None = None) -> float | None:
+    """Minutes from the first liquidation on ``venue`` in [start, end) to its first ADL there.
+
+    The first liquidation is the first step with liquidated notional (``liq_long_usd +
+    liq_short_usd > 0``; backstop takeovers and partials count) inside the first clock minute
+    whose liquidations reach ``min_usd_per_min`` (default: any minute with a liquidation): the
+    start of a burst, not a lone liquidation before it. The first ADL is the first step at or
+    after it with ``adl_usd > 0``. Both are step times. None when either never happens.
+    """
+    w = _window(steps, start, end)
+    pre = venue_prefix(steps, venue)
+    liq = w[pre + "liq_long_usd"] + w[pre + "liq_short_usd"]
+    per_min = liq.groupby(liq.index.floor("1min")).sum()
+    burst = per_min[(per_min > 0) & (per_min >= (min_usd_per_min or 0.0))]
+    if burst.empty:
+        return None
+    m0 = burst.index[0]
+    in_minute = (liq.index >= m0) & (liq.index < m0 + pd.Timedelta(minutes=1))
+    i = int(np.argmax(in_minute & (liq.to_numpy() > 0)))
+    adl = w[pre + "adl_usd"].to_numpy()[i:] > 0
+    if not adl.any():
+        return None
+    j = i + int(np.argmax(adl))
+    return float((w.index[j] - w.index[i]) / pd.Timedelta(minutes=1))
+
+
 # ---------------------------------------------------------------------------------------------
 # The metric table: parameters, units, and how each is computed from a Result.
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Param:
-    """A metric parameter: kind "minutes" | "usd" | "pct" (numbers > 0) or "datetime" (UTC)."""
+    """A metric parameter: kind "minutes" | "usd" | "pct" (numbers > 0), "datetime" (UTC) or
+    "venue" (a [[venues]] name, or the [venue] name of a single-venue scenario)."""
 
     kind: str
     required: bool
@@ -178,23 +251,28 @@ class Param:
     def expectation(self) -> str:
         if self.kind == "datetime":
             return "a UTC date-time such as 2025-10-10T20:50:00Z"
+        if self.kind == "venue":
+            return "a venue name (a [[venues]] name)"
         return {"minutes": "a number of minutes, > 0", "usd": "a price in USD, > 0",
-                "pct": "a percentage, > 0"}[self.kind]
+                "pct": "a percentage, > 0", "notional": "a notional in USD, > 0"}[self.kind]
 
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
     """unit: how values and bounds are read and shown: "price" (USD), "usd" (notional USD),
-    "time" (UTC), "pct" (percent), "share" (fraction 0-1), "ratio" (x), "count"."""
+    "time" (UTC), "pct" (percent), "share" (fraction 0-1), "ratio" (x), "count", "minutes".
+    needs_reference: computed against real candles (``Result.reference``); skipped without."""
 
     unit: str
     doc: str
     params: dict
     compute: Callable[[Any, dict], Any]
+    needs_reference: bool = False
 
 
 _WINDOW = {"start": Param("datetime", False, "window start (inclusive), default: run start"),
            "end": Param("datetime", False, "window end (exclusive), default: run end")}
+_VENUE = Param("venue", False, "the venue's name; default: all venues together")
 
 METRICS: dict[str, Metric] = {
     "price_low": Metric("price", "Lowest last price over the run.", {},
@@ -234,6 +312,25 @@ METRICS: dict[str, Metric] = {
                                   "from a peak that starts one)"),
          "below": Param("usd", False, "the trough must be below this price; default: any")},
         lambda r, p: legs(r.steps, p["min_drop_pct"], p["min_rebound_pct"], p.get("below"))),
+    "path_rmse_pct": Metric(
+        "pct", "Log-price RMSE of the 1-minute last price against the closes of the kline file "
+        "given with --reference, over the minutes in [start, end) both cover; skipped without "
+        "the file.", _WINDOW,
+        lambda r, p: path_rmse_pct(r.steps["last_price"], r.reference, p.get("start"),
+                                   p.get("end")), needs_reference=True),
+    "adl_usd": Metric(
+        "usd", "Notional auto-deleveraged on `venue` (default: all venues) in [start, end), at "
+        "the ADL price.", {"venue": _VENUE, **_WINDOW},
+        lambda r, p: adl_usd(r.steps, p.get("venue"), p.get("start"), p.get("end"))),
+    "adl_delay_min": Metric(
+        "minutes", "Minutes from the first liquidation on `venue` in [start, end) (in the first "
+        "minute liquidating at least min_usd_per_min) to its first ADL; fails if either never "
+        "happens.",
+        {"venue": _VENUE, **_WINDOW,
+         "min_usd_per_min": Param("notional", False, "liquidations in a minute that start the "
+                                  "count; default: any")},
+        lambda r, p: adl_delay_min(r.steps, p.get("venue"), p.get("start"), p.get("end"),
+                                   p.get("min_usd_per_min"))),
 }
 BOUND_KEYS = ("min", "max", "value", "tolerance_pct")
 
@@ -241,7 +338,7 @@ BOUND_KEYS = ("min", "max", "value", "tolerance_pct")
 def metric_markdown() -> str:
     """The metric reference as a markdown table (for the README)."""
     units = {"price": "USD", "usd": "USD", "time": "UTC time", "pct": "%", "share": "0-1",
-             "ratio": "x", "count": "legs"}
+             "ratio": "x", "count": "legs", "minutes": "min"}
     lines = ["| metric | parameters | measures | unit |", "|---|---|---|---|"]
     for name, m in METRICS.items():
         ps = ", ".join(f"`{k}`" + ("" if p.required else " (optional)")
@@ -346,6 +443,11 @@ def parse_target(name: str, table, source: str, window=None) -> Target:
             continue
         if p.kind == "datetime":
             params[key] = _timestamp(table[key], f"{where} {key}")
+        elif p.kind == "venue":
+            if not isinstance(table[key], str) or not table[key]:
+                raise CascadeError(f"{where} {key}: expected {p.expectation()}, got "
+                                   f"{_shown(table[key])}")
+            params[key] = table[key]
         else:
             params[key] = _number(table[key], f"{where} {key}", p.expectation(), 0.0, True)
     if "start" in params and "end" in params and params["end"] <= params["start"]:
@@ -398,7 +500,14 @@ def parse_targets(sc) -> list[Target]:
         raise CascadeError(f"{source}: [targets]: expected at least one [targets.NAME] table "
                            "with metric, source and bounds")
     window = (sc.scenario.start, sc.scenario.end)
-    return [parse_target(name, table, source, window) for name, table in sc.targets.items()]
+    targets = [parse_target(name, table, source, window) for name, table in sc.targets.items()]
+    names = [v.name for v in sc.venues] or [sc.venue.name]
+    for t in targets:
+        if "venue" in t.params and t.params["venue"] not in names:
+            raise CascadeError(f"{source}: [targets.{t.name}] venue: expected one of the "
+                               f"scenario's venues ({', '.join(names)}), got "
+                               f"{t.params['venue']!r}")
+    return targets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,12 +521,15 @@ def required_passes(min_pass_share: float, n_seeds: int) -> int:
 @dataclasses.dataclass
 class TargetResult:
     """One target over the seeds: ``values[i]`` and ``ok[i]`` for ``seeds[i]`` (the first is
-    the default seed)."""
+    the default seed, or --seed-start). ``skipped``: why the target was not measured (e.g. no
+    --reference candles), else None; a skipped target has no values and neither passes nor
+    fails."""
 
     target: Target
     values: list
     ok: list
     required: int
+    skipped: str | None = None
 
     @property
     def n_pass(self) -> int:
@@ -441,11 +553,16 @@ class TargetResult:
         return float(np.median(arr)), float(arr.min()), float(arr.max())
 
 
-def evaluate(targets: list[Target], values: dict[str, list], min_pass_share: float = 0.9
-             ) -> list[TargetResult]:
-    """Check per-seed values ``{target name: [value per seed]}`` (default seed first)."""
+def evaluate(targets: list[Target], values: dict[str, list], min_pass_share: float = 0.9,
+             skipped: dict[str, str] | None = None) -> list[TargetResult]:
+    """Check per-seed values ``{target name: [value per seed]}`` (default seed first);
+    ``skipped`` maps the names of targets not measured to the reason."""
     out = []
+    skipped = skipped or {}
     for t in targets:
+        if t.name in skipped:
+            out.append(TargetResult(t, [], [], 0, skipped=skipped[t.name]))
+            continue
         vals = list(values[t.name])
         out.append(TargetResult(t, vals, [t.check(v) for v in vals],
                                 required_passes(min_pass_share, len(vals))))
@@ -454,7 +571,12 @@ def evaluate(targets: list[Target], values: dict[str, list], min_pass_share: flo
 
 @dataclasses.dataclass
 class ValidationReport:
-    """What :func:`validate` found: ``.passed``, ``.table()``, ``.to_dict()``."""
+    """What :func:`validate` found: ``.passed``, ``.table()``, ``.to_dict()``.
+
+    ``joint_ok[i]``: seed ``seeds[i]`` met every target that ran (skipped ones left out);
+    ``n_joint`` of them did. The report passes when every target that ran passes and
+    ``n_joint >= ceil(min_pass_share * len(seeds))``.
+    """
 
     scenario: str
     path: str | None
@@ -465,8 +587,26 @@ class ValidationReport:
     start: Any = None
 
     @property
+    def ran(self) -> list:
+        """The target results that were measured (not skipped)."""
+        return [r for r in self.results if r.skipped is None]
+
+    @property
+    def joint_ok(self) -> list[bool]:
+        ran = self.ran
+        return [all(r.ok[i] for r in ran) for i in range(len(self.seeds))]
+
+    @property
+    def n_joint(self) -> int:
+        return int(sum(self.joint_ok))
+
+    @property
+    def joint_required(self) -> int:
+        return required_passes(self.min_pass_share, len(self.seeds))
+
+    @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results)
+        return all(r.passed for r in self.ran) and self.n_joint >= self.joint_required
 
     def table(self, source_width: int = 28) -> str:
         """The report as a text table, one row per target, and an overall line."""
@@ -477,20 +617,28 @@ class ValidationReport:
             t = r.target
             src = t.source if len(t.source) <= source_width else \
                 t.source[: source_width - 3].rstrip() + "..."
+            if r.skipped is not None:
+                rows.append((t.name, t.metric, src, f"({r.skipped})", bounds_text(t, day), "-",
+                             "SKIPPED"))
+                continue
             rows.append((t.name, t.metric, src, simulated_text(r, day), bounds_text(t, day),
                          f"{r.n_pass}/{len(r.values)}", "PASS" if r.passed else "FAIL"))
         widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip()
                  for x in [head, tuple("-" * w for w in widths), *rows]]
-        n_ok = sum(r.passed for r in self.results)
+        ran = self.ran
+        n_ok = sum(r.passed for r in ran)
         k = len(self.seeds)
+        n_skip = len(self.results) - len(ran)
         seeds = f"seed {self.seeds[0]}" if k == 1 else \
             f"seeds {self.seeds[0]}..{self.seeds[-1]}"
         rule = "" if k == 1 else (f"; a target passes when it holds for seed {self.seeds[0]} and "
-                                  f"at least {self.results[0].required if self.results else 0} "
-                                  f"of {k} seeds")
-        overall = (f"{'PASS' if self.passed else 'FAIL'}: {n_ok} of {len(self.results)} targets "
-                   f"met ({self.scenario}, {self.positions:,} positions, {seeds}{rule})")
+                                  f"at least {self.joint_required} of {k} seeds")
+        skip = f", {n_skip} skipped" if n_skip else ""
+        overall = (f"{'PASS' if self.passed else 'FAIL'}: {n_ok} of {len(ran)} targets met"
+                   f"{skip}; all {len(ran)} at once on {self.n_joint} of {k} seeds "
+                   f"({self.joint_required} needed) ({self.scenario}, {self.positions:,} "
+                   f"positions, {seeds}{rule})")
         lines += ["", overall]
         return "\n".join(lines)
 
@@ -512,11 +660,17 @@ class ValidationReport:
                 "name": t.name, "metric": t.metric, "source": t.source,
                 "params": {k: j(v) for k, v in t.params.items()},
                 "bounds": {k: j(getattr(t, k)) for k in BOUND_KEYS if getattr(t, k) is not None},
+                "skipped": r.skipped,
                 "values": [j(v) for v in r.values], "median": j(med), "min": j(lo), "max": j(hi),
-                "ok": [bool(x) for x in r.ok], "n_pass": r.n_pass, "n_required": r.required, "passed": r.passed})
+                "ok": [bool(x) for x in r.ok], "n_pass": r.n_pass, "n_required": r.required,
+                "passed": None if r.skipped is not None else r.passed})
         return {"scenario": self.scenario, "path": self.path, "positions": self.positions,
                 "seeds": list(self.seeds), "min_pass_share": self.min_pass_share,
-                "targets": targets, "passed": self.passed}
+                "targets": targets,
+                "joint": {"ok": [bool(x) for x in self.joint_ok], "n_pass": self.n_joint,
+                          "n_required": self.joint_required,
+                          "targets": [r.target.name for r in self.ran]},
+                "passed": self.passed}
 
 
 def format_value(x, unit: str, day: dt.date | None = None) -> str:
@@ -539,6 +693,8 @@ def format_value(x, unit: str, day: dt.date | None = None) -> str:
         return f"{x * 100:.1f}%"
     if unit == "ratio":
         return f"{x:.2f}x"
+    if unit == "minutes":
+        return f"{x:.2f} min"
     return f"{x:g}"
 
 
@@ -571,40 +727,124 @@ def bounds_text(t: Target, day=None) -> str:
     return text + _suffix(u)
 
 
-def validate(scenario, seeds: int = 1, positions: int | None = None, *,
-             min_pass_share: float = 0.9, progress: bool = False) -> ValidationReport:
-    """Run ``scenario`` (a path or a Scenario) on ``seeds`` seeds (its own seed, +1, ...) and
-    check its targets. ``positions`` overrides ``[population] positions``."""
-    from cascade.model.scenario import Scenario, load_scenario
+def read_references(references) -> list[tuple[str, pd.DataFrame]]:
+    """The kline files given with ``--reference``: [(name, frame)] of 1-minute candles.
+
+    Each item is a path (read with :func:`cascade.io.klines.read_klines`) or a frame already
+    read. A file that is not 1-minute candles is bad input."""
+    from cascade.io.klines import read_klines
+
+    out = []
+    for ref in references or ():
+        if isinstance(ref, pd.DataFrame):
+            name, frame = "<klines>", ref
+        else:
+            name, frame = str(ref), read_klines(ref)
+        interval = frame.attrs.get("interval_s", 60)
+        if interval != 60:
+            raise CascadeError(f"--reference {name}: expected 1-minute candles, got "
+                               f"{interval} s candles")
+        out.append((name, frame))
+    return out
+
+
+def _covered(frame: pd.DataFrame, t: Target, sc) -> int:
+    """Minutes of ``t``'s window (inside the scenario's) that ``frame`` has a candle for."""
+    lo = max(pd.Timestamp(sc.scenario.start), t.params.get("start", pd.Timestamp(sc.scenario.start)))
+    hi = min(pd.Timestamp(sc.scenario.end), t.params.get("end", pd.Timestamp(sc.scenario.end)))
+    idx = frame.index
+    return int(((idx >= lo) & (idx < hi)).sum())
+
+
+def pick_reference(sc, targets: list[Target], references: list, *, required: bool = True
+                   ) -> tuple[pd.DataFrame | None, dict[str, str]]:
+    """The candles a scenario's reference targets use, and the targets to skip.
+
+    ``references``: :func:`read_references` pairs. The frame covering the most minutes of the
+    reference targets' windows is used. With no reference at all those targets are skipped
+    ("no --reference"); with references that cover none of them, ``required`` makes that bad
+    input (a wrong file), else they are skipped too. Returns (frame or None, {name: reason}).
+    """
+    wanted = [t for t in targets if METRICS[t.metric].needs_reference]
+    if not wanted:
+        return None, {}
+    if not references:
+        return None, {t.name: "no --reference" for t in wanted}
+    cover = [sum(_covered(f, t, sc) for t in wanted) for _, f in references]
+    best = int(np.argmax(cover))
+    if cover[best] == 0:
+        if required:
+            got = "; ".join(f"{n}: {f.index[0].isoformat()} to {f.index[-1].isoformat()}"
+                            for n, f in references)
+            raise CascadeError(f"--reference: expected 1-minute candles covering the window of "
+                               f"{sc.path or sc.name} [targets.{wanted[0].name}] "
+                               f"({pd.Timestamp(sc.scenario.start).isoformat()} to "
+                               f"{pd.Timestamp(sc.scenario.end).isoformat()}), got {got}")
+        return None, {t.name: "no --reference covers it" for t in wanted}
+    return references[best][1], {}
+
+
+def measure(sc, targets: list[Target], seed: int, positions: int | None = None,
+            reference: pd.DataFrame | None = None, skipped=()) -> dict[str, Any]:
+    """Run ``sc`` on ``seed`` and compute every target not in ``skipped``: {name: value}.
+
+    A target on ``amplification`` adds a no-feedback run; ``reference`` (1-minute candles) is
+    what ``path_rmse_pct`` compares with."""
     from cascade.runner import run
+
+    todo = [t for t in targets if t.name not in skipped]
+    need_amp = any(t.metric == "amplification" for t in todo)
+    res = run(sc, positions=positions, seed=seed, amplification=need_amp, progress=False)
+    res.reference = reference
+    return {t.name: t.compute(res) for t in todo}
+
+
+def seed_list(sc, seeds: int, seed_start: int | None = None) -> list[int]:
+    """Seeds S, S+1, ..., S+K-1 where S is ``seed_start`` or the scenario's seed."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise CascadeError(f"seeds: expected a whole number >= 1, got {seeds!r}")
+    if seed_start is not None and (isinstance(seed_start, bool) or not isinstance(
+            seed_start, (int, np.integer)) or seed_start < 0):
+        raise CascadeError(f"--seed-start: expected a whole number >= 0, got {seed_start!r}")
+    s0 = sc.scenario.seed if seed_start is None else int(seed_start)
+    return [s0 + i for i in range(seeds)]
+
+
+def validate(scenario, seeds: int = 1, positions: int | None = None, *,
+             min_pass_share: float = 0.9, progress: bool = False, seed_start: int | None = None,
+             references=()) -> ValidationReport:
+    """Run ``scenario`` (a path or a Scenario) on ``seeds`` seeds and check its targets.
+
+    Seeds S, S+1, ..., S+K-1 where S = ``seed_start`` (default: the scenario's seed); the
+    per-target rule "holds for the first seed" applies to S. ``positions`` overrides
+    ``[population] positions``. ``references``: kline files (paths or frames) for the
+    ``path_rmse_pct`` targets; without one those targets are skipped.
+    """
+    from cascade.model.scenario import Scenario, load_scenario
 
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
     targets = parse_targets(sc)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise CascadeError(f"seeds: expected a whole number >= 1, got {seeds!r}")
+    seed_ids = seed_list(sc, seeds, seed_start)
     if not (isinstance(min_pass_share, (int, float)) and 0.0 <= min_pass_share <= 1.0):
         raise CascadeError(f"min_pass_share: expected a number from 0 to 1, got {min_pass_share!r}")
-    need_amp = any(t.metric == "amplification" for t in targets)
-    seed0 = sc.scenario.seed
-    seed_list = [seed0 + i for i in range(seeds)]
-    values = {t.name: [] for t in targets}
+    klines, skipped = pick_reference(sc, targets, read_references(references))
+    values = {t.name: [] for t in targets if t.name not in skipped}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=seeds, desc=f"{sc.name}: seeds", unit="seed", disable=None)
-    for s in seed_list:
-        res = run(sc, positions=positions, seed=s, amplification=need_amp, progress=False)
-        for t in targets:
-            values[t.name].append(t.compute(res))
-        del res
+    for s in seed_ids:
+        for name, v in measure(sc, targets, s, positions, klines, skipped).items():
+            values[name].append(v)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     n = int(positions) if positions is not None else int(sc.population.positions)
-    return ValidationReport(sc.name, str(sc.path) if sc.path else None, n, seed_list,
-                            float(min_pass_share), evaluate(targets, values, min_pass_share),
+    return ValidationReport(sc.name, str(sc.path) if sc.path else None, n, seed_ids,
+                            float(min_pass_share),
+                            evaluate(targets, values, min_pass_share, skipped),
                             start=pd.Timestamp(sc.scenario.start))
 
 

@@ -512,8 +512,9 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
         t_hi = max(t_hi, t_lo + pd.Timedelta(minutes=1))
 
     fig = _new_figure(11, 9)
-    ax_p, ax_l, ax_c = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 2]})
-    for ax in (ax_p, ax_l, ax_c):
+    ax_p, ax_l, ax_c, ax_b = fig.subplots(4, 1, sharex=True,
+                                          gridspec_kw={"height_ratios": [3, 2, 2, 1.1]})
+    for ax in (ax_p, ax_l, ax_c, ax_b):
         _style(ax)
     x = _to_num(idx)
     xlim = tuple(_to_num(pd.DatetimeIndex([t_lo, t_hi])))
@@ -628,9 +629,41 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
                                   (ax_oi, x, oi)])
     ax_c.legend(handles=handles, loc=corner, fontsize=9, framealpha=0.9, ncol=2)
 
-    _setup_time_axis(ax_c, t_lo, t_hi)
+    # (4) branching ratio ----------------------------------------------------------------------
+    _branching_panel(ax_b, steps.set_axis(_utc_index(steps.index)).sort_index(), xlim)
+
+    _setup_time_axis(ax_b, t_lo, t_hi)
     fig.suptitle(_esc(_waterfall_title(summary, title)), fontsize=12)
     return _save(fig, path)
+
+
+def _branching_panel(ax: Axes, steps: pd.DataFrame, xlim) -> None:
+    """Per-minute branching ratio n_m = L_m / V_{m-1} (cascade.analysis.branching) as dots on
+    a log axis, with the critical line n = 1."""
+    import numpy as np
+
+    from cascade.analysis.branching import MIN_SHARE, branching_minutes
+
+    per = branching_minutes(steps)
+    n = per["branching_ratio"].dropna()
+    ax.set_xlim(*xlim)
+    ax.set_ylabel("branching\nratio", fontsize=9)
+    if n.empty:
+        ax.set_yticks([])
+        _note(ax, "branching ratio: no minute with enough forced volume")
+        return
+    shown = n.clip(lower=1e-3)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color=_GREY, linewidth=0.9, linestyle="--", zorder=1)
+    ax.plot(_to_num(shown.index) + 0.5 / 1440, shown.to_numpy(), linestyle="none", marker="o",
+            markersize=3.5, color=_DARK_RED, zorder=3)
+    lo, hi = float(shown.min()), float(shown.max())
+    ax.set_ylim(min(lo, 0.5) / 3, max(hi, 2.0) * 3)
+    ax.text(xlim[0], 1.0, " critical (1)", fontsize=8, color=_GREY, va="bottom", ha="left")
+    ax.text(0.995, 0.95, f"liquidated in minute m / forced volume in m-1 (where m-1 >= "
+            f"{MIN_SHARE:.0%} of the peak minute); median {np.median(n):.2g}",
+            transform=ax.transAxes, fontsize=8, ha="right", va="top",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
 
 
 # --------------------------------------------------------------------------------------------
