@@ -12,6 +12,10 @@ rules          mark                            partial liquidation        ADL pr
 binance        median(P1, P2, last) (sect. 1)  none: whole position       bankruptcy      8 h
 hyperliquid    median(oracle + EMA, last, ..)  20 % / 30 s / backstop     previous mark   1 h
 =============  ==============================  =========================  ==============  ========
+
+Liquidation order (``liquidation_order``): binance ``ioc_bankruptcy`` (one IOC order limited at
+the bankruptcy price, the fund takes over the rest within its cap, ADL beyond), hyperliquid
+``backstop`` (market orders, then the vault holds what it backstops within its cap, ADL beyond).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class VenueSpec:
     adl: int
     funding: bool
     funding_interval_s: float
+    liquidation_order: int
     leverages: list | None
     leverage_weights: list | None
 
@@ -77,6 +82,10 @@ def venue_specs(sc: Scenario) -> list[VenueSpec]:
         partial = ("hyperliquid" if hl else "none") if v.partial == "rules" else v.partial
         adl = (m.ADL_HYPERLIQUID if hl else m.ADL_BINANCE) if v.adl else m.ADL_NONE
         hours = v.funding_interval_h or (1.0 if hl else 8.0)
+        order = v.liquidation_order
+        if order == "rules":
+            order = "backstop" if hl and partial == "hyperliquid" else \
+                ("market" if hl else "ioc_bankruptcy")
         specs.append(VenueSpec(
             name=v.name, rules=v.rules, symbol=v.symbol,
             date=v.bracket_date or sc.scenario.start.date(),
@@ -84,7 +93,8 @@ def venue_specs(sc: Scenario) -> list[VenueSpec]:
             flow_share=v.depth_share if v.flow_share is None else v.flow_share,
             insurance_fund_usd=v.insurance_fund_usd, latency_s=v.latency_s,
             mark=marks[mark], partial=partials[partial], adl=adl, funding=v.funding,
-            funding_interval_s=hours * 3600.0, leverages=v.leverages,
+            funding_interval_s=hours * 3600.0,
+            liquidation_order=m.LIQUIDATION_ORDERS[order], leverages=v.leverages,
             leverage_weights=v.leverage_weights))
     return specs
 
@@ -144,6 +154,7 @@ def venue_parameters(sc: Scenario, specs) -> tuple[np.ndarray, np.ndarray]:
         iprm[m.I_MARK] = spec.mark
         iprm[m.I_PARTIAL] = spec.partial
         iprm[m.I_ADL] = spec.adl
+        iprm[m.I_LIQORD] = spec.liquidation_order
         iprm[m.I_BWIN] = max(1, int(round(binance_basis_window(sc.scenario.start.date()) / dt)))
         prms.append(prm)
         iprms.append(iprm)
