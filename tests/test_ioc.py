@@ -107,3 +107,18 @@ def test_liquidation_order_schema_errors():
         parse_scenario(raw, source="<x>")
     with pytest.raises(CascadeError, match=r"fund_offload_depth_share_per_min"):
         make_scenario(**{"market.fund_offload_depth_share_per_min": -0.1})
+
+
+def test_plots_show_fund_inventory_backstop_and_adl(tmp_path):
+    from matplotlib.image import imread
+
+    from cascade.plots.venues import plot_venues
+    from cascade.plots.waterfall import plot_insurance
+    from tests.test_venues import ioc_raw
+
+    res = run(parse_scenario(ioc_raw(), source="<ioc>"))
+    p = plot_venues(res.steps, ["bn", "hl"], tmp_path / "venues.png")
+    assert imread(p).shape[:2] == (1320, 1320)  # the inventory panel makes it taller
+    one = res.steps[[c for c in res.steps.columns if c.startswith("bn.")]]
+    p = plot_insurance(one.rename(columns=lambda c: c[3:]), tmp_path / "insurance.png")
+    assert imread(p).shape[:2] == (720, 1320)

@@ -252,6 +252,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                "uncapped); 'rules': binance -> ioc_bankruptcy, hyperliquid -> "
                                "backstop.", choices=("rules", "market", "ioc_bankruptcy",
                                                      "backstop")),
+        # Hyperliquid publishes no cap for the liquidator vault (HLP); assumption: the same 1x
+        # of its equity that Binance documents for its fund, so the vault's inventory cannot
+        # cost it more than its equity before prices halve
+        "fund_cap_multiple": F("float", None, "This venue's fund (vault) may hold a net "
+                               "inventory notional of this multiple of its balance (default: "
+                               "[market] fund_cap_multiple).", "x", lo=0),
         "adl": F("bool", True, "Auto-deleverage the opposite side when the fund cannot pay a "
                  "deficit (else it is bad debt)."),
         "funding": F("bool", True, "Pay funding at the venue's interval."),

@@ -55,6 +55,7 @@ class VenueSpec:
     funding: bool
     funding_interval_s: float
     liquidation_order: int
+    fund_cap_multiple: float | None
     leverages: list | None
     leverage_weights: list | None
 
@@ -94,7 +95,8 @@ def venue_specs(sc: Scenario) -> list[VenueSpec]:
             insurance_fund_usd=v.insurance_fund_usd, latency_s=v.latency_s,
             mark=marks[mark], partial=partials[partial], adl=adl, funding=v.funding,
             funding_interval_s=hours * 3600.0,
-            liquidation_order=m.LIQUIDATION_ORDERS[order], leverages=v.leverages,
+            liquidation_order=m.LIQUIDATION_ORDERS[order],
+            fund_cap_multiple=v.fund_cap_multiple, leverages=v.leverages,
             leverage_weights=v.leverage_weights))
     return specs
 
@@ -155,6 +157,8 @@ def venue_parameters(sc: Scenario, specs) -> tuple[np.ndarray, np.ndarray]:
         iprm[m.I_PARTIAL] = spec.partial
         iprm[m.I_ADL] = spec.adl
         iprm[m.I_LIQORD] = spec.liquidation_order
+        if spec.fund_cap_multiple is not None:
+            prm[m.P_FUNDCAP] = spec.fund_cap_multiple
         iprm[m.I_BWIN] = max(1, int(round(binance_basis_window(sc.scenario.start.date()) / dt)))
         prms.append(prm)
         iprms.append(iprm)
