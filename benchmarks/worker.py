@@ -152,7 +152,10 @@ def task_baseline(a: dict) -> dict:
     _import_all()
     _warm_up(a["scenario"])
     n, steps = int(a["n"]), int(a["steps"])
+    # the naive baseline sends liquidations as market orders: compare like with like
     sc = demo_scenario(n, steps, a["scenario"])
+    if not sc.venues:
+        sc = sc.with_overrides(**{"venue.liquidation_order": "market"})
     tm = {}
     popu = build_population(sc, timings=tm)
     exo, noise, prm, iprm, fund = prepare_inputs(sc, popu)

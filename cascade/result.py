@@ -22,9 +22,14 @@ from cascade.engine import (
     KIND_PARTIAL,
     KIND_STOP,
     S_BAD,
+    S_FREAL,
     S_FUND,
     S_FUNDPAID_L,
     S_FUNDPAID_S,
+    S_INV,
+    S_INVCOST,
+    S_OFFLOAD,
+    S_TAKEOVER,
     EngineState,
 )
 from cascade.io.files import write_atomic
@@ -101,17 +106,18 @@ class Result:
                                            oi_start=oi_start[0])
         frames = [_frame(state.outs[v], sc) for v in range(len(specs))]
         first = {"last_price", "mark_price", "fill_price", "index_price", "funding_rate"}
-        steps = pd.DataFrame(index=frames[0].index)
+        cols = {}  # built whole, then framed once (column by column fragments the frame)
         for col in COLUMNS:
             if col in first:
-                steps[col] = frames[0][col]
+                cols[col] = frames[0][col]
             elif col == "iterations":
-                steps[col] = np.max([f[col].to_numpy() for f in frames], axis=0)
+                cols[col] = np.max([f[col].to_numpy() for f in frames], axis=0)
             else:
-                steps[col] = sum(f[col] for f in frames)
+                cols[col] = sum(f[col] for f in frames)
         for spec, f in zip(specs, frames):
             for col in COLUMNS:
-                steps[f"{spec.name}.{col}"] = f[col]
+                cols[f"{spec.name}.{col}"] = f[col]
+        steps = pd.DataFrame(cols, index=frames[0].index)
         steps["branching_ratio"] = branching_column(steps)
         rec = state.records
         summary = _summary(sc, steps, rec, pops, oi_start=float(sum(oi_start)))
@@ -232,6 +238,12 @@ class Result:
                          f"{s['partial_liquidations']:,} partials, backstop "
                          f"{format_usd(s['backstop_usd'])}, ADL "
                          f"{format_usd(s['adl_notional_usd'])} ({s['adl_count']:,} positions)"))
+        if s.get("takeover_usd"):
+            rows.append(("fund inventory", f"taken over {format_usd(s['takeover_usd'])}, "
+                                           f"offloaded {format_usd(s['fund_offload_usd'])}, "
+                                           f"peak {format_usd(s['fund_inventory_peak_usd'])}, "
+                                           f"end {format_usd(s['fund_inventory_end_usd'])}, "
+                                           f"realised {format_usd(s['fund_realised_pnl_usd'])}"))
         for name, v in (s.get("venues") or {}).items():
             rows.append((f"  {name} ({v['rules']})",
                          f"liquidated {format_usd(v['liquidated_notional_usd'])}, ADL "
@@ -310,7 +322,10 @@ VENUE_KEYS = ("price_min", "price_min_time", "max_drawdown_pct", "liquidated_not
               "partial_liquidations", "backstop_usd", "adl_notional_usd", "adl_count",
               "open_interest_start_usd", "open_interest_end_usd", "insurance_fund_start_usd",
               "insurance_fund_end_usd", "insurance_fund_min_usd", "bad_debt_usd",
-              "funding_paid_long_usd", "funding_paid_short_usd", "funding_to_others_usd")
+              "funding_paid_long_usd", "funding_paid_short_usd", "funding_to_others_usd",
+              "takeover_usd", "fund_offload_usd", "fund_inventory_peak_usd",
+              "fund_inventory_end_usd", "fund_inventory_end_coin", "fund_inventory_cost_usd",
+              "fund_realised_pnl_usd", "fund_equity_end_usd", "fund_equity_min_usd")
 
 
 def _frame(out: np.ndarray, sc) -> pd.DataFrame:
@@ -404,6 +419,23 @@ def _fund_summary(summary: dict, steps: pd.DataFrame, fund0: float, st: np.ndarr
         "funding_paid_short_usd": float(st[S_FUNDPAID_S]),
         # the unmodelled counterparties receive what the modelled traders paid in total
         "funding_to_others_usd": -float(st[S_FUNDPAID_L] + st[S_FUNDPAID_S]),
+        # the fund's (vault's) inventory taken over from liquidations (liquidation_order
+        # ioc_bankruptcy / backstop): notional taken and offloaded, its value at the mark
+        # (signed: + long), its cost (signed coin x average entry), the PnL it realised (in the
+        # cash above) and the fund's equity, cash + inventory at mark - cost
+        "takeover_usd": float(st[S_TAKEOVER]),
+        "fund_offload_usd": float(st[S_OFFLOAD]),
+        "fund_inventory_peak_usd": float(steps["fund_inventory_usd"].abs().max())
+        if len(steps) else 0.0,
+        "fund_inventory_end_usd": float(steps["fund_inventory_usd"].iloc[-1])
+        if len(steps) else 0.0,
+        "fund_inventory_end_coin": float(st[S_INV]),
+        "fund_inventory_cost_usd": float(st[S_INVCOST]),
+        "fund_realised_pnl_usd": float(st[S_FREAL]),
+        "fund_equity_end_usd": float(steps["fund_equity_usd"].iloc[-1]) if len(steps)
+        else fund0,
+        "fund_equity_min_usd": float(min(fund0, steps["fund_equity_usd"].min()))
+        if len(steps) else fund0,
     })
 
 

@@ -39,6 +39,7 @@ seed = 7
 name = "binance"
 symbol = "BTCUSDT"
 insurance_fund_usd = 3_000_000
+liquidation_order = "market"  # the naive baseline walks the book with market orders
 
 [population]
 positions = 4_000

@@ -51,14 +51,16 @@ from cascade.engine import (
     EngineState,
 )
 from cascade.errors import CascadeError
-from cascade.model.market import P_LIQ_EQ
+from cascade.model.market import LIQORD_IOC, P_LIQ_EQ
 from cascade.model.scenario import load_scenario, parse_scenario
 from cascade.model.venues import build_populations, venue_parameters, venue_specs
 from cascade.runner import simulate
 from tests.conftest import BASE, START, UTC
+from tests.naive import engine as naive_engine
 from tests.naive import rules as naive_rules
 from tests.naive import venues as naive
 from tests.naive.margin import liq_price
+from tests.test_engine import fund_ledger
 
 T0 = dt.datetime(2025, 10, 10, 20, 50, tzinfo=UTC)  # ten minutes before a funding instant
 MIN = dt.timedelta(minutes=1)
@@ -525,7 +527,19 @@ def test_no_trigger_is_ever_missed(shock):
         np.testing.assert_array_equal(once.records[field], res.records[field])
 
 
-@pytest.mark.parametrize("shock", [False, True], ids=["scheduled-funding", "funding-shocks"])
+def ioc_raw():
+    """IOC orders on bn against a thin book, both funds small: some orders fill in part, some
+    not at all; bn's fund and hl's vault take the rest over, offload it, reach their caps, and
+    ADL closes what is beyond."""
+    raw = market()
+    venue(raw, "bn")["insurance_fund_usd"] = 3e5
+    venue(raw, "hl")["insurance_fund_usd"] = 1e5
+    raw["flows"][0]["usd_per_min"] = 2e7
+    return raw
+
+
+@pytest.mark.parametrize("shock", [False, True, "ioc", "market"],
+                         ids=["scheduled-funding", "funding-shocks", "ioc-cap", "market-orders"])
 def test_accounting_balances_to_the_cent(shock):
     """Per venue and in total: what the modelled traders lost (initial wallets and entry margins,
     less the wallets still open and what closed positions got back) plus the bad debt equals
@@ -533,11 +547,20 @@ def test_accounting_balances_to_the_cent(shock):
     the trader's entry (the market at each fill, the vault at a backstop, the ADL'd positions at
     the ADL price, and the liquidated position towards them), plus the funding paid to the
     unmodelled counterparties."""
-    sc = storm_market()
-    res = shocked(sc) if shock else run(sc)
+    if shock == "ioc":
+        sc = parse_scenario(ioc_raw(), source="<ioc>")
+    elif shock == "market":
+        raw = storm_raw()
+        for v in raw["venues"]:
+            v["liquidation_order"] = "market"
+        sc = parse_scenario(raw, source="<storm, market orders>")
+    else:
+        sc = storm_market()
+    res = shocked(sc) if shock is True else run(sc)
     state, s = res.state, res.summary
     paid = s["funding_paid_long_usd"] + s["funding_paid_short_usd"]
-    assert abs(paid) > (1e4 if shock else 0.0)
+    assert abs(paid) > (1e4 if shock is True else 0.0)
+    real_total = unreal_total = 0.0
     specs = venue_specs(sc)
     totals = {"lost": [], "legs": []}
     for v, (spec, popu) in enumerate(zip(specs, res.populations)):
@@ -547,7 +570,7 @@ def test_accounting_balances_to_the_cent(shock):
         side, qty, entry, wallet, status = (getattr(state, k)[sl] for k in
                                             ("side", "qty", "entry", "wallet", "status"))
         sv = s["venues"][spec.name]
-        assert sv["adl_count"] > 0 and sv["partial_liquidations"] > 0
+        assert sv["adl_count"] > 0 and (shock == "ioc" or sv["partial_liquidations"] > 0)
         # what the traders put in: wallets at the start, margins of the entries opened
         put_in = [float(w) for w in popu.wallet[:popu.n_ladder]]
         ent = done[done["kind"] == KIND_ENTRY]
@@ -576,18 +599,44 @@ def test_accounting_balances_to_the_cent(shock):
                 legs.append(sgn * qty[i] * (ep - r["fill_price"]))
             elif k == KIND_PARTIAL or k == KIND_ADL:
                 legs.append(sgn * r["qty"] * (ep - r["fill_price"]))
+            elif k == KIND_LIQ and spec.liquidation_order == LIQORD_IOC:
+                # the book above BP, the fund at BP, ADL'd positions at BP
+                qf, bp = r["ioc_qty"], ep - sgn * float(wallet[i]) / float(qty[i])
+                legs.append(sgn * qf * (ep - r["fill_price"]))
+                legs.append(sgn * r["fund_qty"] * (ep - bp))
+                legs.append(sgn * r["adl_qty"] * (ep - r["adl_price"]) if r["adl_qty"] else 0.0)
+                assert r["fund_qty"] + r["adl_qty"] == pytest.approx(qty[i] - qf, rel=1e-12)
             else:  # whole liquidation or backstop: the market or vault, and ADL'd positions
                 adl = r["adl_qty"]
                 legs.append(sgn * (qty[i] - adl) * (ep - r["fill_price"]))
                 if adl > 0:
                     legs.append(sgn * adl * (ep - r["adl_price"]))
-        fund_change = sv["insurance_fund_end_usd"] - sv["insurance_fund_start_usd"]
+        # the fund's inventory replayed from the records and columns alone: its value at the
+        # mark is in the fund's change; the book holds the other side of it (-unreal) and
+        # took the other side of its offloads against its entry (-real)
+        ledger = fund_ledger(rec, side, qty, entry, wallet, res.steps, f"{spec.name}.")
+        mark_end = res.steps[f"{spec.name}.mark_price"].iloc[-1]
+        unreal = ledger.inv * mark_end - ledger.cost
+        assert abs(ledger.real - sv["fund_realised_pnl_usd"]) < 0.01
+        assert abs(ledger.inv * mark_end - sv["fund_inventory_end_usd"]) < 0.01
+        assert abs(ledger.cost - sv["fund_inventory_cost_usd"]) < 0.01
+        real_total += ledger.real
+        unreal_total += unreal
+        fund_change = sv["fund_equity_end_usd"] - sv["insurance_fund_start_usd"]
+        cash_change = sv["insurance_fund_end_usd"] - sv["insurance_fund_start_usd"]
+        assert abs(fund_change - cash_change - unreal) < 0.01
         funding_out = -sv["funding_to_others_usd"]
-        right = fund_change + math.fsum(legs) + funding_out
+        right = fund_change + math.fsum(legs) - ledger.real - unreal + funding_out
         assert abs(lost + sv["bad_debt_usd"] - right) < 0.01, (spec.name, lost, right)
-        # the funds: every booked delta, whatever the order, less what they could not pay
-        deltas = math.fsum(done["fund_delta"])
-        assert abs(deltas + sv["bad_debt_usd"] - fund_change) < 0.01
+        # the funds: every booked delta and realised PnL, whatever the order, less what they
+        # could not pay
+        deltas = math.fsum(done["fund_delta"]) + ledger.real
+        assert abs(deltas + sv["bad_debt_usd"] - cash_change) < 0.01
+        if shock == "market":
+            assert sv["takeover_usd"] == 0 and sv["fund_inventory_peak_usd"] == 0
+        elif shock == "ioc":
+            assert sv["takeover_usd"] > 0 and sv["fund_offload_usd"] > 0
+            assert ledger.real != 0
         # open interest at the end is what is still held
         last = res.steps.iloc[-1]
         oi_qty = last[f"{spec.name}.open_interest_usd"] / last[f"{spec.name}.mark_price"]
@@ -608,9 +657,12 @@ def test_accounting_balances_to_the_cent(shock):
     # the market as a whole, from the summary's totals
     fund_change = s["insurance_fund_end_usd"] - s["insurance_fund_start_usd"]
     lost = math.fsum(totals["lost"]) + s["bad_debt_usd"]
-    right = fund_change + math.fsum(totals["legs"]) - s["funding_to_others_usd"]
+    right = fund_change + math.fsum(totals["legs"]) - s["funding_to_others_usd"] - real_total
     assert abs(lost - right) < 0.01, (lost, right)
-    assert s["adl_count"] > 0 and s["partial_liquidations"] > 0
+    assert abs(s["fund_equity_end_usd"] - s["insurance_fund_end_usd"] - unreal_total) < 0.01
+    assert s["adl_count"] > 0
+    if shock != "ioc":
+        assert s["partial_liquidations"] > 0
 
 
 # --------------------------------------------------------------------------------- arbitrage
@@ -694,7 +746,11 @@ def _naive_cases():
     g["engine"] = {"feedback": False}
     venue(g, "bn").update(latency_s=4.0, funding_interval_h=1.0)
     g["arbitrage"] = {"delay_s": 6.0}
-    return {"binance_and_hyperliquid": a, "entries_latency_step_down_last_average": b,
+    h = storm_raw()
+    for v in h["venues"]:
+        v["liquidation_order"] = "market"
+    return {"ioc_takeover_offload_cap_adl": ioc_raw(), "market_orders_storm": h,
+            "binance_and_hyperliquid": a, "entries_latency_step_down_last_average": b,
             "wicks_iteration_cap_swapped_rules": c, "entries_pending_at_funding": d,
             "three_venues_hyperliquid_adl": e, "storm_with_funding_shocks": storm_raw(),
             "hyperliquid_latency_backstop_adl": f, "two_second_steps_no_feedback": g}
@@ -717,7 +773,10 @@ def test_engine_matches_the_slow_reference(case):
         out = state.outs[v]
         for col, k in cols.items():
             want = np.array([o[col] for o in ven.out], float)
-            np.testing.assert_allclose(out[:, k], want, rtol=1e-9, atol=1e-6,
+            # arbitrage sizes are depth x (gap - band): the last bits of two prices, times
+            # 1e4; the reference finds an IOC order's limit by bisection, not the closed form
+            atol = 1e-4 if col == "arb_flow_usd" else 1e-6
+            np.testing.assert_allclose(out[:, k], want, rtol=1e-9, atol=atol,
                                        err_msg=f"{case} {ven.name} {col}")
         rec = state.venue_records(v)
         assert len(rec) == len(ven.records), (ven.name, len(rec), len(ven.records))
@@ -725,7 +784,7 @@ def test_engine_matches_the_slow_reference(case):
             np.testing.assert_array_equal(rec[field], [r[field] for r in ven.records],
                                           err_msg=f"{case} {ven.name} {field}")
         for field in ("trigger_price", "fill_price", "fund_delta", "fee", "qty", "adl_qty",
-                      "adl_price"):
+                      "adl_price", "ioc_qty", "ioc_fill", "fund_qty"):
             np.testing.assert_allclose(rec[field], [r[field] for r in ven.records], rtol=1e-9,
                                        atol=1e-6, err_msg=f"{case} {ven.name} {field}")
         sl = rows(state, v)
@@ -780,9 +839,46 @@ def test_engine_matches_the_slow_reference(case):
         assert sv["hl"]["adl_count"] > 0 and sv["by"]["accounts_liquidated"] > 0
         assert sv["by"]["adl_count"] == 0
         assert res.steps["by.exo_flow_usd"].sum() > 0
+    elif case == "ioc_takeover_offload_cap_adl":
+        bn, hl = state.venue_records(0), state.venue_records(1)
+        liq = bn[bn["kind"] == KIND_LIQ]
+        # a thin book fills some orders in part and some not at all; the fund takes the rest
+        assert ((liq["ioc_qty"] > 0) & (liq["ioc_qty"] < liq["qty"] * (1 - 1e-9))).any()
+        assert (liq["ioc_qty"] <= 0).any() and (liq["fund_qty"] > 0).any()
+        # ... offloads it, reaches its cap, and ADL closes the rest at the bankruptcy price
+        for name, r in (("bn", liq), ("hl", hl[hl["kind"] == KIND_BACKSTOP])):
+            assert sv[name]["takeover_usd"] > 0 and sv[name]["fund_offload_usd"] > 0
+            assert (r["adl_qty"] > 0).any(), name
+        capped = liq[liq["adl_qty"] > 0]
+        np.testing.assert_allclose(capped["adl_price"], naive_bp(state, 0, capped), rtol=1e-12)
+        # an IOC order never fills beyond its limit
+        filled = liq[liq["ioc_qty"] > 0]
+        bp = naive_bp(state, 0, filled)
+        sd = state.side[rows(state, 0)][filled["pos"]]
+        assert np.all(np.where(sd > 0, filled["ioc_fill"] >= bp, filled["ioc_fill"] <= bp))
+        # steps where the fund only offloads, with no liquidation
+        st = res.steps
+        assert ((st["bn.fund_offload_usd"] > 0) & (st["bn.liq_count"] == 0)).any()
+        # the inventory is capped at the fund's balance (at the takeover price) when ADL can
+        # take the rest: its notional never exceeds the fund by more than a step's moves
+        inv = st["bn.fund_inventory_usd"].abs()
+        assert (inv <= 1.05 * st["bn.insurance_fund_usd"] + 1.0).all()
+    elif case == "market_orders_storm":
+        for name in ("bn", "hl"):
+            assert sv[name]["takeover_usd"] == 0 and sv[name]["adl_count"] > 0
     elif case == "two_second_steps_no_feedback":
         assert s["accounts_liquidated"] > 0 and (res.steps["forced_flow_usd"] != 0).any()
         assert len(got) == 2 and got[0]["step"] == 300
+
+
+def naive_bp(state, v, recs):
+    """Bankruptcy prices of records' positions from the final rows (closed rows keep theirs)."""
+    sl = rows(state, v)
+    i = recs["pos"]
+    side, qty, entry, wallet = (getattr(state, k)[sl][i] for k in
+                                ("side", "qty", "entry", "wallet"))
+    return np.array([naive_engine.bankruptcy(int(s_), float(q), float(e), float(w))
+                     for s_, q, e, w in zip(side, qty, entry, wallet)])
 
 
 # ---------------------------------------------------------------------------- schema errors

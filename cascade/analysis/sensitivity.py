@@ -36,6 +36,8 @@ PARAMS: tuple[str, ...] = (
     "market.depth_liq_sensitivity",
     "market.dip_buy_usd_per_s_per_pct",
     "market.dip_buy_max_usd_per_s",
+    "market.fund_offload_depth_share_per_min",
+    "market.fund_cap_multiple",
     "population.long_share",
     "population.cross_share",
     "population.cross_spare_margin_mean",

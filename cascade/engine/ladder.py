@@ -65,6 +65,9 @@ def _record(rec, ist, i, kind, t, lat, price, q):
     rec[n].qty = q
     rec[n].adl_qty = 0.0
     rec[n].adl_price = np.nan
+    rec[n].ioc_qty = 0.0
+    rec[n].ioc_fill = np.nan
+    rec[n].fund_qty = 0.0
     ist[J_NREC] = n + 1
     return n
 

@@ -16,8 +16,12 @@ KIND_LIQ, KIND_STOP, KIND_ENTRY, KIND_PARTIAL, KIND_BACKSTOP, KIND_ADL = range(1
 # float state vector, per venue
 (S_PERM, S_TRANS, S_PRICE, S_REF, S_RV, S_LF, S_FUND, S_BAD, S_OQL, S_OQS, S_MSUM, S_Y, S_MARK,
  S_BSUM, S_EMA, S_PACC, S_PCNT, S_FLAST, S_ADLUSD, S_ADLN, S_NPART, S_BACKSTOP, S_FUNDPAID_L,
- S_FUNDPAID_S) = range(24)
-N_STATE = 24
+ S_FUNDPAID_S, S_INV, S_INVCOST, S_FREAL, S_TAKEOVER, S_OFFLOAD) = range(29)
+N_STATE = 29
+# S_INV: the fund's (or vault's) inventory, signed coin (+ long), taken over from liquidated
+# positions; S_INVCOST: its cost, signed coin x average entry, USD; S_FREAL: realised PnL of the
+# inventory (already in S_FUND), USD; S_TAKEOVER / S_OFFLOAD: notional taken over (at the
+# bankruptcy price or the backstop mark) / offloaded into the book (at the fill), cumulative USD
 # integer state vector, per venue (J_ADLT/N/P: two slots each, longs then shorts)
 (J_LPTR, J_SPTR, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING, J_HL, J_HS, J_BRING, J_BCOUNT,
  J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_ADLP, _J_ADLP2) = range(17)
@@ -43,15 +47,21 @@ COLUMNS = ("last_price", "mark_price", "liq_long_usd", "liq_short_usd", "liq_cou
            "exo_flow_usd", "dip_flow_usd", "forced_flow_usd", "open_interest_usd", "depth_usd",
            "insurance_fund_usd", "bad_debt_usd", "iterations", "fill_price", "entry_usd",
            "index_price", "adl_usd", "adl_count", "partial_count", "funding_rate",
-           "arb_flow_usd", "backstop_usd")
+           "arb_flow_usd", "backstop_usd", "fund_inventory_usd", "fund_equity_usd",
+           "takeover_usd", "fund_offload_usd")
 (C_LAST, C_MARK, C_LIQL, C_LIQS, C_LIQN, C_STOP, C_EXO, C_DIP, C_FORCED, C_OI, C_DEPTH, C_FUND,
  C_BAD, C_ITER, C_FILL, C_ENTRY, C_INDEX, C_ADL, C_ADLN, C_PART, C_FRATE, C_ARB,
- C_BACK) = range(len(COLUMNS))
+ C_BACK, C_FINV, C_FEQ, C_TAKE, C_OFFL) = range(len(COLUMNS))
 
 RECORD_DTYPE = np.dtype([("pos", np.int32), ("kind", np.int8), ("venue", np.int8),
                          ("trigger_step", np.int32), ("exec_step", np.int32),
                          ("trigger_price", np.float64), ("fill_price", np.float64),
                          ("fund_delta", np.float64), ("fee", np.float64), ("qty", np.float64),
-                         ("adl_qty", np.float64), ("adl_price", np.float64)], align=True)
+                         ("adl_qty", np.float64), ("adl_price", np.float64),
+                         ("ioc_qty", np.float64), ("ioc_fill", np.float64),
+                         ("fund_qty", np.float64)], align=True)
+# ioc_qty / ioc_fill: coin of an IOC liquidation order (liquidation_order "ioc_bankruptcy") that
+# filled in the book above its limit, and their mean fill price (NaN if none); fund_qty: coin
+# the insurance fund (or the vault) took into its inventory
 
 __all__ = sorted(n for n in dir() if n.isupper())

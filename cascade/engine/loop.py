@@ -26,7 +26,7 @@ from math import exp, log
 import numpy as np
 
 from cascade._numba import jit
-from cascade.engine.book import impact_nb, mean_impact_nb
+from cascade.engine.book import impact_curve_nb, impact_nb, limit_flow_nb, mean_impact_nb
 from cascade.engine.ladder import open_nb, scan_triggers_nb
 from cascade.engine.layout import (
     C_ADL,
@@ -38,7 +38,9 @@ from cascade.engine.layout import (
     C_DIP,
     C_ENTRY,
     C_EXO,
+    C_FEQ,
     C_FILL,
+    C_FINV,
     C_FORCED,
     C_FRATE,
     C_FUND,
@@ -49,9 +51,11 @@ from cascade.engine.layout import (
     C_LIQN,
     C_LIQS,
     C_MARK,
+    C_OFFL,
     C_OI,
     C_PART,
     C_STOP,
+    C_TAKE,
     J_BCOUNT,
     J_BRING,
     J_FPTR,
@@ -60,6 +64,7 @@ from cascade.engine.layout import (
     KIND_ADL,
     KIND_BACKSTOP,
     KIND_ENTRY,
+    KIND_LIQ,
     KIND_PARTIAL,
     KIND_STOP,
     L_END,
@@ -89,10 +94,13 @@ from cascade.engine.layout import (
     S_EMA,
     S_FLAST,
     S_FUND,
+    S_INV,
+    S_INVCOST,
     S_LF,
     S_MARK,
     S_MSUM,
     S_NPART,
+    S_OFFLOAD,
     S_OQL,
     S_OQS,
     S_PACC,
@@ -101,6 +109,7 @@ from cascade.engine.layout import (
     S_PRICE,
     S_REF,
     S_RV,
+    S_TAKEOVER,
     S_TRANS,
     S_Y,
     SP_DECAY,
@@ -109,13 +118,22 @@ from cascade.engine.layout import (
     SP_REVERT,
     SP_WEIGHT,
 )
-from cascade.engine.settle import liquidate_nb, settle_nb
+from cascade.engine.settle import (
+    backstop_hold_nb,
+    fund_trade_nb,
+    liquidate_ioc_nb,
+    liquidate_nb,
+    settle_nb,
+)
 from cascade.model.market import (
     I_BWIN,
     I_LAT,
+    I_LIQORD,
     I_MARK,
     I_MARKW,
     I_MAXIT,
+    LIQORD_BACKSTOP,
+    LIQORD_IOC,
     MARK_BINANCE,
     MARK_HYPERLIQUID,
     MARK_LAST_AVERAGE,
@@ -132,6 +150,7 @@ from cascade.model.market import (
     P_FLOOR,
     P_LIQSENS,
     P_MEMDECAY,
+    P_OFFLOAD,
     P_PHI,
     P_REFDECAY,
     P_STEP,
@@ -139,6 +158,7 @@ from cascade.model.market import (
     P_VOLSENS,
 )
 from cascade.rules.funding import time_to_next_funding_nb
+from cascade.rules.margin import bankruptcy_price_nb
 from cascade.rules.mark import binance_mark_nb, median3_nb, weighted_median_nb
 
 
@@ -321,6 +341,67 @@ def _arbitrage(t, nv, comp, prm, mprm, st, arb, needs):
 
 
 @jit
+def _ioc_orders(r0, r1, y0, y_run, p_pre, wick_t, last, depth, alpha, feedback, side, qty, entry,
+                wallet, rec):
+    """Flow of the orders of records ``r0..r1-1`` (just triggered, in record order) when
+    liquidations are IOC orders limited at the bankruptcy price (liquidation_order
+    'ioc_bankruptcy'); returns the signed USD flow (sells negative).
+
+    Each order meets the book in record order, from the imbalance ``y_run`` (the step's
+    ``y0`` plus the external flow and the orders before it). A liquidation of ``q`` coin
+    (``q * last`` USD) fills ``F = min(q * last, what the book takes before the marginal last
+    price p_pre * exp(G(y_run + F) - G(y0)) * wick reaches BP)`` (closed form:
+    :func:`cascade.engine.book.limit_flow_nb`), at the mean price of its own segment of the book;
+    ``rec.ioc_qty`` / ``rec.ioc_fill`` keep the coin filled and that price. A long with BP <= 0
+    has no limit. Other orders are market orders of their whole size. Without feedback, orders
+    do not move the price: a liquidation fills whole if the price is beyond its limit, else not
+    at all."""
+    flow = 0.0
+    g0 = impact_curve_nb(y0, depth, alpha)
+    for r in range(r0, r1):
+        kind = rec[r].kind
+        i = rec[r].pos
+        s = side[i]
+        if kind == KIND_LIQ:
+            q = qty[i]
+            full = -s * q * last
+            bp = bankruptcy_price_nb(s, q, entry[i], wallet[i])
+            if s > 0 and bp <= 0.0:
+                f = full
+            else:
+                lim = log(bp / (p_pre * wick_t))
+                if feedback:
+                    f = limit_flow_nb(y0, y_run, lim, depth, alpha, s > 0)
+                    f = max(full, f) if s > 0 else min(full, f)
+                else:
+                    g = impact_curve_nb(y_run, depth, alpha) - g0
+                    f = full if (g >= lim if s > 0 else g <= lim) else 0.0
+            qf = q * (f / full)
+            rec[r].ioc_qty = qf
+            if qf > 0.0:
+                gr = impact_curve_nb(y_run, depth, alpha)
+                if feedback:
+                    seg = impact_curve_nb(y_run + f, depth, alpha) - gr
+                    m = mean_impact_nb(y_run, f, depth, alpha, seg) + gr - g0
+                else:
+                    m = gr - g0
+                px = p_pre * exp(m) * wick_t
+                # the mean of a segment whose marginal price stays beyond BP: beyond BP too
+                # (up to rounding)
+                rec[r].ioc_fill = max(px, bp) if s > 0 else min(px, bp)
+        elif kind == KIND_ENTRY:
+            f = s * rec[r].qty * last
+        elif kind == KIND_STOP or kind == KIND_PARTIAL:
+            f = -s * rec[r].qty * last
+        else:
+            f = 0.0
+        flow += f
+        if feedback:
+            y_run += f
+    return flow
+
+
+@jit
 def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status, order, tlp,
                 n_long, n_ladder, stop_idx, stop_px, heap_l, heap_s, floor, cap, mmr, cum, exo_t,
                 noise_t, wick_t, prm, iprm, mprm, st, ist, mst, ring, bring, pend, marks, arb, rec,
@@ -341,6 +422,7 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
     lat = iprm[I_LAT]
     maxit = iprm[I_MAXIT]
     rule = iprm[I_MARK]
+    liqord = iprm[I_LIQORD]
     npend = pend.shape[0]
     p_prev = st[S_PRICE]
     prev_mark = st[S_MARK]
@@ -363,6 +445,14 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
     arb_in = arb[aslot]
     arb[aslot] = 0.0
     ext = exo_t + dip + arb_in
+    # the fund (or vault) offloads its inventory: a market order of P_OFFLOAD x depth per minute
+    off_c = 0.0
+    inv = st[S_INV]
+    if inv != 0.0 and prm[P_OFFLOAD] > 0.0:
+        off_c = min(abs(inv), prm[P_OFFLOAD] * depth * prm[P_STEP] / 60.0 / p_pre)
+        forced += (-off_c if inv > 0.0 else off_c) * p_pre
+    take0 = st[S_TAKEOVER]
+    off0 = st[S_OFFLOAD]
     ri = ist[J_RING]
     old = ring[ri]
     msum = st[S_MSUM]
@@ -390,6 +480,10 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
         it += 1
         if ist[J_NREC] == before:
             break
+        if liqord == LIQORD_IOC:
+            y_run = y + ext + (forced if feedback else 0.0)
+            new_flow = _ioc_orders(before, ist[J_NREC], y, y_run, p_pre, wick_t, last, depth,
+                                   alpha, feedback, side, qty, entry, wallet, rec)
         if lat == 0:
             forced += new_flow
         else:
@@ -422,6 +516,28 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
                                  heap_s, floor, cap, mmr, cum, rec, st, ist)
         elif kind == KIND_STOP:
             stop_usd += settle_nb(r, fill, side, qty, entry, wallet, fee_rate, status, rec, st)
+        elif kind == KIND_LIQ and liqord == LIQORD_IOC:
+            usd = liquidate_ioc_nb(r, mark, side, qty, entry, wallet, lp, status, n_ladder,
+                                   heap_l, heap_s, floor, cap, mmr, cum, fee_rate, prm, iprm,
+                                   rec, st, ist, adl_buf, adl_rank)
+            nliq += 1
+            if side[rec[r].pos] > 0:
+                liq_l += usd
+            else:
+                liq_s += usd
+        elif kind == KIND_BACKSTOP and liqord == LIQORD_BACKSTOP:
+            pm = prev_mark
+            if rec[r].trigger_step < t:  # as below: the mark before its trigger's
+                nm = marks.shape[0]
+                pm = marks[(rec[r].trigger_step - 1 + nm) % nm]
+            usd = backstop_hold_nb(r, mark, pm, side, qty, entry, wallet, lp, status, n_ladder,
+                                   heap_l, heap_s, floor, cap, mmr, cum, prm, iprm, rec, st, ist,
+                                   adl_buf, adl_rank)
+            nliq += 1
+            if side[rec[r].pos] > 0:
+                liq_l += usd
+            else:
+                liq_s += usd
         elif kind != KIND_ADL:
             pm = prev_mark
             if kind == KIND_BACKSTOP and rec[r].trigger_step < t:
@@ -441,6 +557,9 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
                 liq_s += usd
         r += 1
     ist[J_FPTR] = r
+    if off_c > 0.0:
+        fund_trade_nb(st, -off_c if inv > 0.0 else off_c, fill)
+        st[S_OFFLOAD] += off_c * fill
     # state updates
     st[S_PERM] += phi * imp
     st[S_TRANS] += (1.0 - phi) * imp
@@ -500,3 +619,7 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
     o[C_FRATE] = st[S_FLAST]
     o[C_ARB] = arb_in
     o[C_BACK] = st[S_BACKSTOP] - back0
+    o[C_FINV] = st[S_INV] * mark
+    o[C_FEQ] = st[S_FUND] + st[S_INV] * mark - st[S_INVCOST]
+    o[C_TAKE] = st[S_TAKEOVER] - take0
+    o[C_OFFL] = st[S_OFFLOAD] - off0

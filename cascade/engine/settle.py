@@ -24,16 +24,21 @@ from cascade.engine.layout import (
     S_ADLUSD,
     S_BACKSTOP,
     S_BAD,
+    S_FREAL,
     S_FUND,
+    S_INV,
+    S_INVCOST,
     S_NPART,
     S_OQL,
     S_OQS,
+    S_TAKEOVER,
     STOPPED,
 )
 from cascade.model.market import (
     ADL_HYPERLIQUID,
     ADL_NONE,
     I_ADL,
+    P_FUNDCAP,
 )
 from cascade.rules.adl import binance_adl_rank_nb, hl_adl_rank_nb
 from cascade.rules.margin import bankruptcy_price_nb, liq_price_nb
@@ -229,3 +234,130 @@ def liquidate_nb(r, fill, mark, prev_mark, side, qty, entry, wallet, lp, status,
         st[S_BACKSTOP] += q * px
         return q * px, 0.0, 0.0
     return q * fill, q - done, done
+
+
+@jit
+def fund_trade_nb(st, d, price):
+    """The fund (or vault) trades ``d`` coin (signed, + buys) at ``price`` (USD) against its
+    inventory ``st[S_INV]`` (signed coin) of cost ``st[S_INVCOST]`` (signed coin x average
+    entry). Adding to the inventory (or opening it) adds to the cost; reducing it realises
+    ``sign(inv) * c * (price - average entry)`` on the ``c`` coin closed, into the fund's cash
+    (bad debt if it cannot pay) and ``st[S_FREAL]``; a flip opens the rest at ``price``.
+    Returns the PnL realised, USD."""
+    inv = st[S_INV]
+    if d == 0.0:
+        return 0.0
+    if inv == 0.0 or (inv > 0.0) == (d > 0.0):
+        st[S_INV] = inv + d
+        st[S_INVCOST] += d * price
+        return 0.0
+    sgn = 1.0 if inv > 0.0 else -1.0
+    c = min(abs(d), abs(inv))
+    avg = st[S_INVCOST] / inv
+    real = sgn * c * (price - avg)
+    if c >= abs(inv):
+        rest = d + inv  # opposite signs: what is left of the trade after closing the inventory
+        st[S_INV] = rest
+        st[S_INVCOST] = rest * price
+    else:
+        st[S_INV] = inv - sgn * c
+        st[S_INVCOST] = avg * st[S_INV]
+    st[S_FREAL] += real
+    _book_fund(st, real)
+    return real
+
+
+@jit
+def _fund_room(s, px, prm, st):
+    """Coin of side ``s`` the fund can still take at ``px`` before its net inventory notional
+    reaches ``P_FUNDCAP`` x its balance (FAQ 360033525371: by default 100 % of the fund)."""
+    if px <= 0.0:
+        return 0.0
+    return max(prm[P_FUNDCAP] * st[S_FUND] / px - s * st[S_INV], 0.0)
+
+
+@jit
+def liquidate_ioc_nb(r, mark, side, qty, entry, wallet, lp, status, n_ladder, heap_l, heap_s,
+                     floor, cap, mmr, cum, fee_rate, prm, iprm, rec, st, ist, adl_buf, adl_rank):
+    """Execute liquidation record ``r`` of an IOC order limited at the bankruptcy price ``BP``
+    (Binance, mechanics.md sections 1 and 5; FAQ 360033525371). Returns the notional
+    liquidated, USD (filled part at its fill, the rest at BP).
+
+    ``rec.ioc_qty`` coin filled in the book at their mean ``rec.ioc_fill`` (set when the order
+    met the book, :func:`cascade.engine.loop._ioc_orders`); the unfilled rest ``u`` is taken
+    over by the fund at ``BP`` up to its room (its net inventory notional at most ``P_FUNDCAP``
+    x its balance); beyond, opposite-side positions are auto-deleveraged at ``BP`` (ranked as
+    Binance ranks them); what ADL cannot cover the fund takes anyway. The trader's equity is
+    ``E = WB + s*q_f*(fill - EP) + s*u*(BP - EP) = s*q_f*(fill - BP) >= 0``: it goes to the fund,
+    the clearance fee ``min(fee_rate * q_f * fill, E)`` first (none on the part taken over).
+    """
+    i = rec[r].pos
+    s = side[i]
+    q = qty[i]
+    qf = rec[r].ioc_qty
+    u = q - qf
+    bp = bankruptcy_price_nb(s, q, entry[i], wallet[i])
+    f = rec[r].ioc_fill if qf > 0.0 else bp
+    rec[r].fill_price = f
+    take = u
+    done = 0.0
+    if u > 0.0:
+        if iprm[I_ADL] != ADL_NONE:
+            take = min(u, _fund_room(s, bp, prm, st))
+            if u - take > 0.0:
+                done = _adl_nb(r, rec[r].trigger_step, u - take, 1.0, bp, mark, side, qty,
+                               entry, wallet, lp, status, n_ladder, heap_l, heap_s, floor, cap,
+                               mmr, cum, iprm, rec, st, ist, adl_buf, adl_rank)
+                take = u - done
+                rec[r].adl_qty = done
+                rec[r].adl_price = bp
+        fund_trade_nb(st, s * take, bp)
+        st[S_TAKEOVER] += take * bp
+    rec[r].fund_qty = take
+    equity = wallet[i] + s * qf * (f - entry[i]) + s * u * (bp - entry[i])
+    rec[r].fund_delta = equity
+    rec[r].fee = min(fee_rate * qf * f, max(equity, 0.0))
+    status[i] = LIQUIDATED
+    _book_fund(st, equity)
+    _close_qty(st, s, q)
+    return qf * f + u * bp
+
+
+@jit
+def backstop_hold_nb(r, mark, prev_mark, side, qty, entry, wallet, lp, status, n_ladder, heap_l,
+                     heap_s, floor, cap, mmr, cum, prm, iprm, rec, st, ist, adl_buf, adl_rank):
+    """Execute backstop record ``r`` with the vault holding what it takes (liquidation_order
+    'backstop', mechanics.md section 3): the vault takes the position at the mark of its trigger
+    ``px`` into its inventory, within its room (net inventory notional at most ``P_FUNDCAP`` x its
+    balance); beyond, opposite-side positions are auto-deleveraged at the previous mark
+    ``prev_mark`` (Hyperliquid's ADL price); what ADL cannot cover the vault takes anyway. The
+    trader's equity ``WB + s*t*(px - EP) + s*a*(prev_mark - EP)`` (its margin) goes to the
+    vault. Returns the notional backstopped, USD (at ``px``)."""
+    i = rec[r].pos
+    s = side[i]
+    q = qty[i]
+    px = rec[r].trigger_price
+    rec[r].fill_price = px
+    take = q
+    done = 0.0
+    if iprm[I_ADL] != ADL_NONE:
+        take = min(q, _fund_room(s, px, prm, st))
+        if q - take > 0.0:
+            done = _adl_nb(r, rec[r].trigger_step, q - take, 1.0, prev_mark, mark, side, qty,
+                           entry, wallet, lp, status, n_ladder, heap_l, heap_s, floor, cap, mmr,
+                           cum, iprm, rec, st, ist, adl_buf, adl_rank)
+            take = q - done
+            rec[r].adl_qty = done
+            rec[r].adl_price = prev_mark
+    fund_trade_nb(st, s * take, px)
+    st[S_TAKEOVER] += take * px
+    rec[r].fund_qty = take
+    equity = wallet[i] + s * take * (px - entry[i])
+    if done > 0.0:
+        equity += s * done * (prev_mark - entry[i])
+    rec[r].fund_delta = equity
+    status[i] = LIQUIDATED
+    _book_fund(st, equity)
+    _close_qty(st, s, q)
+    st[S_BACKSTOP] += q * px
+    return q * px

@@ -34,11 +34,13 @@ SECONDS_PER_YEAR = 365.0 * 86400.0
 # indices into the float parameter vector passed to the step loop
 (P_STEP, P_DEPTH, P_ALPHA, P_PHI, P_DECAY, P_FLOOR, P_VOLSENS, P_LIQSENS, P_MEMDECAY,
  P_DIPRATE, P_DIPTHR, P_DIPCAP, P_REFDECAY, P_FEE, P_FEEDBACK, P_LIQ_EQ, P_EMA, P_FINT_S,
- P_T0) = range(19)
-N_PARAMS = 19
+ P_T0, P_OFFLOAD, P_FUNDCAP) = range(21)
+N_PARAMS = 21
+# P_OFFLOAD: share of the venue's (thinned) depth the fund offloads per minute; P_FUNDCAP: the
+# fund's (vault's) net inventory notional may reach this multiple of its balance
 # indices into the integer parameter vector
-I_MARKW, I_LAT, I_MAXIT, I_MARK, I_PARTIAL, I_ADL, I_BWIN = range(7)
-N_IPARAMS = 7
+I_MARKW, I_LAT, I_MAXIT, I_MARK, I_PARTIAL, I_ADL, I_BWIN, I_LIQORD = range(8)
+N_IPARAMS = 8
 # mark-price rules (I_MARK): mean of last over the window; Binance median(P1, P2, last);
 # Hyperliquid median(oracle + basis EMA, last, other venues' last)
 MARK_LAST_AVERAGE, MARK_BINANCE, MARK_HYPERLIQUID = 0, 1, 2
@@ -48,6 +50,13 @@ PARTIAL_NONE, PARTIAL_STEP_DOWN, PARTIAL_HYPERLIQUID = 0, 1, 2
 # auto-deleveraging (I_ADL): none (a deficit the fund cannot pay is bad debt); Binance ranking at
 # the bankruptcy price; Hyperliquid ranking at the previous mark
 ADL_NONE, ADL_BINANCE, ADL_HYPERLIQUID = 0, 1, 2
+# how a liquidation is executed (I_LIQORD, mechanics.md section 5): a market order without limit
+# (a backstop vault, if any, books the position away); one IOC order limited at the bankruptcy
+# price, the fund taking over the rest (Binance); market orders, then the backstop vault holding
+# the position within its capacity, then ADL (Hyperliquid)
+LIQORD_MARKET, LIQORD_IOC, LIQORD_BACKSTOP = 0, 1, 2
+LIQUIDATION_ORDERS = {"market": LIQORD_MARKET, "ioc_bankruptcy": LIQORD_IOC,
+                      "backstop": LIQORD_BACKSTOP}
 
 
 def step_times(sc):
@@ -83,7 +92,8 @@ def background_noise(sc, seed: int) -> np.ndarray:
 
 def parameters(sc, fee_rate: float, feedback: bool, liquidate_on_equal: bool = True):
     """(float64 (N_PARAMS,), int64 (N_IPARAMS,)) parameter vectors of a single-venue run: the
-    mark is the mean of last price over ``mark_window_s``, no partial liquidation, no ADL."""
+    mark is the mean of last price over ``mark_window_s``, no partial liquidation, no ADL, the
+    liquidation order of ``[venue] liquidation_order``."""
     m, s, e = sc.market, sc.scenario, sc.engine
     dt = s.step_s
     prm = np.zeros(N_PARAMS)
@@ -106,6 +116,8 @@ def parameters(sc, fee_rate: float, feedback: bool, liquidate_on_equal: bool = T
     prm[P_EMA] = 1.0  # venue rules (cascade.model.venues) set the rest; these are the single-venue ones
     prm[P_FINT_S] = 0.0
     prm[P_T0] = s.start.timestamp()
+    prm[P_OFFLOAD] = m.fund_offload_depth_share_per_min
+    prm[P_FUNDCAP] = m.fund_cap_multiple
     iprm = np.zeros(N_IPARAMS, np.int64)
     iprm[I_MARKW] = max(1, int(round(m.mark_window_s / dt)))
     iprm[I_LAT] = int(round(e.latency_s / dt))
@@ -114,4 +126,14 @@ def parameters(sc, fee_rate: float, feedback: bool, liquidate_on_equal: bool = T
     iprm[I_PARTIAL] = PARTIAL_NONE
     iprm[I_ADL] = ADL_NONE
     iprm[I_BWIN] = 1
+    iprm[I_LIQORD] = LIQUIDATION_ORDERS[single_venue_liquidation_order(sc)]
     return prm, iprm
+
+
+def single_venue_liquidation_order(sc) -> str:
+    """``[venue] liquidation_order`` resolved: 'rules' -> binance: ioc_bankruptcy; hyperliquid:
+    market (one venue has no backstop vault: its partial rule is 'none')."""
+    lo = sc.venue.liquidation_order
+    if lo == "rules":
+        return "ioc_bankruptcy" if sc.venue.name == "binance" else "market"
+    return lo

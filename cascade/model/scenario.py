@@ -96,6 +96,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "symbol": F("str", "BTCUSDT", "Contract whose bracket table applies (BTCUSDT, ETHUSDT)."),
         "bracket_date": F("date", None, "Date whose bracket table applies (default: the start date)."),
         "insurance_fund_usd": F("float", 1e9, "Insurance fund balance at the start.", "USD", lo=0),
+        "liquidation_order": F("choice", "rules", "How a liquidation is executed: "
+                               "'ioc_bankruptcy' (one IOC order limited at the bankruptcy price, "
+                               "the fund takes over the rest; Binance), 'market' (a market order "
+                               "without limit); 'rules': binance -> ioc_bankruptcy, hyperliquid "
+                               "-> market.", choices=("rules", "market", "ioc_bankruptcy")),
     },
     "population": {
         "positions": F("int", 100_000, "Number of synthetic positions.", lo=0, hi=2_000_000_000),
@@ -177,6 +182,18 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "dip_buy_max_usd_per_s": F("float", 1e12, "Cap on dip-buying flow.", "USD/s", lo=0),
         "reference_half_life_s": F("float", 3600.0, "Half-life of the slow moving average used as "
                                    "the dip buyers' reference price.", "s", lo=0, lo_open=True),
+        # Binance FAQ 360033525371 says only that the fund offloads "slowly, by a preset
+        # algorithm"; assumption: a tenth of the book's 1% depth per minute, so a full depth of
+        # inventory takes about 10 minutes and moves the price about 0.1% a minute
+        "fund_offload_depth_share_per_min": F("float", 0.1, "The insurance fund (or vault) "
+                                              "offloads its inventory into the book as market "
+                                              "orders at this share of the venue's current depth "
+                                              "per minute (scale-free).", "1/min", lo=0, hi=60),
+        # Binance FAQ 360033525371: the fund's net position is capped at a predefined notional,
+        # "by default 100% of the fund's size"; positions beyond it go to ADL
+        "fund_cap_multiple": F("float", 1.0, "The fund's (Hyperliquid: the vault's) net inventory "
+                               "notional may reach this multiple of its balance; beyond it, "
+                               "positions go to auto-deleveraging.", "x", lo=0),
     },
     "engine": {
         "feedback": F("bool", True, "Forced orders (liquidations, stops) move the price."),
@@ -226,6 +243,21 @@ SCHEMA: dict[str, dict[str, Field]] = {
                      "'hyperliquid' (20% above 100k USDC, 30 s rule, backstop vault below 2/3 of "
                      "MM); 'rules': binance -> none, hyperliquid -> hyperliquid.",
                      choices=("rules", "none", "step_down", "hyperliquid")),
+        "liquidation_order": F("choice", "rules", "How a liquidation is executed: "
+                               "'ioc_bankruptcy' (one IOC order limited at the bankruptcy price; "
+                               "the fund takes over the rest within its cap, ADL beyond; "
+                               "Binance), 'backstop' (market orders, then the vault holds "
+                               "backstopped positions within its cap, ADL beyond; needs partial "
+                               "'hyperliquid'), 'market' (market orders without limit, the vault "
+                               "uncapped); 'rules': binance -> ioc_bankruptcy, hyperliquid -> "
+                               "backstop.", choices=("rules", "market", "ioc_bankruptcy",
+                                                     "backstop")),
+        # Hyperliquid publishes no cap for the liquidator vault (HLP); assumption: the same 1x
+        # of its equity that Binance documents for its fund, so the vault's inventory cannot
+        # cost it more than its equity before prices halve
+        "fund_cap_multiple": F("float", None, "This venue's fund (vault) may hold a net "
+                               "inventory notional of this multiple of its balance (default: "
+                               "[market] fund_cap_multiple).", "x", lo=0),
         "adl": F("bool", True, "Auto-deleverage the opposite side when the fund cannot pay a "
                  "deficit (else it is bad debt)."),
         "funding": F("bool", True, "Pay funding at the venue's interval."),
@@ -617,6 +649,12 @@ def _check_venues(sc: Scenario, source: str) -> None:
                                f"{w.start.isoformat()}")
     for i, v in enumerate(sc.venues):
         where = f"{source}: [[venues]] #{i + 1} ({v.name})"
+        partial = ("hyperliquid" if v.rules == "hyperliquid" else "none") \
+            if v.partial == "rules" else v.partial
+        if v.liquidation_order == "backstop" and partial != "hyperliquid":
+            raise CascadeError(f"{where} liquidation_order: expected 'backstop' only with partial "
+                               f"'hyperliquid' (the rule that hands positions to the vault), got "
+                               f"partial {partial!r}; use 'market' or 'ioc_bankruptcy'")
         lat = v.latency_s / s.step_s
         if abs(lat - round(lat)) > 1e-9:
             raise CascadeError(f"{where} latency_s: expected a multiple of step_s "

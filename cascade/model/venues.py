@@ -13,6 +13,10 @@ rules          mark                            partial liquidation        ADL pr
 binance        median(P1, P2, last) (sect. 1)  none: whole position       bankruptcy      8 h
 hyperliquid    median(oracle + EMA, last, ..)  20 % / 30 s / backstop     previous mark   1 h
 =============  ==============================  =========================  ==============  ========
+
+Liquidation order (``liquidation_order``): binance ``ioc_bankruptcy`` (one IOC order limited at
+the bankruptcy price, the fund takes over the rest within its cap, ADL beyond), hyperliquid
+``backstop`` (market orders, then the vault holds what it backstops within its cap, ADL beyond).
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class VenueSpec:
     adl: int
     funding: bool
     funding_interval_s: float
+    liquidation_order: int
+    fund_cap_multiple: float | None
     leverages: list | None
     leverage_weights: list | None
 
@@ -83,6 +89,10 @@ def venue_specs(sc: Scenario) -> list[VenueSpec]:
         partial = ("hyperliquid" if hl else "none") if v.partial == "rules" else v.partial
         adl = (m.ADL_HYPERLIQUID if hl else m.ADL_BINANCE) if v.adl else m.ADL_NONE
         hours = v.funding_interval_h or (1.0 if hl else 8.0)
+        order = v.liquidation_order
+        if order == "rules":
+            order = "backstop" if hl and partial == "hyperliquid" else \
+                ("market" if hl else "ioc_bankruptcy")
         specs.append(VenueSpec(
             name=v.name, rules=v.rules, symbol=v.symbol,
             date=v.bracket_date or sc.scenario.start.date(),
@@ -90,7 +100,9 @@ def venue_specs(sc: Scenario) -> list[VenueSpec]:
             flow_share=v.depth_share if v.flow_share is None else v.flow_share,
             insurance_fund_usd=v.insurance_fund_usd, latency_s=v.latency_s,
             mark=marks[mark], partial=partials[partial], adl=adl, funding=v.funding,
-            funding_interval_s=hours * 3600.0, leverages=v.leverages,
+            funding_interval_s=hours * 3600.0,
+            liquidation_order=m.LIQUIDATION_ORDERS[order],
+            fund_cap_multiple=v.fund_cap_multiple, leverages=v.leverages,
             leverage_weights=v.leverage_weights))
     return specs
 
@@ -104,7 +116,9 @@ def _shorthand_spec(sc: Scenario) -> VenueSpec:
         population_share=1.0, depth_share=1.0, flow_share=1.0,
         insurance_fund_usd=sc.venue.insurance_fund_usd, latency_s=sc.engine.latency_s,
         mark=m.MARK_LAST_AVERAGE, partial=m.PARTIAL_NONE, adl=m.ADL_NONE, funding=False,
-        funding_interval_s=0.0, leverages=None, leverage_weights=None)
+        funding_interval_s=0.0,
+        liquidation_order=m.LIQUIDATION_ORDERS[m.single_venue_liquidation_order(sc)],
+        fund_cap_multiple=None, leverages=None, leverage_weights=None)
 
 
 def venue_scenario(sc: Scenario, spec: VenueSpec) -> Scenario:
@@ -163,6 +177,9 @@ def venue_parameters(sc: Scenario, specs) -> tuple[np.ndarray, np.ndarray]:
         iprm[m.I_MARK] = spec.mark
         iprm[m.I_PARTIAL] = spec.partial
         iprm[m.I_ADL] = spec.adl
+        iprm[m.I_LIQORD] = spec.liquidation_order
+        if spec.fund_cap_multiple is not None:
+            prm[m.P_FUNDCAP] = spec.fund_cap_multiple
         if sc.venues:  # the shorthand's mark has no basis samples, EMA or funding
             prm[m.P_EMA] = 1.0 - math.exp(-dt / HL_MARK_EMA_TAU_S)
             prm[m.P_FINT_S] = spec.funding_interval_s

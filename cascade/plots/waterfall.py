@@ -811,7 +811,14 @@ def plot_insurance(steps: pd.DataFrame, path: Any, *, title: str | None = None) 
 
     _check_steps(steps, ("insurance_fund_usd", "bad_debt_usd"))
     idx = _utc_index(steps.index)
-    data = steps.loc[:, ["insurance_fund_usd", "bad_debt_usd"]].astype(float).set_axis(idx)
+    cols = ["insurance_fund_usd", "bad_debt_usd"]
+    # the fund's inventory taken over from liquidations (IOC or backstop), if it ever held one
+    inv_cols = ["fund_inventory_usd", "fund_equity_usd"]
+    has_inv = all(c in steps.columns for c in inv_cols) and \
+        bool((steps["fund_inventory_usd"].astype(float) != 0).any())
+    if has_inv:
+        cols += inv_cols
+    data = steps.loc[:, cols].astype(float).set_axis(idx)
     data = data.sort_index()
     idx = data.index
     step = _step_of(idx)
@@ -822,8 +829,12 @@ def plot_insurance(steps: pd.DataFrame, path: Any, *, title: str | None = None) 
     xlim = tuple(_to_num(pd.DatetimeIndex([t_lo, t_hi])))
 
     fig = _new_figure(11, 6)
-    ax_f, ax_b = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-    for ax in (ax_f, ax_b):
+    if has_inv:
+        ax_f, ax_i, ax_b = fig.subplots(3, 1, sharex=True,
+                                        gridspec_kw={"height_ratios": [3, 2, 2]})
+    else:
+        ax_f, ax_b = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    for ax in (ax_f, ax_b) + ((ax_i,) if has_inv else ()):
         _style(ax)
         ax.yaxis.set_major_formatter(_usd_axis_formatter())
     fund = data["insurance_fund_usd"].to_numpy()
@@ -833,6 +844,20 @@ def plot_insurance(steps: pd.DataFrame, path: Any, *, title: str | None = None) 
     ax_f.plot(x, fund, color=_OI, linewidth=1.4, marker=lone, label="insurance fund")
     # zoomed on the fund's range (not from zero) so that a drawdown of a few % is visible
     lo, hi = float(fund.min()), float(fund.max())
+    if has_inv:
+        equity = data["fund_equity_usd"].to_numpy()
+        ax_f.plot(x, equity, color=_OI, linewidth=1.0, linestyle="--",
+                  label="fund equity (cash + inventory at mark)")
+        ax_f.legend(loc="upper left", fontsize=8, frameon=False)
+        lo, hi = min(lo, float(equity.min())), max(hi, float(equity.max()))
+        inv = data["fund_inventory_usd"].to_numpy()
+        ax_i.plot(x, inv, color=_DARK_RED, linewidth=1.2)
+        ax_i.fill_between(x, 0, inv, color=_DARK_RED, alpha=0.12, linewidth=0)
+        ax_i.axhline(0.0, color="grey", linewidth=0.6)
+        ax_i.set_ylabel("inventory at mark\n(+ long)")
+        ax_i.text(0.01, 0.92, _esc(f"peak {_usd_tick(float(abs(inv).max()))}"),
+                  transform=ax_i.transAxes, ha="left", va="top", fontsize=9)
+        ax_i.set_xlim(*xlim)
     pad = (hi - lo) * 0.1 or abs(hi) * 0.02 or 1.0
     ax_f.set_ylim(lo - pad, hi + pad)
     ax_f.set_xlim(*xlim)

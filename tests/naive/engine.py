@@ -36,6 +36,120 @@ def mean_impact(y, f, depth, alpha, imp):
     return (integral(y + f, depth, alpha) - integral(y, depth, alpha)) / f - curve(y, depth, alpha)
 
 
+def bankruptcy(s, q, ep, wb):
+    """Price where the position's equity is zero (mechanics.md section 1)."""
+    return ep - s * wb / q
+
+
+def inverse(g, depth, alpha):
+    """The imbalance whose impact (curve) is g: linear below 1 %, then the power law inverted."""
+    u = abs(g) / 0.01
+    a = u if u < 1 else u ** (1 / alpha)
+    return depth * a if g >= 0 else -depth * a
+
+
+def limit_flow_bisect(y0, y_run, limit_log, depth, alpha, sell):
+    """The largest flow from ``y_run`` whose marginal log price ``curve(y_run + F) - curve(y0)``
+    stays at or beyond ``limit_log``, by bisection (checks the closed form of ioc)."""
+    def ok(f):
+        g = curve(y_run + f, depth, alpha) - curve(y0, depth, alpha)
+        return g >= limit_log if sell else g <= limit_log
+
+    if not ok(0.0):
+        return 0.0
+    good, bad = 0.0, (-1.0 if sell else 1.0) * depth
+    while ok(bad):
+        good, bad = bad, 2 * bad
+    for _ in range(400):
+        mid = (good + bad) / 2
+        if mid in (good, bad):
+            break
+        if ok(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
+def ioc(s, q, ep, wb, y0, y_run, p_pre, wick, last, depth, alpha, feedback):
+    """An IOC liquidation order of ``q`` coin limited at the bankruptcy price BP, meeting the book
+    at the imbalance ``y_run``: (flow USD, coin filled, their mean fill price or nan).
+
+    The book's marginal price after a flow F is ``p_pre * exp(curve(y_run + F) - curve(y0)) *
+    wick``; the order trades ``q * last`` USD or up to where that price reaches BP: with
+    ``g* = curve(y0) + log(BP / (p_pre * wick))``, ``F = inverse(g*) - y_run`` (nothing if the
+    price is already at or beyond BP; a long with BP <= 0 has no limit). Its fill is the mean
+    price over its own segment. Without feedback the price does not move: all or nothing."""
+    full = -s * q * last
+    bp = bankruptcy(s, q, ep, wb)
+    sell = s > 0
+    if sell and bp <= 0:
+        f = full
+    else:
+        lim = math.log(bp / (p_pre * wick))
+        g_now = curve(y_run, depth, alpha)
+        g_star = curve(y0, depth, alpha) + lim
+        if not feedback:
+            g = g_now - curve(y0, depth, alpha)
+            f = full if (g >= lim if sell else g <= lim) else 0.0
+        elif (g_now <= g_star) if sell else (g_now >= g_star):
+            f = 0.0
+        else:
+            f = inverse(g_star, depth, alpha) - y_run
+            if abs(f) <= 1e-9 * (abs(y_run) + depth):  # at its limit but for rounding
+                f = 0.0
+            f = max(full, min(f, 0.0)) if sell else min(full, max(f, 0.0))
+    qf = q * (f / full)
+    if qf <= 0:
+        return f, 0.0, math.nan
+    gr = curve(y_run, depth, alpha)
+    if feedback:
+        seg = curve(y_run + f, depth, alpha) - gr
+        m = mean_impact(y_run, f, depth, alpha, seg) + gr - curve(y0, depth, alpha)
+    else:
+        m = gr - curve(y0, depth, alpha)
+    px = p_pre * math.exp(m) * wick
+    return f, qf, (max(px, bp) if sell else min(px, bp))
+
+
+class Fund:
+    """Insurance fund (or vault): cash, bad debt, and an inventory (signed coin, its cost)."""
+
+    def __init__(self, cash):
+        self.cash, self.bad, self.inv, self.cost, self.real = float(cash), 0.0, 0.0, 0.0, 0.0
+
+    def book(self, delta):
+        self.cash += delta
+        if self.cash < 0:
+            self.bad -= self.cash
+            self.cash = 0.0
+
+    def trade(self, d, price):
+        """Buy ``d`` coin (sell if negative) at ``price``, at average-entry accounting."""
+        if d == 0:
+            return
+        if self.inv == 0 or (self.inv > 0) == (d > 0):
+            self.inv += d
+            self.cost += d * price
+            return
+        sgn = 1.0 if self.inv > 0 else -1.0
+        c = min(abs(d), abs(self.inv))
+        avg = self.cost / self.inv
+        real = sgn * c * (price - avg)
+        if c >= abs(self.inv):
+            rest = d + self.inv
+            self.inv, self.cost = rest, rest * price
+        else:
+            self.inv -= sgn * c
+            self.cost = avg * self.inv
+        self.real += real
+        self.book(real)
+
+    def room(self, s, px, multiple):
+        """Coin of side s it can still take at px within its cap (multiple x balance)."""
+        return max(multiple * self.cash / px - s * self.inv, 0.0) if px > 0 else 0.0
+
+
 def scan(mark, last, side, lp, status, stop_rows, stop_px, liq_on_equal=True, n_ladder=None,
          consumed=None):
     """Every open position whose trigger is crossed, in the order an exchange would process them:
@@ -97,7 +211,8 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
     """Simulate like :func:`cascade.engine.step_loop_nb`, slowly.
 
     Returns dict with ``last`` / ``mark`` / ``liq_long`` / ``liq_short`` / ``stop`` / ``fund`` /
-    ``bad`` / ``oi_qty`` per step (lists), ``closed``: {row: (kind, trigger_step, fill_price,
+    ``bad`` / ``oi_qty`` / ``inv`` (fund inventory, coin) / ``takeover`` / ``offload`` (USD) per
+    step (arrays), ``closed``: {row: (kind, trigger_step, fill_price,
     fund_delta, fee)} for liquidations and stops, and ``opened``: {row: (trigger_step, fill, lp)}
     for conditional entries (``table``: the bracket table, needed when there are entries).
     """
@@ -121,12 +236,14 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
     w, lat, maxit = int(iprm[m.I_MARKW]), int(iprm[m.I_LAT]), int(iprm[m.I_MAXIT])
     p0 = popu.price_start
     x, perm, trans, y, price, ref, rv, lf = math.log(p0), 0.0, 0.0, 0.0, p0, p0, 0.0, 0.0
-    fund, bad = fund0, 0.0
+    fund = Fund(fund0)
+    ioc_mode = int(iprm[m.I_LIQORD]) == m.LIQORD_IOC
+    ioc_of = {}  # row -> (coin filled, mean fill) of its IOC order
     window = [p0] * w  # last w prices, oldest first
     queue = {}  # exec step -> list of (row, kind, trigger_step, trigger_price)
     flow_at = {}  # exec step -> forced flow USD
     out = {k: [] for k in ("last", "mark", "liq_long", "liq_short", "stop", "fund", "bad",
-                           "oi_qty")}
+                           "oi_qty", "inv", "takeover", "offload")}
     closed = {}
     opened = {}
     for t in range(len(exo)):
@@ -141,6 +258,11 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
         dip = min(prm[m.P_DIPRATE] * dd, prm[m.P_DIPCAP]) if dd > 0 else 0.0
         ext = exo[t] + dip
         forced = flow_at.pop(t, 0.0)
+        off = 0.0  # the fund offloads its inventory: P_OFFLOAD x depth per minute
+        inv0 = fund.inv
+        if inv0 != 0 and prm[m.P_OFFLOAD] > 0:
+            off = min(abs(inv0), prm[m.P_OFFLOAD] * depth * prm[m.P_STEP] / 60.0 / p_pre)
+            forced += (-off if inv0 > 0 else off) * p_pre
         it = 0
         while True:
             net = ext + forced if feedback else ext
@@ -152,8 +274,22 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
             it += 1
             if not found:
                 break
-            new = sum((side[i] if kind == ENTRY else -side[i]) * qty[i] * p
-                      for i, kind in found)
+            if ioc_mode:  # each order meets the book in turn
+                y_run = y + ext + (forced if feedback else 0.0)
+                new = 0.0
+                for i, kind in found:
+                    if kind == LIQ:
+                        f, qf, px = ioc(side[i], qty[i], entry[i], wallet[i], y, y_run, p_pre,
+                                        1.0, p, depth, alpha, feedback)
+                        ioc_of[i] = (qf, px)
+                    else:
+                        f = (side[i] if kind == ENTRY else -side[i]) * qty[i] * p
+                    new += f
+                    if feedback:
+                        y_run += f
+            else:
+                new = sum((side[i] if kind == ENTRY else -side[i]) * qty[i] * p
+                          for i, kind in found)
             for i, kind in found:
                 queue.setdefault(t + lat, []).append((i, kind, t, mark if kind == LIQ else p))
             if lat == 0:
@@ -168,7 +304,7 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
                 break
         net = ext + forced if feedback else ext
         fill = p_pre * math.exp(mean_impact(y, net, depth, alpha, imp))
-        ll = ls = st = 0.0
+        ll = ls = st = takeover = 0.0
         for i, kind, t_trig, _ in queue.pop(t, []):
             if kind == ENTRY:  # open at the fill, isolated, margin = notional / leverage
                 entry[i] = fill
@@ -180,21 +316,34 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
                 opened[i] = (t_trig, fill, lp[i])
                 continue
             oi_qty -= qty[i]
-            delta, fee, _ = settle(kind, side[i], qty[i], entry[i], wallet[i], fill,
-                                   prm[m.P_FEE])
+            if kind == LIQ and ioc_mode:
+                # the book took qf coin above BP; the fund takes the rest at BP (one venue: no
+                # ADL, so no cap); the trader's equity left goes to the fund
+                qf, px = ioc_of.pop(i)
+                s_, q = side[i], qty[i]
+                bp = bankruptcy(s_, q, entry[i], wallet[i])
+                f_i = px if qf > 0 else bp
+                fund.trade(s_ * (q - qf), bp)
+                takeover += (q - qf) * bp
+                delta = wallet[i] + s_ * qf * (f_i - entry[i]) + s_ * (q - qf) * (bp - entry[i])
+                fee = min(prm[m.P_FEE] * qf * f_i, max(delta, 0.0))
+                usd = qf * f_i + (q - qf) * bp
+            else:
+                f_i = fill
+                delta, fee, _ = settle(kind, side[i], qty[i], entry[i], wallet[i], fill,
+                                       prm[m.P_FEE])
+                usd = qty[i] * fill
             status[i] = LIQUIDATED if kind == LIQ else STOPPED
-            fund += delta
-            if fund < 0:
-                bad -= fund
-                fund = 0.0
-            closed[i] = (kind, t_trig, fill, delta, fee)
-            usd = qty[i] * fill
+            fund.book(delta)
+            closed[i] = (kind, t_trig, f_i, delta, fee)
             if kind == STOP:
                 st += usd
             elif side[i] > 0:
                 ll += usd
             else:
                 ls += usd
+        if off > 0:
+            fund.trade(-off if inv0 > 0 else off, fill)
         perm += phi * imp
         trans += (1 - phi) * imp
         y += net
@@ -205,7 +354,8 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
             lf = prm[m.P_MEMDECAY] * lf + (1 - prm[m.P_MEMDECAY]) * abs(forced) / depth0
         ref = prm[m.P_REFDECAY] * ref + (1 - prm[m.P_REFDECAY]) * p
         for k, v in (("last", p), ("mark", mark), ("liq_long", ll), ("liq_short", ls),
-                     ("stop", st), ("fund", fund), ("bad", bad), ("oi_qty", oi_qty)):
+                     ("stop", st), ("fund", fund.cash), ("bad", fund.bad), ("oi_qty", oi_qty),
+                     ("inv", fund.inv), ("takeover", takeover), ("offload", off * fill)):
             out[k].append(v)
     out = {k: np.array(v) for k, v in out.items()}
     out["closed"] = closed

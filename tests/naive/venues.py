@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 
 from tests.naive import rules
-from tests.naive.engine import curve, mean_impact  # the same impact law as one venue
+from tests.naive.engine import curve, ioc, mean_impact  # the same impact law as one venue
 from tests.naive.margin import bankruptcy_price, liq_price
 
 # the engine's codes, so statuses and records compare directly
@@ -95,7 +95,7 @@ class Venue:
         g = {k: float(prm[getattr(m, k)]) for k in (
             "P_STEP", "P_DEPTH", "P_ALPHA", "P_PHI", "P_DECAY", "P_FLOOR", "P_VOLSENS",
             "P_LIQSENS", "P_MEMDECAY", "P_DIPRATE", "P_DIPTHR", "P_DIPCAP", "P_REFDECAY", "P_FEE",
-            "P_FEEDBACK", "P_LIQ_EQ", "P_EMA", "P_FINT_S", "P_T0")}
+            "P_FEEDBACK", "P_LIQ_EQ", "P_EMA", "P_FINT_S", "P_T0", "P_OFFLOAD", "P_FUNDCAP")}
         self.p = g
         self.window = int(iprm[m.I_MARKW])
         self.lat = int(iprm[m.I_LAT])
@@ -107,6 +107,8 @@ class Venue:
         self.adl_rule = {m.ADL_NONE: "none", m.ADL_BINANCE: "binance",
                     m.ADL_HYPERLIQUID: "hyperliquid"}[int(iprm[m.I_ADL])]
         self.basis_window = int(iprm[m.I_BWIN])
+        self.liq_order = {m.LIQORD_MARKET: "market", m.LIQORD_IOC: "ioc",
+                          m.LIQORD_BACKSTOP: "backstop"}[int(iprm[m.I_LIQORD])]
         self.liq_eq = g["P_LIQ_EQ"] != 0
         self.feedback = g["P_FEEDBACK"] != 0
         self.funding_interval_s = funding_interval_s
@@ -117,6 +119,8 @@ class Venue:
         self.price = self.ref = self.mark = p0
         self.marks = []  # the mark at the end of every step
         self.fund, self.bad = float(fund), 0.0
+        # the fund's inventory: signed coin, its cost (coin x average entry), PnL realised
+        self.inv = self.cost = self.real = self.taken = self.offloaded = 0.0
         self.lasts = [p0] * self.window  # last prices, oldest first
         # the same windows as running sums, in the order the venue adds and drops: ADL ranks of
         # positions opened in one step at one leverage tie but for the last bit of the mark, so
@@ -156,7 +160,8 @@ class Venue:
     def record(self, i, kind, t, exec_step, price, q):
         self.records.append({"pos": i, "kind": kind, "trigger_step": t, "exec_step": exec_step,
                              "trigger_price": price, "fill_price": math.nan, "fund_delta": 0.0,
-                             "fee": 0.0, "qty": q, "adl_qty": 0.0, "adl_price": math.nan})
+                             "fee": 0.0, "qty": q, "adl_qty": 0.0, "adl_price": math.nan,
+                             "ioc_qty": 0.0, "ioc_fill": math.nan, "fund_qty": 0.0})
         return len(self.records) - 1
 
     def book_fund(self, delta):
@@ -164,6 +169,70 @@ class Venue:
         if self.fund < 0:
             self.bad -= self.fund
             self.fund = 0.0
+
+    def fund_trade(self, d, price):
+        """The fund buys d coin (sells if negative) at price, average-entry accounting; the PnL
+        of what it closes goes to its cash."""
+        if d == 0:
+            return
+        if self.inv == 0 or (self.inv > 0) == (d > 0):
+            self.inv += d
+            self.cost += d * price
+            return
+        sgn = 1.0 if self.inv > 0 else -1.0
+        c = min(abs(d), abs(self.inv))
+        avg = self.cost / self.inv
+        real = sgn * c * (price - avg)
+        if c >= abs(self.inv):
+            rest = d + self.inv
+            self.inv, self.cost = rest, rest * price
+        else:
+            self.inv -= sgn * c
+            self.cost = avg * self.inv
+        self.real += real
+        self.book_fund(real)
+
+    def fund_room(self, s, px):
+        """Coin of side s the fund can still take at px: net notional <= P_FUNDCAP x cash."""
+        return max(self.p["P_FUNDCAP"] * self.fund / px - s * self.inv, 0.0) if px > 0 else 0.0
+
+    def take_over(self, r, u, px, p_adl, mark):
+        """The fund takes u coin of record r's position at px within its room; ADL at p_adl
+        beyond (what it cannot cover the fund takes anyway). Returns (taken, ADL'd)."""
+        s = self.side[self.records[r]["pos"]]
+        take, done = u, 0.0
+        if self.adl_rule != "none":
+            take = min(u, self.fund_room(s, px))
+            if u - take > 0:
+                done = self.adl(r, self.records[r]["trigger_step"], u - take, 1.0, p_adl, mark)
+                take = u - done
+                self.records[r]["adl_qty"], self.records[r]["adl_price"] = done, p_adl
+        self.fund_trade(s * take, px)
+        self.taken += take * px
+        self.records[r]["fund_qty"] = take
+        return take, done
+
+    def ioc_flows(self, n0, y0, y_run, p_pre, wick, last, depth):
+        """Flow of records n0.. (just triggered) as IOC liquidations and market orders, each
+        meeting the book in record order (tests.naive.engine.ioc)."""
+        flow = 0.0
+        for rec in self.records[n0:]:
+            i, kind = rec["pos"], rec["kind"]
+            s = self.side[i]
+            if kind == LIQ:
+                f, qf, px = ioc(s, self.qty[i], self.entry[i], self.wallet[i], y0, y_run, p_pre,
+                                wick, last, depth, self.p["P_ALPHA"], self.feedback)
+                rec["ioc_qty"], rec["ioc_fill"] = qf, px
+            elif kind == ENTRY:
+                f = s * rec["qty"] * last
+            elif kind in (STOP, PARTIAL):
+                f = -s * rec["qty"] * last
+            else:
+                f = 0.0
+            flow += f
+            if self.feedback:
+                y_run += f
+        return flow
 
     def is_open(self, i):
         return self.status[i] in (OPEN, HEAPED)
@@ -352,6 +421,38 @@ class Venue:
             self.n_partial += 1
             return kind, c * fill, 0.0
         q = self.qty[i]
+        if kind == LIQ and self.liq_order == "ioc":
+            # the book took ioc_qty coin above BP; the fund takes the rest at BP (ADL beyond
+            # its cap); the trader's equity left, s * qf * (fill - BP), goes to the fund
+            qf = rec["ioc_qty"]
+            u = q - qf
+            bp = bankruptcy_price(s, q, self.entry[i], self.wallet[i])
+            f = rec["ioc_fill"] if qf > 0 else bp
+            rec["fill_price"] = f
+            if u > 0:
+                self.take_over(r, u, bp, bp, mark)
+            equity = self.wallet[i] + s * qf * (f - self.entry[i]) + s * u * (bp - self.entry[i])
+            rec["fund_delta"] = equity
+            rec["fee"] = min(self.p["P_FEE"] * qf * f, max(equity, 0.0))
+            self.status[i] = LIQUIDATED
+            self.book_fund(equity)
+            return kind, qf * f + u * bp, 0.0
+        if kind == BACKSTOP and self.liq_order == "backstop":
+            # the vault holds the position at the trigger's mark within its cap, ADL at the
+            # previous mark (of the trigger's step) beyond; the margin goes to the vault
+            px = rec["trigger_price"]
+            rec["fill_price"] = px
+            t0 = rec["trigger_step"]
+            p_adl = self.marks[t0 - 1] if t0 >= 1 else self.p0
+            take, done = self.take_over(r, q, px, p_adl, mark)
+            equity = self.wallet[i] + s * take * (px - self.entry[i])
+            if done > 0:
+                equity += s * done * (p_adl - self.entry[i])
+            rec["fund_delta"] = equity
+            self.status[i] = LIQUIDATED
+            self.book_fund(equity)
+            self.backstop += q * px
+            return kind, q * px, 0.0
         px = rec["trigger_price"] if kind == BACKSTOP else fill  # the vault takes it at mark
         rec["fill_price"] = px
         equity = self.wallet[i] + s * q * (px - self.entry[i])
@@ -407,6 +508,11 @@ class Venue:
         arb_in = self.arb_due.pop(t, 0.0)
         ext = exo_t + dip + arb_in
         alpha = g["P_ALPHA"]
+        off, inv0 = 0.0, self.inv  # the fund offloads: P_OFFLOAD x depth per minute
+        if inv0 != 0 and g["P_OFFLOAD"] > 0:
+            off = min(abs(inv0), g["P_OFFLOAD"] * depth * g["P_STEP"] / 60.0 / p_pre)
+            forced += (-off if inv0 > 0 else off) * p_pre
+        taken0, offl0 = self.taken, self.offloaded
 
         def price_of(forced):
             net = ext + forced if self.feedback else ext
@@ -418,10 +524,14 @@ class Venue:
         it = 0
         while True:
             imp, p, last, mark = price_of(forced)
+            n0 = len(self.records)
             found, new = self.scan(t, mark, last)
             it += 1
             if not found:
                 break
+            if self.liq_order == "ioc":
+                new = self.ioc_flows(n0, y, y + ext + (forced if self.feedback else 0.0), p_pre,
+                                     wick_t, last, depth)
             if self.lat == 0:
                 forced += new
             else:
@@ -449,6 +559,9 @@ class Venue:
                     liq_l += usd
                 else:
                     liq_s += usd
+        if off > 0:
+            self.fund_trade(-off if inv0 > 0 else off, fill)
+            self.offloaded += off * fill
         self.perm += g["P_PHI"] * imp
         self.trans += (1 - g["P_PHI"]) * imp
         self.y = y + net - (handed if self.feedback else 0.0)
@@ -470,7 +583,10 @@ class Venue:
             "iterations": it, "fill_price": fill, "entry_usd": entry_usd, "index_price": index,
             "adl_usd": self.adl_usd - adl0, "adl_count": self.adl_n - adln0,
             "partial_count": self.n_partial - part0, "funding_rate": self.f_last,
-            "arb_flow_usd": arb_in, "backstop_usd": self.backstop - back0})
+            "arb_flow_usd": arb_in, "backstop_usd": self.backstop - back0,
+            "fund_inventory_usd": self.inv * mark,
+            "fund_equity_usd": self.fund + self.inv * mark - self.cost,
+            "takeover_usd": self.taken - taken0, "fund_offload_usd": self.offloaded - offl0})
 
     # ------------------------------------------------------------------------------- funding
     def funding_rate(self):
