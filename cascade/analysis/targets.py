@@ -571,12 +571,25 @@ def bounds_text(t: Target, day=None) -> str:
     return text + _suffix(u)
 
 
-def validate(scenario, seeds: int = 1, positions: int | None = None, *,
-             min_pass_share: float = 0.9, progress: bool = False) -> ValidationReport:
-    """Run ``scenario`` (a path or a Scenario) on ``seeds`` seeds (its own seed, +1, ...) and
-    check its targets. ``positions`` overrides ``[population] positions``."""
-    from cascade.model.scenario import Scenario, load_scenario
+def _target_values(job) -> list:
+    """One seed's value of every target: ``job`` is (scenario, positions, seed, targets,
+    amplification); run by :func:`cascade.analysis.parallel.run_many`."""
     from cascade.runner import run
+
+    sc, positions, seed, targets, need_amp = job
+    res = run(sc, positions=positions, seed=seed, amplification=need_amp, progress=False)
+    return [t.compute(res) for t in targets]
+
+
+def validate(scenario, seeds: int = 1, positions: int | None = None, *,
+             min_pass_share: float = 0.9, progress: bool = False, workers: int | None = 1,
+             scheduler: str | None = None) -> ValidationReport:
+    """Run ``scenario`` (a path or a Scenario) on ``seeds`` seeds (its own seed, +1, ...) and
+    check its targets. ``positions`` overrides ``[population] positions``. The seeds run through
+    :func:`cascade.analysis.parallel.run_many` (``workers``: local processes, None all cores,
+    default 1: serial; ``scheduler``: a dask scheduler's address); results do not depend on it."""
+    from cascade.analysis.parallel import run_many
+    from cascade.model.scenario import Scenario, load_scenario
 
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
     targets = parse_targets(sc)
@@ -587,21 +600,10 @@ def validate(scenario, seeds: int = 1, positions: int | None = None, *,
     need_amp = any(t.metric == "amplification" for t in targets)
     seed0 = sc.scenario.seed
     seed_list = [seed0 + i for i in range(seeds)]
-    values = {t.name: [] for t in targets}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=seeds, desc=f"{sc.name}: seeds", unit="seed", disable=None)
-    for s in seed_list:
-        res = run(sc, positions=positions, seed=s, amplification=need_amp, progress=False)
-        for t in targets:
-            values[t.name].append(t.compute(res))
-        del res
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+    per_seed = run_many(_target_values, [(sc, positions, s, targets, need_amp) for s in seed_list],
+                        workers=workers, scheduler=scheduler, progress=progress,
+                        desc=f"{sc.name}: seeds", unit="seed")
+    values = {t.name: [v[i] for v in per_seed] for i, t in enumerate(targets)}
     n = int(positions) if positions is not None else int(sc.population.positions)
     return ValidationReport(sc.name, str(sc.path) if sc.path else None, n, seed_list,
                             float(min_pass_share), evaluate(targets, values, min_pass_share),

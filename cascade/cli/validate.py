@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from cascade.cli.run import positive_int
+from cascade.cli.sweep import add_engine_arguments
 
 NAME = "validate"
 HELP = ("Check a scenario against its historical [targets]: run it on K seeds, print each "
@@ -45,6 +46,7 @@ def add_arguments(p) -> None:
     p.add_argument("--min-pass-share", type=_share, default=0.9, metavar="SHARE",
                    help="a target passes when it holds for the scenario's seed and for at least "
                         "ceil(SHARE * K) seeds (default 0.9)")
+    add_engine_arguments(p)
     p.add_argument("--json", action="store_true", help="print a JSON object instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -53,7 +55,8 @@ def main(args) -> int:
     from cascade.analysis.targets import validate
 
     report = validate(args.scenario, seeds=args.seeds, positions=args.positions,
-                      min_pass_share=args.min_pass_share, progress=not args.quiet)
+                      min_pass_share=args.min_pass_share, progress=not args.quiet,
+                      workers=args.workers, scheduler=args.scheduler)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
