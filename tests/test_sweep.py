@@ -188,3 +188,14 @@ def test_a_killed_worker_loses_and_duplicates_no_task(tmp_path, cluster):
     assert not list(out.glob(".*.tmp"))
     assert len(res.rows) == n_tasks and res.rows["task"].is_unique
     assert sorted(res.rows["seed"]) == list(range(3, 3 + n_tasks))
+
+
+def test_batches_keep_keys_together_and_feed_every_worker():
+    from cascade.analysis.parallel import batches
+
+    keys = ["a"] * 8 + ["b"] * 8 + ["c"] * 3
+    parts = batches(keys, 2)  # at most ceil(19 / 4) = 5 per batch
+    assert sorted(i for p in parts for i in p) == list(range(19))
+    assert all(len({keys[i] for i in p}) == 1 and len(p) <= 5 for p in parts)
+    assert batches(["x"] * 10, 2) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert batches(list("abcdefgh"), 2) == [[i] for i in range(8)]

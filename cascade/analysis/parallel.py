@@ -50,12 +50,25 @@ def check_scheduler(address, *, option: str = "--scheduler") -> str:
     return text if m.group(1) else "tcp://" + text
 
 
-def _in_worker(func: Callable, item):
-    """``func(item)`` in a worker process, numba on one thread (the processes share the cores)."""
+def _in_worker(func: Callable, batch: list) -> list:
+    """``[func(x) for x in batch]`` in a worker process, numba on one thread (the processes
+    share the cores)."""
     from cascade._numba import set_threads
 
     set_threads(1)
-    return func(item)
+    return [func(x) for x in batch]
+
+
+def batches(keys: Sequence, n_workers: int) -> list[list[int]]:
+    """Indices of the items, cut into batches that each run on one worker: items with the same
+    key stay together (they share what the worker builds once, e.g. a population), in pieces of
+    at most ``ceil(n / (2 * n_workers))`` so that every worker gets work."""
+    n = len(keys)
+    limit = max(1, -(-n // (2 * max(1, n_workers))))
+    groups: dict = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    return [g[a: a + limit] for g in groups.values() for a in range(0, len(g), limit)]
 
 
 class _Engine:
@@ -95,7 +108,7 @@ class _Engine:
 
 def run_many(func: Callable, items: Sequence, *, workers: int | None = None,
              scheduler: str | None = None, progress: bool = False, desc: str = "runs",
-             unit: str = "run") -> list:
+             unit: str = "run", key: Callable | None = None) -> list:
     """``[func(x) for x in items]``, in that order, computed by the chosen engine.
 
     Parameters
@@ -107,6 +120,8 @@ def run_many(func: Callable, items: Sequence, *, workers: int | None = None,
     scheduler : address of a running dask scheduler (``tcp://host:port``); ``workers`` is then
         ignored
     progress : a progress bar over the runs (stderr, shown on a terminal only)
+    key : items with the same ``key(item)`` run on one worker where possible (see
+        :func:`batches`); default: one dask task per item
 
     A CascadeError raised by a run is raised here. A worker that dies is replaced and its runs
     are computed again (dask's retries), so ``func`` must be idempotent.
@@ -135,14 +150,23 @@ def run_many(func: Callable, items: Sequence, *, workers: int | None = None,
         from distributed import as_completed
 
         with _Engine(min(workers, len(items)), scheduler) as client:
-            futures = client.map(_in_worker, [func] * len(items), items, pure=False)
+            n_workers = max(1, sum(client.nthreads().values()))
+            parts = (batches([key(x) for x in items], n_workers) if key is not None
+                     else [[i] for i in range(len(items))])
+            futures = client.map(_in_worker, [func] * len(parts),
+                                 [[items[i] for i in p] for p in parts], pure=False)
+            size = {f.key: len(p) for f, p in zip(futures, parts)}
             for fut in as_completed(futures, loop=client.loop):
                 if fut.status == "error":
                     client.cancel(futures)
                     fut.result()  # raises the run's own exception
                 if bar is not None:
-                    bar.update(1)
-            return client.gather(futures)
+                    bar.update(size[fut.key])
+            out = [None] * len(items)
+            for p, res in zip(parts, client.gather(futures)):
+                for i, r in zip(p, res):
+                    out[i] = r
+            return out
     finally:
         if bar is not None:
             bar.close()

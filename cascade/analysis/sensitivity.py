@@ -445,6 +445,15 @@ def _one_run(job) -> dict | str:
     return {k: v for k, v in res.summary.items() if k != "timings"}
 
 
+def _population_key(job) -> str:
+    """Runs that draw the same population share it on one worker."""
+    from cascade.analysis.sweep import population_key
+    from cascade.runner import with_run_options
+
+    s, _label, positions, seed = job
+    return population_key(with_run_options(s, positions, seed))
+
+
 def sensitivity(scenario, params=None, step: float = 0.5, positions: int | None = None,
                 seed: int | None = None, progress: bool = False, *, workers: int | None = 1,
                 scheduler: str | None = None) -> SensitivityResult:
@@ -490,7 +499,7 @@ def sensitivity(scenario, params=None, step: float = 0.5, positions: int | None 
                              for name, _, pair in plan for v in pair]
     outcomes = run_many(_one_run, [(s, label, positions, seed) for s, label in jobs],
                         workers=workers, scheduler=scheduler, progress=progress,
-                        desc=f"{sc.name}: sensitivity")
+                        desc=f"{sc.name}: sensitivity", key=_population_key)
     failures = [f"{label}: {o}" for (_, label), o in zip(jobs, outcomes) if isinstance(o, str)]
     base_summary = outcomes[0]
     if isinstance(base_summary, str):

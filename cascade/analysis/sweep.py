@@ -370,7 +370,7 @@ def sweep(scenario, *, seeds: int = 1, grid=(), sample=(), samples: int | None =
                  amplification=amplification)
     todo = [t for t in tasks if not t.path.exists()]
     run_many(run_task, todo, workers=workers, scheduler=scheduler, progress=progress,
-             desc=f"{sc.name}: sweep", unit="task")
+             desc=f"{sc.name}: sweep", unit="task", key=lambda t: population_key(t.resolved()))
     for stale in out.glob(".*.tmp"):  # left by a worker killed while writing
         stale.unlink(missing_ok=True)
     rows = read_rows(tasks)
