@@ -37,7 +37,7 @@ def cluster():
     seconds); the test that kills a worker runs last."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=50) as c, Client(c) as client:
         yield c, client
 

@@ -94,7 +94,7 @@ class _Engine:
                                    "of a running `dask scheduler`") from None
         else:
             self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                        processes=True, dashboard_address=None,
+                                        processes=True, dashboard_address=":0",  # None: 8787
                                         silence_logs=logging.CRITICAL)
             self.client = Client(self.cluster, set_as_default=False)
         return self.client
