@@ -386,6 +386,21 @@ def task_compile(a: dict) -> dict:
             "compile_s": first - second, "cache_dir": cache, "cache_files_after": files}
 
 
+def _cpu_s() -> float:
+    """CPU seconds used so far by this process and all its descendants (the dask workers), live
+    or ended: what the work costs whatever else the machine runs."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:4])  # user, system, children's user and system (ended ones)
+    for ch in me.children(recursive=True):
+        try:
+            total += sum(ch.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
 def task_sweep(a: dict) -> dict:
     """A grid over ``market.depth_usd`` (``depths`` values) x ``seeds`` seeds at ``n`` positions
     x ``steps`` steps: first a serial loop of ``cascade.run`` over the first ``serial`` tasks
@@ -410,20 +425,20 @@ def task_sweep(a: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="cascade-bench-sweep-") as tmp:
         tasks = S.plan(sc, S.grid_points(sc, grid), a["seeds"], positions=None, out=tmp)
         _log(f"serial loop over cascade.run: {a['serial']} tasks")
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu_s()
         serial_rows = [S.task_row(task, run(task.resolved())) for task in tasks[: a["serial"]]]
-        wall = time.perf_counter() - t
-        out["serial"] = {"runs": a["serial"], "wall_s": wall,
+        wall, cpu = time.perf_counter() - t, _cpu_s() - c
+        out["serial"] = {"runs": a["serial"], "wall_s": wall, "cpu_s": cpu,
                          "tasks_per_min": 60.0 * a["serial"] / wall}
         rows_by = {}
         for k in a["workers"]:
             _log(f"sweep of {len(tasks)} tasks on {k} worker process(es)")
             folder = f"{tmp}/w{k}"
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu_s()
             res = S.sweep(sc, seeds=a["seeds"], grid=grid, workers=k, out=folder)
-            wall = time.perf_counter() - t
+            wall, cpu = time.perf_counter() - t, _cpu_s() - c
             rows_by[k] = res.rows
-            out["sweeps"].append({"workers": k, "wall_s": wall,
+            out["sweeps"].append({"workers": k, "wall_s": wall, "cpu_s": cpu,
                                   "tasks_per_min": 60.0 * len(tasks) / wall})
 
     def same(x, y) -> bool:

@@ -66,16 +66,17 @@ def test_cluster_rows_equal_a_serial_loop_over_run_bit_for_bit(tmp_path, cluster
     sc = _tiny()
     grid = [("market.depth_usd", [8e6, 12e6]), ("engine.feedback", [True])]
     res = S.sweep(sc, seeds=2, grid=grid, scheduler=cluster[0].scheduler_address,
-                  out=tmp_path / "a")
+                  out=tmp_path / "a", amplification=True)
     assert len(res.rows) == 4 and res.skipped == 0
     # the serial reference: one fresh cascade.run per task (no population reuse), in reverse
     # order, so neither the worker, the order nor the reuse can matter
-    expected = {t.name: S.task_row(t, run(t.resolved())) for t in reversed(res.tasks)}
+    expected = {t.name: S.task_row(t, run(t.resolved(), amplification=True))
+                for t in reversed(res.tasks)}
     _assert_rows_equal(res.rows, [expected[t.name] for t in res.tasks])
     assert sorted(res.rows["seed"]) == [3, 3, 4, 4]
     assert len(res.rows[S.PATH_COLUMN].iloc[0]) == 12  # one price per minute
     table = res.table()
-    assert list(table["runs"]) == [2, 2]
+    assert list(table["runs"]) == [2, 2] and res.rows["amplification"].notna().all()
     d = res.rows.groupby("grid_point", sort=False)["max_drawdown_pct"]
     assert np.allclose(table["drawdown median"], d.median())
     paths = S.save_outputs(res)

@@ -173,13 +173,18 @@ def grid_points(sc: Scenario, grid, sample=(), samples: int | None = None) -> li
     crossed = [tuple(zip([k for k, _ in grid], vals))
                for vals in itertools.product(*[v for _, v in grid])] if grid else [()]
     drawn = latin_hypercube(sample, int(samples), sc.scenario.seed) if sample else [()]
+    for opt, part in (("--grid", crossed), ("--sample", drawn)):
+        for p in part:  # each option's values alone first, so the error names the right one
+            try:
+                sc.with_overrides(**dict(p))
+            except CascadeError as exc:
+                raise CascadeError(f"{opt} {grid_label(p)}: {exc}") from None
     points = [tuple(sorted(g + s)) for g in crossed for s in drawn]
     for p in points:
         try:
             sc.with_overrides(**dict(p))
         except CascadeError as exc:
-            opt = "--grid" if any(k in dict(grid) for k, _ in p) else "--sample"
-            raise CascadeError(f"{opt} {grid_label(p)}: {exc}") from None
+            raise CascadeError(f"--grid/--sample {grid_label(p)}: {exc}") from None
     return points
 
 
