@@ -138,6 +138,38 @@ def to_markdown(res: dict) -> str:
                          f"population build (all of it), N={th['pop_n']:,}",
                          "control kernel"], rows)
 
+    sw = res.get("sweep")
+    if sw is not None:
+        L += [f"## Sweep throughput ({sw.get('n', 0):,} positions x {sw.get('steps', 0):,} steps "
+              "per task)", "",
+              (f"A grid of {sw.get('depths')} `market.depth_usd` values x {sw.get('seeds')} seeds "
+               f"({sw.get('tasks')} tasks) through `cascade sweep` on a fresh LocalCluster per "
+               "worker count (start-up included), against a serial loop over `cascade.run` "
+               "(a fresh population per run) in the same process run. A worker reuses the "
+               "population of tasks that share it (same seed, another depth). 1,000 tasks: "
+               "extrapolated from the measured rate."), ""] + _err(sw)
+        if "serial" in sw:
+            s = sw["serial"]
+            cores = m.get("cores_available") or 1
+            rows = [["serial loop over `cascade.run`", f"{s['runs']}", fmt_s(s["wall_s"]),
+                     f"{s['tasks_per_min']:.1f}", "1.00x",
+                     fmt_s(1000 * 60.0 / s["tasks_per_min"]), fmt_s(s["cpu_s"] / s["runs"]),
+                     fmt_s(1000 * s["cpu_s"] / s["runs"] / cores)]]
+            for r in sw["sweeps"]:
+                rows.append([f"`cascade sweep`, {r['workers']} worker(s)", f"{sw['tasks']}",
+                             fmt_s(r["wall_s"]), f"{r['tasks_per_min']:.1f}",
+                             f"{r['speedup_vs_serial']:.2f}x",
+                             fmt_s(r["extrapolated_1000_s"]), fmt_s(r["cpu_s"] / sw["tasks"]),
+                             fmt_s(1000 * r["cpu_s"] / sw["tasks"] / cores)])
+            L += _table(["engine", "tasks", "wall", "tasks/min", "vs serial", "1,000 tasks",
+                         "CPU per task", f"1,000 tasks on {cores} idle cores (CPU bound)"], rows)
+            L += ["The last column divides the CPU time of the processes (the dask workers "
+                  "included) by the cores: what 1,000 tasks would take with the cores to "
+                  "themselves and no other overhead; the wall times above include whatever "
+                  "else the machine ran (see 'other load').", ""]
+            L += [f"Rows identical across worker counts: {'yes' if sw['agree_workers'] else 'NO'}; "
+                  f"identical to the serial loop's: {'yes' if sw['agree_serial'] else 'NO'}.", ""]
+
     mem = res.get("memory")
     if mem is not None:
         L += ["## Memory", "",

@@ -7,6 +7,8 @@ baseline  engine step loop vs the naive NumPy baseline at one size, same inputs
 threads   the parallel kernels and the population phase at 1, 2, ... numba threads
 import    ``import cascade`` time; which kernels (if any) are compiled at import
 compile   first call of a tiny run, then a second call (run with NUMBA_CACHE_DIR set by the parent)
+sweep     tasks per minute of ``cascade sweep`` on 1, 2, ... worker processes against a serial
+          loop over ``cascade.run``, and whether their rows agree bit for bit
 
 Each task writes one JSON object to FILE; progress goes to stderr. Nothing from cascade is
 imported before a task starts, so ``import`` measures a cold interpreter.
@@ -388,8 +390,78 @@ def task_compile(a: dict) -> dict:
             "compile_s": first - second, "cache_dir": cache, "cache_files_after": files}
 
 
+def _cpu_s() -> float:
+    """CPU seconds used so far by this process and all its descendants (the dask workers), live
+    or ended: what the work costs whatever else the machine runs."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:4])  # user, system, children's user and system (ended ones)
+    for ch in me.children(recursive=True):
+        try:
+            total += sum(ch.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
+def task_sweep(a: dict) -> dict:
+    """A grid over ``market.depth_usd`` (``depths`` values) x ``seeds`` seeds at ``n`` positions
+    x ``steps`` steps: first a serial loop of ``cascade.run`` over the first ``serial`` tasks
+    (a fresh population each, as a user's own loop would do), then the whole sweep on each
+    count of ``workers`` (a fresh LocalCluster each, its start-up included in the wall time, a
+    fresh output folder each). Rows of every sweep are compared with each other and with the
+    serial loop's, every column, bit for bit."""
+    import tempfile
+
+    import numpy as np
+
+    from benchmarks.common import demo_scenario
+    from cascade.analysis import sweep as S
+    from cascade.runner import run
+
+    _warm_up(a["scenario"])
+    sc = demo_scenario(a["n"], a["steps"], a["scenario"])
+    base = sc.market.depth_usd
+    grid = [("market.depth_usd", [base * f for f in np.linspace(0.6, 1.4, a["depths"])])]
+    out = {"n": a["n"], "steps": a["steps"], "tasks": a["depths"] * a["seeds"],
+           "depths": a["depths"], "seeds": a["seeds"], "serial": {}, "sweeps": []}
+    with tempfile.TemporaryDirectory(prefix="cascade-bench-sweep-") as tmp:
+        tasks = S.plan(sc, S.grid_points(sc, grid), a["seeds"], positions=None, out=tmp)
+        _log(f"serial loop over cascade.run: {a['serial']} tasks")
+        t, c = time.perf_counter(), _cpu_s()
+        serial_rows = [S.task_row(task, run(task.resolved())) for task in tasks[: a["serial"]]]
+        wall, cpu = time.perf_counter() - t, _cpu_s() - c
+        out["serial"] = {"runs": a["serial"], "wall_s": wall, "cpu_s": cpu,
+                         "tasks_per_min": 60.0 * a["serial"] / wall}
+        rows_by = {}
+        for k in a["workers"]:
+            _log(f"sweep of {len(tasks)} tasks on {k} worker process(es)")
+            folder = f"{tmp}/w{k}"
+            t, c = time.perf_counter(), _cpu_s()
+            res = S.sweep(sc, seeds=a["seeds"], grid=grid, workers=k, out=folder)
+            wall, cpu = time.perf_counter() - t, _cpu_s() - c
+            rows_by[k] = res.rows
+            out["sweeps"].append({"workers": k, "wall_s": wall, "cpu_s": cpu,
+                                  "tasks_per_min": 60.0 * len(tasks) / wall})
+
+    def same(x, y) -> bool:
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            return np.asarray(x).tobytes() == np.asarray(y).tobytes()
+        return x == y or (x != x and y != y)
+
+    first = rows_by[a["workers"][0]]
+    recs = first.to_dict("records")
+    out["agree_workers"] = all(
+        len(r) == len(first) and all(same(u[c], v[c]) for u, v in zip(recs, r.to_dict("records"))
+                                     for c in first.columns) for r in rows_by.values())
+    out["agree_serial"] = all(same(recs[i][c], v) for i, row in enumerate(serial_rows)
+                              for c, v in row.items())
+    return out
+
+
 TASKS = {"e2e": task_e2e, "baseline": task_baseline, "threads": task_threads,
-         "import": task_import, "compile": task_compile}
+         "import": task_import, "compile": task_compile, "sweep": task_sweep}
 
 
 def main(argv=None) -> int:

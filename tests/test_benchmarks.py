@@ -186,7 +186,7 @@ def test_benchmark_runner_quick(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((out / "latest.json").read_text())
     for key in ("meta", "startup", "end_to_end", "memory", "steps_scaling", "baseline", "threads",
-                "targets"):
+                "sweep", "targets"):
         assert key in res, key
         assert not (isinstance(res[key], dict) and "error" in res[key]), res[key]
     meta = res["meta"]
@@ -198,6 +198,8 @@ def test_benchmark_runner_quick(tmp_path):
     assert len(res["steps_scaling"]["rows"]) >= 2
     assert all(r["agree"] for r in res["baseline"]["rows"])
     assert res["startup"]["import"]["compiled_at_import"] == []
+    assert res["sweep"]["agree_workers"] and res["sweep"]["agree_serial"]
+    assert [s["workers"] for s in res["sweep"]["sweeps"]] == [1, 2]
     assert {t["target"] for t in res["targets"]} >= {"import cascade", "nothing compiled at import"}
     md = (out / "latest.md").read_text()
     assert "## Targets" in md and "| target | goal | measured | status | note |" in md

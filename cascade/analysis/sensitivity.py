@@ -419,8 +419,33 @@ def _outputs(summary: dict) -> dict:
     return {k: float(summary[k]) for k in OUTPUTS}
 
 
+def _one_run(job) -> dict | str:
+    """The summary (without timings) of one sensitivity run, or the CascadeError's text of an
+    explosive variant; ``job`` is (scenario, label, positions, seed). Variants that keep the
+    population's inputs share one population per process (:mod:`cascade.analysis.sweep`)."""
+    from cascade.analysis.sweep import simulate_task
+    from cascade.runner import with_run_options
+
+    s, _label, positions, seed = job
+    try:
+        res = simulate_task(with_run_options(s, positions, seed))
+    except CascadeError as exc:  # an explosive variant: reported, not fatal
+        return str(exc)
+    return {k: v for k, v in res.summary.items() if k != "timings"}
+
+
+def _population_key(job) -> str:
+    """Runs that draw the same population share it on one worker."""
+    from cascade.analysis.populations import population_key
+    from cascade.runner import with_run_options
+
+    s, _label, positions, seed = job
+    return population_key(with_run_options(s, positions, seed))
+
+
 def sensitivity(scenario, params=None, step: float = 0.5, positions: int | None = None,
-                seed: int | None = None, progress: bool = False) -> SensitivityResult:
+                seed: int | None = None, progress: bool = False, *, workers: int | None = 1,
+                scheduler: str | None = None) -> SensitivityResult:
     """One-at-a-time sensitivity of ``max_drawdown_pct`` and ``liquidated_notional_usd``.
 
     Parameters
@@ -430,11 +455,15 @@ def sensitivity(scenario, params=None, step: float = 0.5, positions: int | None 
     step : each parameter runs at ``(1 - step)`` and ``(1 + step)`` times its value, 0 < step < 1
     positions, seed : as in :func:`cascade.runner.run`, the same for every run
     progress : a progress bar over the runs on stderr (shown only on a terminal)
+    workers, scheduler : the engine that runs them (:func:`cascade.analysis.parallel.run_many`:
+        local processes, None all cores, default 1: serial; or a dask scheduler's address); the
+        results do not depend on it
 
     Parameters whose value is 0 (or, for ``flows.scale``, a scenario without flows) are skipped
     and listed in ``skipped``; a scaled value outside the schema's range is clipped to it.
     """
-    from cascade.runner import _as_scenario, run
+    from cascade.analysis.parallel import run_many
+    from cascade.runner import _as_scenario
 
     t0 = time.perf_counter()
     sc = _as_scenario(scenario)
@@ -455,47 +484,25 @@ def sensitivity(scenario, params=None, step: float = 0.5, positions: int | None 
         plan.append((name, unit, [build_variant(sc, name, f) for f in factors]))
 
     n_runs = 1 + 2 * len(plan)
-    failures = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_runs, desc=f"{sc.name}: sensitivity", unit="run", leave=False,
-                   disable=None)
-
-    def one(s: Scenario, label: str) -> dict:
-        if bar is not None:
-            bar.set_postfix_str(label, refresh=False)
-        try:
-            res = run(s, positions=positions, seed=seed, progress=False)
-        except CascadeError as exc:  # an explosive variant: reported, not fatal
-            if bar is not None:
-                bar.update(1)
-            failures.append(f"{label}: {exc}")
-            return {k: float("nan") for k in OUTPUTS}
-        summary = {k: v for k, v in res.summary.items() if k != "timings"}
-        del res  # each run builds (and frees) its own population
-        if bar is not None:
-            bar.update(1)
-        return summary
-
-    try:
-        base_summary = one(sc, "base")
-        if failures:
-            raise CascadeError(failures[0])
-        base = _outputs(base_summary)
-        rows = []
-        for name, unit, (lo, hi) in plan:
-            out_lo = _outputs(one(lo.scenario, f"{name} x{lo.factor:g}"))
-            out_hi = _outputs(one(hi.scenario, f"{name} x{hi.factor:g}"))
-            notes = [n for n in (lo.note, hi.note) if n]
-            notes += [f"no result: {f}" for f in failures if f.startswith(f"{name} x")]
-            rows.append(Row(name=name, unit=unit, base_value=base_value(sc, name),
-                            low_value=lo.value, high_value=hi.value, low_clipped=lo.clipped,
-                            high_clipped=hi.clipped, notes=notes, low=out_lo, high=out_hi))
-    finally:
-        if bar is not None:
-            bar.close()
+    jobs = [(sc, "base")] + [(v.scenario, f"{name} x{v.factor:g}")
+                             for name, _, pair in plan for v in pair]
+    outcomes = run_many(_one_run, [(s, label, positions, seed) for s, label in jobs],
+                        workers=workers, scheduler=scheduler, progress=progress,
+                        desc=f"{sc.name}: sensitivity", key=_population_key)
+    failures = [f"{label}: {o}" for (_, label), o in zip(jobs, outcomes) if isinstance(o, str)]
+    base_summary = outcomes[0]
+    if isinstance(base_summary, str):
+        raise CascadeError(failures[0])
+    base = _outputs(base_summary)
+    rows = []
+    for i, (name, unit, (lo, hi)) in enumerate(plan):
+        out_lo, out_hi = (_outputs(o) if isinstance(o, dict) else {k: float("nan") for k in OUTPUTS}
+                          for o in outcomes[1 + 2 * i: 3 + 2 * i])
+        notes = [n for n in (lo.note, hi.note) if n]
+        notes += [f"no result: {f}" for f in failures if f.startswith(f"{name} x")]
+        rows.append(Row(name=name, unit=unit, base_value=base_value(sc, name),
+                        low_value=lo.value, high_value=hi.value, low_clipped=lo.clipped,
+                        high_clipped=hi.clipped, notes=notes, low=out_lo, high=out_hi))
     return SensitivityResult(
         scenario=sc.name, seed=int(base_summary["seed"]),
         positions=int(base_summary["positions_requested"]), step=step, base=base,

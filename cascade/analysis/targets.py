@@ -810,16 +810,27 @@ def seed_list(sc, seeds: int, seed_start: int | None = None) -> list[int]:
     return [s0 + i for i in range(seeds)]
 
 
+def _target_values(job) -> dict[str, Any]:
+    """One seed's value of every target: ``job`` is (scenario, targets, seed, positions,
+    reference, skipped), the arguments of :func:`measure`; run by
+    :func:`cascade.analysis.parallel.run_many`."""
+    return measure(*job)
+
+
 def validate(scenario, seeds: int = 1, positions: int | None = None, *,
              min_pass_share: float = 0.9, progress: bool = False, seed_start: int | None = None,
-             references=()) -> ValidationReport:
+             references=(), workers: int | None = 1,
+             scheduler: str | None = None) -> ValidationReport:
     """Run ``scenario`` (a path or a Scenario) on ``seeds`` seeds and check its targets.
 
     Seeds S, S+1, ..., S+K-1 where S = ``seed_start`` (default: the scenario's seed); the
     per-target rule "holds for the first seed" applies to S. ``positions`` overrides
     ``[population] positions``. ``references``: kline files (paths or frames) for the
-    ``path_rmse_pct`` targets; without one those targets are skipped.
+    ``path_rmse_pct`` targets; without one those targets are skipped. The seeds run through
+    :func:`cascade.analysis.parallel.run_many` (``workers``: local processes, None all cores,
+    default 1: serial; ``scheduler``: a dask scheduler's address); results do not depend on it.
     """
+    from cascade.analysis.parallel import run_many
     from cascade.model.scenario import Scenario, load_scenario
 
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
@@ -828,19 +839,11 @@ def validate(scenario, seeds: int = 1, positions: int | None = None, *,
     if not (isinstance(min_pass_share, (int, float)) and 0.0 <= min_pass_share <= 1.0):
         raise CascadeError(f"min_pass_share: expected a number from 0 to 1, got {min_pass_share!r}")
     klines, skipped = pick_reference(sc, targets, read_references(references))
-    values = {t.name: [] for t in targets if t.name not in skipped}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=seeds, desc=f"{sc.name}: seeds", unit="seed", disable=None)
-    for s in seed_ids:
-        for name, v in measure(sc, targets, s, positions, klines, skipped).items():
-            values[name].append(v)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+    per_seed = run_many(_target_values,
+                        [(sc, targets, s, positions, klines, skipped) for s in seed_ids],
+                        workers=workers, scheduler=scheduler, progress=progress,
+                        desc=f"{sc.name}: seeds", unit="seed")
+    values = {t.name: [v[t.name] for v in per_seed] for t in targets if t.name not in skipped}
     n = int(positions) if positions is not None else int(sc.population.positions)
     return ValidationReport(sc.name, str(sc.path) if sc.path else None, n, seed_ids,
                             float(min_pass_share),

@@ -33,7 +33,39 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=positive_int, help="numba threads (default: all cores)")
     p.add_argument("--reference", type=Path, metavar="KLINES.csv",
                    help="real path (Binance kline CSV) to overlay and score (path_rmse_pct)")
+    p.add_argument("--seeds", type=positive_int, metavar="N",
+                   help="run seeds S..S+N-1 (S: --seed or the scenario's) as a sweep and print "
+                        "the distribution (median, 5%%, 95%%) instead of one path")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=positive_int, metavar="K",
+                   help="with --seeds: worker processes (default: all cores; 1: serial)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --seeds: a dask scheduler's address, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main_seeds(args, sc, out: Path) -> int:
+    """``--seeds N``: the seeds as a sweep (:mod:`cascade.analysis.sweep`) into ``out/seeds``."""
+    from cascade.analysis.sweep import save_outputs, sweep
+    from cascade.errors import CascadeError
+    from cascade.runner import with_run_options
+
+    if args.reference is not None:
+        raise CascadeError("--reference: not available with --seeds (it scores one path); "
+                           "expected one of them")
+    sc = with_run_options(sc, seed=args.seed)
+    grid = [("engine.feedback", [False])] if args.no_feedback else []
+    res = sweep(sc, seeds=max(1, args.seeds), grid=grid, positions=args.positions,
+                workers=args.workers, scheduler=args.scheduler, out=out / "seeds",
+                amplification=args.amplification, progress=not args.quiet)
+    paths = save_outputs(res)
+    print(res.table_markdown())
+    print()
+    print(f"{len(res.tasks)} seeds ({res.skipped} already done), rows in {res.out}/*.parquet")
+    for name, path in paths.items():
+        print(f"{name:<20} {path}")
+    sys.stdout.flush()
+    return 0
 
 
 def main(args) -> int:
@@ -48,6 +80,10 @@ def main(args) -> int:
     except OSError as exc:
         raise CascadeError(f"--out {out}: expected a folder that can be created and written to "
                            f"({exc.strerror or exc})") from None
+    if args.seeds is not None:
+        return main_seeds(args, sc, out)
+    if args.workers is not None or args.scheduler is not None:
+        raise CascadeError("--workers/--scheduler: only with --seeds N; expected --seeds too")
     res = run(sc, positions=args.positions, seed=args.seed,
               feedback=False if args.no_feedback else None, amplification=args.amplification,
               progress=not args.quiet, threads=args.threads or None, reference=args.reference)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cascade.cli.run import positive_int
+from cascade.cli.sweep import add_engine_arguments
 
 NAME = "sensitivity"
 HELP = ("One-at-a-time sensitivity: rerun a scenario with each assumed parameter at -/+ step "
@@ -24,6 +25,7 @@ def add_arguments(p) -> None:
                         "(default 0.5)")
     p.add_argument("--out", type=Path,
                    help="output folder (default: runs/<scenario name>/sensitivity)")
+    add_engine_arguments(p)
     p.add_argument("--json", action="store_true",
                    help="print the result as JSON instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -44,7 +46,8 @@ def main(args) -> int:
         raise CascadeError(f"--out {out}: expected a folder that can be created and written to "
                            f"({exc.strerror or exc})") from None
     res = sensitivity(sc, params=params, step=step, positions=args.positions,
-                      seed=args.seed, progress=not args.quiet)
+                      seed=args.seed, progress=not args.quiet, workers=args.workers,
+                      scheduler=args.scheduler)
     paths = res.save(out)
     if args.json:
         doc = res.to_dict()

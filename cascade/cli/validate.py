@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from cascade.cli.run import positive_int
+from cascade.cli.sweep import add_engine_arguments
 
 NAME = "validate"
 HELP = ("Check a scenario against its historical [targets]: run it on K seeds, print each "
@@ -74,6 +75,7 @@ def add_arguments(p) -> None:
                    help="a target passes when it holds for the first seed and for at least "
                         "ceil(SHARE * K) seeds; the scenario also needs ceil(SHARE * K) seeds "
                         "meeting all targets at once (default 0.9)")
+    add_engine_arguments(p)
     p.add_argument("--json", action="store_true", help="print a JSON object instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -83,7 +85,8 @@ def main(args) -> int:
 
     report = validate(args.scenario, seeds=args.seeds, positions=args.positions,
                       min_pass_share=args.min_pass_share, progress=not args.quiet,
-                      seed_start=args.seed_start, references=args.reference)
+                      seed_start=args.seed_start, references=args.reference,
+                      workers=args.workers, scheduler=args.scheduler)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
