@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # module name under cascade.commands, in the order shown by --help
-SUBCOMMANDS = ["run", "validate", "replay", "sensitivity", "liq_price"]
+SUBCOMMANDS = ["run", "map", "validate", "replay", "sensitivity", "liq_price"]
 
 
 class _Parser(argparse.ArgumentParser):
