@@ -198,3 +198,20 @@ def test_cascade_map_bad_input_is_one_line(args, key, tmp_path, capsys):
         rc = exc.code
     err = capsys.readouterr().err
     assert rc == 2 and key in err and "Traceback" not in err, err
+
+
+def test_plots_of_an_empty_map_say_so():
+    from cascade.analysis.heatmap import heatmap_frame
+    from cascade.plots.heatmap import plot_heatmap, plot_ladder
+
+    times = pd.date_range("2025-10-10 20:00", periods=3, freq="1min", tz="UTC")
+    edges = price_edges(100.0, 10, 0.1)
+    hm = heatmap_frame(times, edges, np.zeros((3, 2, 10)), np.zeros((3, 2)), every_s=60.0)
+    steps = pd.DataFrame({"last_price": [100.0, 99.0, 98.0]}, index=times)
+    fig = plot_heatmap(hm, steps)
+    notes = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "no open longs in the price range" in notes and "no open shorts in the price range" in notes
+    fig = plot_ladder(hm, times[1], 99.0)
+    assert "no open positions in the price range" in [t.get_text() for t in fig.axes[0].texts]
+    with pytest.raises(ValueError, match="heatmap is empty"):
+        plot_heatmap(hm.iloc[:0], steps)

@@ -177,13 +177,16 @@ def plot_ladder(heatmap: pd.DataFrame, when, price: float, path: Any = None, *,
     ax.axhline(price, color="black", linestyle="--", linewidth=1.1,
                label=_esc(f"last price {_price_text(price)}"))
     total = longs + shorts
+    pad = 0.15 * price
+    y_lo, y_hi = max(edges[0], price - pad), min(edges[-1], price + pad)
+    shown = total[(hi > y_lo) & (lo < y_hi)]
     if float(total.sum()) < _NEGLIGIBLE_USD:
         _note(ax, "no open positions in the price range")
         ax.set_xlim(0, 1)
     else:
-        ax.set_xlim(0, float(total.max()) * 1.1)
-    pad = 0.15 * price
-    ax.set_ylim(max(edges[0], price - pad), min(edges[-1], price + pad))
+        ax.set_xlim(0, float(shown.max() if shown.size and shown.max() > 0 else total.max())
+                    * 1.1)
+    ax.set_ylim(y_lo, y_hi)
     ax.yaxis.set_major_formatter(_price_tick)
     ax.xaxis.set_major_formatter(_usd_axis_formatter())
     ax.set_ylabel("liquidation price (USD)")

@@ -430,7 +430,7 @@ def _summary_low(summary: Mapping[str, Any], last: pd.Series):
 # --------------------------------------------------------------------------------------------
 
 _AXES_PX = 1100  # about the width of a panel, pixels, in an 11 in figure at 120 dpi
-_MIN_BAR_PX = 2.0  # narrowest bar drawn, pixels
+_MIN_BAR_PX = 3.0  # narrowest bar drawn, pixels (2 px bars turned green when a viewer downscaled)
 
 
 def _tallest_per_column(x, total, x0: float, col_w: float):
@@ -504,7 +504,7 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any = 
     2. liquidated notional per minute (1-minute sums; longs red, shorts green, stacked) and
        stop-loss volume per minute as a thin line; windows of more than ~2000 minutes are
        bucketed coarser (5 min, 15 min, ...) and the axis label says so. Where bars would be
-       narrower than two pixels (a day of minutes), each two-pixel column draws the tallest
+       narrower than three pixels (a day of minutes), each three-pixel column draws the tallest
        bucket that falls in it, with that bucket's own long/short split, so a bar keeps its
        side's colour and no neighbour paints over it;
     3. cumulative liquidated notional (long, short, total) and open interest on a twin axis.
@@ -638,7 +638,7 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any = 
     bar_px = _AXES_PX * w / (xlim[1] - xlim[0])
     bar_w = w * (0.9 if bar_px >= 4 else 1.0)
     bl, bL, bS = bx, longs, shorts
-    if bar_px < _MIN_BAR_PX:  # sub-pixel bars: the tallest bucket of each 2-px column
+    if bar_px < _MIN_BAR_PX:  # sub-pixel bars: the tallest bucket of each 3-px column
         col_w = _MIN_BAR_PX * (xlim[1] - xlim[0]) / _AXES_PX
         keep, cols = _tallest_per_column(bx, longs + shorts, xlim[0], col_w)
         bl, bL, bS, bar_w = xlim[0] + cols * col_w, longs[keep], shorts[keep], col_w
