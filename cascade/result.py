@@ -79,6 +79,9 @@ class Result:
     population : the :class:`~cascade.model.population.Population` the run used
     liq_map : DataFrame, notional liquidated at each price level before the shock
     summary : dict of headline figures (see README "Outputs")
+    heatmap : DataFrame or None, the liquidation heatmap recorded from the live ladder when the
+        run asked for it (``cascade.run(..., heatmap=True)``; columns in
+        :mod:`cascade.analysis.heatmap`)
     """
 
     scenario: object
@@ -89,6 +92,7 @@ class Result:
     summary: dict
     reference: pd.DataFrame | None = None
     populations: list | None = None  # one per venue (the first is ``population``)
+    heatmap: pd.DataFrame | None = None
 
     @classmethod
     def assemble(cls, sc, specs, pops, state: EngineState, liquidation_map, *,
@@ -262,22 +266,41 @@ class Result:
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
-    def plot(self, kind: str = "waterfall", path=None, *, reference=None):
-        """Draw a plot; kind 'waterfall', 'liquidation_map', 'insurance' or, for a multi-venue
-        run, 'venues' (each venue's price, insurance fund and ADL over time).
+    def plot(self, kind: str = "waterfall", path=None, *, reference=None, window=None,
+             at=None):
+        """Draw a plot; kind 'waterfall', 'liquidation_map', 'insurance', 'heatmap' (runs with
+        ``heatmap=True``) or, for a multi-venue run, 'venues' (each venue's price, insurance
+        fund and ADL over time).
 
-        Saves a PNG at ``path`` (default: a temporary file) and returns its path; in Jupyter,
-        ``IPython.display.Image(res.plot())`` shows it.
+        With ``path``, saves the image there (PNG unless the suffix says otherwise) and returns
+        the path; without, returns the matplotlib Figure (Jupyter shows it inline).
+        ``window=(start, end)`` zooms the waterfall or the heatmap on a time span (UTC);
+        ``at=TIME`` draws the heatmap's ladder at one instant as a horizontal profile.
         """
-        import tempfile
-
         from cascade.plots import waterfall as plots
 
-        if path is None:
-            path = Path(tempfile.mkdtemp(prefix="cascade-")) / f"{kind}.png"
         if kind == "waterfall":
             ref = self.reference if reference is None else reference
-            return plots.plot_waterfall(self.steps, self.summary, path, reference=ref)
+            return plots.plot_waterfall(self.steps, self.summary, path, reference=ref,
+                                        window=window)
+        if kind == "heatmap":
+            from cascade.plots.heatmap import plot_heatmap, plot_ladder
+
+            if self.heatmap is None:
+                raise ValueError("no heatmap recorded: run with cascade.run(..., heatmap=True)")
+            if at is not None:
+                from cascade.analysis.heatmap import parse_instant
+
+                t = parse_instant(at, self.scenario, "at")
+                last = self.steps["last_price"]
+                price = float(last.iloc[max(0, int(last.index.searchsorted(t, "right")) - 1)])
+                return plot_ladder(self.heatmap, t, price, path,
+                                   title=f"{self.scenario.name}: liquidation ladder at "
+                                         f"{t:%Y-%m-%d %H:%M:%S} UTC")
+            return plot_heatmap(self.heatmap, self.steps, path, window=window,
+                                title=f"{self.scenario.name}: liquidation heatmap (seed "
+                                      f"{self.summary['seed']}, "
+                                      f"{self.summary['positions']:,} positions)")
         if kind == "liquidation_map":
             return plots.plot_liquidation_map(self.liq_map, self.summary["price_start"], path)
         if kind == "insurance":
@@ -288,14 +311,16 @@ class Result:
             return plot_venues(self.steps, list(self.summary["venues"]), path,
                                title=f"{self.scenario.name}: venues, insurance funds and ADL")
         raise ValueError(f"unknown plot kind {kind!r}: expected waterfall, liquidation_map, "
-                         "insurance or (multi-venue runs) venues")
+                         "insurance, heatmap or (multi-venue runs) venues")
 
-    def save(self, out_dir, *, reference=None) -> dict:
+    def save(self, out_dir, *, reference=None, window=None) -> dict:
         """Write summary.json, steps.parquet, liquidations.parquet and the PNG plots
-        (venues.png too for a multi-venue run).
+        (venues.png too for a multi-venue run; heatmap.parquet and heatmap.png for a run that
+        recorded the heatmap).
 
         Each file is written to a temporary name and renamed, so an interrupted run never leaves a
-        truncated file behind. Returns {name: path}.
+        truncated file behind. ``window=(start, end)`` zooms the waterfall. Returns
+        {name: path}.
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -306,11 +331,15 @@ class Result:
 
         atomic("steps.parquet", lambda p: self.steps.to_parquet(p))
         atomic("liquidations.parquet", lambda p: self.liquidations.to_parquet(p))
-        atomic("waterfall.png", lambda p: self.plot("waterfall", p, reference=reference))
+        atomic("waterfall.png", lambda p: self.plot("waterfall", p, reference=reference,
+                                                    window=window))
         atomic("liquidation_map.png", lambda p: self.plot("liquidation_map", p))
         atomic("insurance.png", lambda p: self.plot("insurance", p))
         if self.summary.get("venues"):
             atomic("venues.png", lambda p: self.plot("venues", p))
+        if self.heatmap is not None:
+            atomic("heatmap.parquet", lambda p: self.heatmap.to_parquet(p, index=False))
+            atomic("heatmap.png", lambda p: self.plot("heatmap", p))
         atomic("summary.json", lambda p: p.write_text(json.dumps(_jsonable(self.summary),
                                                                  indent=2) + "\n"))
         return paths

@@ -37,7 +37,7 @@ def with_run_options(sc: Scenario, positions: int | None = None, seed: int | Non
 def run(scenario, positions: int | None = None, seed: int | None = None, *,
         feedback: bool | None = None, amplification: bool = False, progress: bool = False,
         out: str | Path | None = None, threads: int | None = None,
-        reference: str | Path | None = None):
+        reference: str | Path | None = None, heatmap=False):
     """Run a scenario and return a :class:`~cascade.result.Result`.
 
     Parameters
@@ -52,6 +52,9 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
     threads : numba threads for the parallel kernels (default: all)
     reference : a Binance kline CSV of the real path: overlaid on the waterfall plot, and
         ``path_rmse_pct`` added to the summary
+    heatmap : True, or a dict of :class:`~cascade.analysis.heatmap.HeatmapSpec` fields (bins,
+        span, every_s, at): also record the liquidation heatmap from the live ladder
+        (``res.heatmap``, ``res.plot("heatmap")``, heatmap.parquet when saved)
     """
     from cascade._numba import set_threads
 
@@ -62,7 +65,12 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
         from cascade.io.klines import read_klines
 
         klines = read_klines(reference)
-    result = simulate(sc, progress=progress)
+    spec = None
+    if heatmap is not False and heatmap is not None:
+        from cascade.analysis.heatmap import as_spec
+
+        spec = as_spec(heatmap)
+    result = simulate(sc, progress=progress, heatmap=spec)
     if amplification:
         base = simulate(sc.with_overrides(**{"engine.feedback": False}), progress=progress,
                         population=[p.fork() for p in result.populations])
@@ -74,7 +82,8 @@ def run(scenario, positions: int | None = None, seed: int | None = None, *,
     return result
 
 
-def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None, noise=None):
+def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None, noise=None,
+             heatmap=None):
     """One engine run of a validated scenario (no overrides, no amplification).
 
     Every scenario is a market of V venues (:func:`cascade.model.venues.venue_specs`; a scenario
@@ -87,6 +96,8 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
         one-venue market, or the pair (float64 (V, T) on the venues, float64 (J, T) on the spot
         venues); replay uses it with ``noise`` (float64 (T,), background log increments) to drive
         the engine along a given path
+    heatmap : a :class:`~cascade.analysis.heatmap.HeatmapSpec`: snapshot the ladder between
+        chunks into ``result.heatmap`` (None: no snapshots, no extra chunk boundaries)
     """
     from cascade.engine import M_ORACLE, S_FLAST, S_MARK, S_PACC, S_PCNT, EngineState
     from cascade.model.market import background_noise
@@ -147,14 +158,29 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
                                 "premium": pbar, "price": float(price), **paid})
 
     desc = f"{sc.name}: steps" + (f" ({len(specs)} venues)" if len(specs) > 1 else "")
-    advance_all(sc, state, exo_v, noise, prm, iprm, progress=progress, desc=desc, stops=pay,
-                before=pay_funding)
+    stops, before, recorder = pay, pay_funding, None
+    if heatmap is not None:
+        from cascade.analysis.heatmap import LadderRecorder
+
+        recorder = LadderRecorder(sc, state, heatmap)
+        stops = set(pay) | set(recorder.steps.tolist())
+
+        def before(step: int) -> None:
+            pay_funding(step)
+            recorder.record(step)
+
+    advance_all(sc, state, exo_v, noise, prm, iprm, progress=progress, desc=desc, stops=stops,
+                before=before)
+    if recorder is not None:
+        recorder.record(n_steps)  # the ladder left at the end
     timings["step_loop_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     res = Result.assemble(sc, specs, pops, state, liquidation_map, oi_start=oi0,
                           funding=funding_log)
     timings["assembly_s"] = time.perf_counter() - t
+    if recorder is not None:
+        res.heatmap = recorder.frame()
     res.summary["timings"] = {k: round(v, 4) for k, v in timings.items()}
     return res
 

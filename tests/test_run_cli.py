@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from cascade.cli import main
 
@@ -43,7 +44,9 @@ def test_python_api_matches_cli_run(tmp_path):
     res = cascade.run("scenarios/demo.toml", positions=20000, seed=5, out=tmp_path / "api")
     disk = pd.read_parquet(tmp_path / "api" / "steps.parquet")
     pd.testing.assert_frame_equal(res.steps, disk, check_freq=False)
-    assert res.plot().exists()
+    assert res.plot(path=tmp_path / "w.png") == tmp_path / "w.png"  # with a path: saved there
+    assert (tmp_path / "w.png").read_bytes().startswith(b"\x89PNG")
+    assert res.plot()._repr_png_().startswith(b"\x89PNG")  # without: a Figure, shown inline
 
 
 def test_bad_reference_file_is_a_clear_error(tmp_path, capsys):
@@ -54,3 +57,29 @@ def test_bad_reference_file_is_a_clear_error(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("cascade: error:") and "ref.csv" in err
+
+
+def test_run_window_zooms_the_waterfall(tmp_path, capsys, monkeypatch):
+    """--window draws the waterfall over that span only (the x limits of the drawn figure)."""
+    from cascade.plots import waterfall
+
+    seen = []
+    real = waterfall.plot_waterfall
+
+    def spy(steps, summary, path, **kwargs):
+        seen.append(real(steps, summary, None, **kwargs).axes[0].get_xlim())
+        return real(steps, summary, path, **kwargs)
+
+    monkeypatch.setattr(waterfall, "plot_waterfall", spy)
+    rc = main(["run", "scenarios/demo.toml", "--positions", "2000", "--out", str(tmp_path),
+               "--window", "20:25,21:05", "--quiet"])
+    assert rc == 0 and (tmp_path / "waterfall.png").exists()
+    lo, hi = seen[0]
+    assert (hi - lo) * 24 * 60 == pytest.approx(40, abs=1)
+    for bad, key in (("21:05,20:25", "expected START before END"),
+                     ("19:00,20:30", "expected a time inside the scenario window"),
+                     ("20:25", "expected START,END")):
+        rc = main(["run", "scenarios/demo.toml", "--positions", "100", "--out", str(tmp_path),
+                   "--window", bad, "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "--window" in err and key in err and "Traceback" not in err, err

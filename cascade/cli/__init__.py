@@ -11,7 +11,8 @@ import importlib
 import sys
 
 # module name under cascade.commands, in the order shown by --help
-SUBCOMMANDS = ["run", "sweep", "validate", "replay", "sensitivity", "calibrate", "liq_price"]
+SUBCOMMANDS = ["run", "map", "sweep", "validate", "replay", "sensitivity", "calibrate",
+               "liq_price"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -33,6 +33,9 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=positive_int, help="numba threads (default: all cores)")
     p.add_argument("--reference", type=Path, metavar="KLINES.csv",
                    help="real path (Binance kline CSV) to overlay and score (path_rmse_pct)")
+    p.add_argument("--window", metavar="START,END",
+                   help="zoom the waterfall on this time span (UTC, e.g. 21:00,21:30 or "
+                        "2025-10-10T21:00,2025-10-10T21:30)")
     p.add_argument("--seeds", type=positive_int, metavar="N",
                    help="run seeds S..S+N-1 (S: --seed or the scenario's) as a sweep and print "
                         "the distribution (median, 5%%, 95%%) instead of one path")
@@ -74,6 +77,11 @@ def main(args) -> int:
     from cascade.runner import run
 
     sc = load_scenario(args.scenario)
+    window = None
+    if args.window:  # before the run, like --out
+        from cascade.analysis.heatmap import parse_window
+
+        window = parse_window(args.window, sc)
     out = args.out or Path("runs") / sc.name
     try:  # before the run, so a bad --out fails at once, not after the simulation
         out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +95,7 @@ def main(args) -> int:
     res = run(sc, positions=args.positions, seed=args.seed,
               feedback=False if args.no_feedback else None, amplification=args.amplification,
               progress=not args.quiet, threads=args.threads or None, reference=args.reference)
-    paths = res.save(out)
+    paths = res.save(out, window=window)
     print(res.table())
     print()
     for name in ("summary.json", "steps.parquet", "waterfall.png", "liquidation_map.png",

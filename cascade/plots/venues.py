@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
 from typing import Any
 
 import numpy as np
@@ -25,8 +24,8 @@ from cascade.plots.waterfall import (
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
-def plot_venues(steps: pd.DataFrame, venues: list[str], path: Any, *,
-                title: str | None = None) -> pathlib.Path:
+def plot_venues(steps: pd.DataFrame, venues: list[str], path: Any = None, *,
+                title: str | None = None):
     """Draw, per venue over time: last price (and the index), insurance fund (as a share of its
     start, so funds of very different sizes share an axis), the fund's (vault's) inventory at
     the mark, cumulative ADL and backstop notional and cumulative bad debt.

@@ -270,17 +270,18 @@ def _check_steps(steps: pd.DataFrame, columns) -> None:
 
 
 def _new_figure(width: float, height: float):
-    """A pyplot-free figure with an Agg canvas and constrained layout."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """A pyplot-free figure with an Agg canvas and constrained layout, shown inline by Jupyter
+    (:mod:`cascade.plots._figure`)."""
+    from cascade.plots._figure import new_figure
 
-    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    return new_figure(width, height, _DPI)
 
 
-def _save(fig, path: Any) -> pathlib.Path:
-    """Write ``fig`` to ``path`` (creating parent folders); the format follows the suffix."""
+def _save(fig, path: Any):
+    """Write ``fig`` to ``path`` (creating parent folders; the format follows the suffix) and
+    return the path; with no path, return the figure itself (Jupyter shows it inline)."""
+    if path is None:
+        return fig
     out = pathlib.Path(path)
     if out.parent != pathlib.Path(""):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -428,6 +429,51 @@ def _summary_low(summary: Mapping[str, Any], last: pd.Series):
 # waterfall
 # --------------------------------------------------------------------------------------------
 
+_AXES_PX = 1100  # about the width of a panel, pixels, in an 11 in figure at 120 dpi
+_MIN_BAR_PX = 3.0  # narrowest bar drawn, pixels (2 px bars turned green when a viewer downscaled)
+
+
+def _tallest_per_column(x, total, x0: float, col_w: float):
+    """Bars of left edges ``x`` grouped in columns ``[x0 + c col_w, x0 + (c + 1) col_w)``: the
+    index of the tallest bar of each column that holds a bar of non-zero ``total`` (the first
+    on ties) and the column numbers, both int64 (m,)."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)
+    total = np.asarray(total, dtype=float)
+    nz = np.flatnonzero(total != 0)
+    col = np.floor((x[nz] - x0) / col_w).astype(np.int64)
+    order = np.lexsort((nz, -total[nz], col))  # by column, tallest first, then time
+    _, first = np.unique(col[order], return_index=True)
+    keep = nz[order[first]]
+    return keep, col[order[first]]
+
+
+def _in_window(data: pd.DataFrame, summary: Mapping[str, Any], window):
+    """Rows of ``data`` in ``[start, end)`` and the summary with the low taken from them when
+    the run's low lies outside the window."""
+    import pandas as pd
+
+    try:
+        start, end = (pd.Timestamp(t) for t in window)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"window: expected (start, end) timestamps, got {window!r} ({exc})"
+                         ) from None
+    start, end = (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+                  for t in (start, end))
+    part = data[(data.index >= start) & (data.index < end)]
+    if len(part) == 0:
+        raise ValueError(f"window: no step in [{start}, {end}); the steps run from "
+                         f"{data.index[0]} to {data.index[-1]}")
+    summary = dict(summary)
+    t_low = summary.get("price_min_time")
+    if t_low is None or not start <= _utc_index([pd.Timestamp(t_low)])[0] < end:
+        i = int(part["last_price"].to_numpy().argmin())
+        summary["price_min"] = float(part["last_price"].iloc[i])
+        summary["price_min_time"] = part.index[i].isoformat()
+    return part, summary
+
+
 _STEP_COLUMNS = ("last_price", "mark_price", "liq_long_usd", "liq_short_usd", "stop_usd",
                  "open_interest_usd")
 
@@ -444,9 +490,9 @@ def _bucket_for(n_minutes: float, step: pd.Timedelta) -> tuple[str, str]:
     return "1D", "day"
 
 
-def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *,
-                   reference: pd.DataFrame | None = None,
-                   title: str | None = None) -> pathlib.Path:
+def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any = None, *,
+                   reference: pd.DataFrame | None = None, title: str | None = None,
+                   window=None):
     """Draw the cascade "waterfall": price, liquidations per minute, cumulative liquidations.
 
     Three stacked panels share a UTC time axis (``HH:MM`` ticks, with dates when the window
@@ -457,7 +503,10 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
        the start and time;
     2. liquidated notional per minute (1-minute sums; longs red, shorts green, stacked) and
        stop-loss volume per minute as a thin line; windows of more than ~2000 minutes are
-       bucketed coarser (5 min, 15 min, ...) and the axis label says so;
+       bucketed coarser (5 min, 15 min, ...) and the axis label says so. Where bars would be
+       narrower than three pixels (a day of minutes), each three-pixel column draws the tallest
+       bucket that falls in it, with that bucket's own long/short split, so a bar keeps its
+       side's colour and no neighbour paints over it;
     3. cumulative liquidated notional (long, short, total) and open interest on a twin axis.
 
     Parameters
@@ -472,23 +521,28 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
         ``amplification`` / ``path_rmse_pct`` when present) and the low (``price_min``,
         ``price_min_time``, ``price_start``). Missing keys are left out of the title; the low
         falls back to the minimum of ``last_price``.
-    path : str or path-like
+    path : str or path-like, optional
         Output file; PNG unless the suffix names another format. Parent folders are created.
+        None: return the figure instead (Jupyter shows it inline).
     reference : pandas.DataFrame, optional
         Real 1-minute candles (DatetimeIndex of open times, columns ``open``, ``high``,
         ``low``, ``close``); only the part inside the simulated window is drawn.
     title : str, optional
         Replaces the first title line (scenario, seed, positions); the statistics line stays.
+    window : (start, end), optional
+        Zoom on the steps in ``[start, end)`` (timestamps or text pandas reads; naive is UTC).
+        The title's figures stay those of the whole run.
 
     Returns
     -------
-    pathlib.Path
-        ``path``, written as an 11 x 9 in figure at 120 dpi (1320 x 1080 px).
+    pathlib.Path or Figure
+        ``path``, written as an 11 x 9 in figure at 120 dpi (1320 x 1080 px); the figure when
+        ``path`` is None.
 
     Raises
     ------
     ValueError
-        If ``steps`` is empty or lacks one of the columns above.
+        If ``steps`` is empty or lacks one of the columns above, or ``window`` holds no step.
     """
     import numpy as np
     import pandas as pd
@@ -498,6 +552,8 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
     idx = _utc_index(steps.index)
     data = steps.loc[:, list(_STEP_COLUMNS)].astype(float).set_axis(idx)
     data = data.sort_index()
+    if window is not None:
+        data, summary = _in_window(data, summary, window)
     idx = data.index
     step = _step_of(idx)
     t_lo, t_hi = idx[0], idx[-1] + step
@@ -580,9 +636,15 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any, *
     stops = per["stop_usd"].to_numpy()
     # gaps between bars only while bars are a few pixels wide (~1100 px of axes); thinner
     # bars with gaps would alias into stripes
-    bar_w = w * (0.9 if 1100 * w / (xlim[1] - xlim[0]) >= 4 else 1.0)
-    _bars(ax_l, bx, bar_w, np.zeros_like(longs), longs, _RED, "long liquidations")
-    _bars(ax_l, bx, bar_w, longs, longs + shorts, _GREEN, "short liquidations")
+    bar_px = _AXES_PX * w / (xlim[1] - xlim[0])
+    bar_w = w * (0.9 if bar_px >= 4 else 1.0)
+    bl, bL, bS = bx, longs, shorts
+    if bar_px < _MIN_BAR_PX:  # sub-pixel bars: the tallest bucket of each 3-px column
+        col_w = _MIN_BAR_PX * (xlim[1] - xlim[0]) / _AXES_PX
+        keep, cols = _tallest_per_column(bx, longs + shorts, xlim[0], col_w)
+        bl, bL, bS, bar_w = xlim[0] + cols * col_w, longs[keep], shorts[keep], col_w
+    _bars(ax_l, bl, bar_w, np.zeros_like(bL), bL, _RED, "long liquidations")
+    _bars(ax_l, bl, bar_w, bL, bL + bS, _GREEN, "short liquidations")
     ax_l.step(np.append(bx, bx[-1] + w), np.append(stops, stops[-1]), where="post", color=_STOP,
               linewidth=0.9, label="stop-loss orders")
     ax_l.set_xlim(*xlim)
@@ -671,8 +733,8 @@ def _branching_panel(ax: Axes, steps: pd.DataFrame, xlim) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def plot_liquidation_map(liq_map: pd.DataFrame, price: float, path: Any, *,
-                         title: str | None = None) -> pathlib.Path:
+def plot_liquidation_map(liq_map: pd.DataFrame, price: float, path: Any = None, *,
+                         title: str | None = None):
     """Draw a liquidation map: notional that would be liquidated at each price level.
 
     Price runs along x. Bars show, per price bin, the long notional (red; normally below the
@@ -784,7 +846,7 @@ def plot_liquidation_map(liq_map: pd.DataFrame, price: float, path: Any, *,
 # --------------------------------------------------------------------------------------------
 
 
-def plot_insurance(steps: pd.DataFrame, path: Any, *, title: str | None = None) -> pathlib.Path:
+def plot_insurance(steps: pd.DataFrame, path: Any = None, *, title: str | None = None):
     """Draw the insurance fund balance over time and cumulative bad debt below it.
 
     Parameters
