@@ -246,8 +246,11 @@ def test_default_lists_are_not_shared_with_the_schema(tmp_path):
 def test_parse_scenario_from_a_dict():
     sc = parse_scenario(tomllib.loads(MINIMAL))
     assert sc.path is None and sc.name == "minimal"
-    with pytest.raises(CascadeError, match=r"^<dict>: \[market\] missing key 'depth_usd'"):
-        parse_scenario(tomllib.loads(MINIMAL.replace("depth_usd = 1e7", "")))
+    with pytest.raises(CascadeError, match=r"^<dict>: \[scenario\] missing key 'start'"):
+        parse_scenario(tomllib.loads(MINIMAL.replace("start = 2025-10-10T20:00:00Z\n", "")))
+    # without depth_usd the depth is the law's ratio to open interest
+    sc = parse_scenario(tomllib.loads(MINIMAL.replace("depth_usd = 1e7", "depth_oi_ratio = 0.002")))
+    assert sc.market.depth_usd == pytest.approx(2e6) and sc.market.depth_from_oi
 
 
 # --- n_steps -----------------------------------------------------------------------------------

@@ -45,6 +45,11 @@ def add_arguments(p) -> None:
     p.add_argument("--min-pass-share", type=_share, default=0.9, metavar="SHARE",
                    help="a target passes when it holds for the scenario's seed and for at least "
                         "ceil(SHARE * K) seeds (default 0.9)")
+    p.add_argument("--no-flows", action="store_true",
+                   help="stability check instead of the targets: remove every [[flows]] and "
+                        "[[wicks]] and require, on every seed, liquidations at most 1%% of open "
+                        "interest and a drawdown at most 1.25x the same seed's drawdown with "
+                        "feedback off")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -52,6 +57,14 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     from cascade.analysis.targets import validate
 
+    if args.no_flows:
+        from cascade.analysis.calm import calm_check
+
+        calm = calm_check(args.scenario, seeds=args.seeds, positions=args.positions,
+                          progress=not args.quiet)
+        print(json.dumps(calm.to_dict(), indent=2) if args.json else calm.table())
+        sys.stdout.flush()
+        return 0 if calm.passed else 1
     report = validate(args.scenario, seeds=args.seeds, positions=args.positions,
                       min_pass_share=args.min_pass_share, progress=not args.quiet)
     if args.json:
