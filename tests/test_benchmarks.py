@@ -38,7 +38,7 @@ seed = 7
 [venue]
 name = "binance"
 symbol = "BTCUSDT"
-insurance_fund_usd = 3_000_000
+insurance_fund_usd = 1_000_000
 
 [population]
 positions = 4_000

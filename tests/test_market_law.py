@@ -5,11 +5,11 @@ historical scenarios that take it, and populations without walls of triggers und
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from cascade.errors import CascadeError
 from cascade.model.market import dip_buying_usd, exogenous_flow

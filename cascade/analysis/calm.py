@@ -41,6 +41,7 @@ class CalmSeed:
     drawdown_no_feedback_pct: float  # same seed, forced orders do not move the price
     liquidated_usd: float
     open_interest_usd: float       # at the start
+    liquidated_no_feedback_usd: float = 0.0  # the noise alone, same seed
 
     @property
     def liquidated_share(self) -> float:
@@ -78,12 +79,15 @@ class CalmReport:
                  f"seeds; calm when liquidated <= {self.max_liquidated_share:.2%} of OI and "
                  f"drawdown <= {self.max_drawdown_ratio:g}x the no-feedback drawdown",
                  "",
-                 "| seed | drawdown | no feedback | ratio | liquidated | share of OI | calm |",
-                 "|---:|---:|---:|---:|---:|---:|---|"]
+                 "| seed | drawdown | no feedback | ratio | liquidated | share of OI | "
+                 "no feedback | calm |",
+                 "|---:|---:|---:|---:|---:|---:|---:|---|"]
         for s in self.seeds:
             lines.append(f"| {s.seed} | {s.drawdown_pct:.2f}% | {s.drawdown_no_feedback_pct:.2f}% "
                          f"| {s.drawdown_ratio:.3f} | ${s.liquidated_usd / 1e6:,.1f}M | "
-                         f"{s.liquidated_share:.3%} | {'yes' if self.ok(s) else 'NO'} |")
+                         f"{s.liquidated_share:.3%} | "
+                         f"{s.liquidated_no_feedback_usd / s.open_interest_usd:.3%} | "
+                         f"{'yes' if self.ok(s) else 'NO'} |")
         worst_r = max((s.drawdown_ratio for s in self.seeds), default=0.0)
         worst_l = max((s.liquidated_share for s in self.seeds), default=0.0)
         lines += ["", f"calm on {self.n_pass} of {len(self.seeds)} seeds; worst ratio "
@@ -120,7 +124,8 @@ def calm_check(scenario, seeds: int = 20, positions: int | None = None, *,
         m = res.summary
         out.append(CalmSeed(s, float(m["max_drawdown_pct"]), float(m["drawdown_no_feedback_pct"]),
                             float(m["liquidated_notional_usd"]),
-                            float(m["open_interest_start_usd"])))
+                            float(m["open_interest_start_usd"]),
+                            float(m["liquidated_no_feedback_usd"])))
         del res
     n = int(positions) if positions is not None else int(sc.population.positions)
     return CalmReport(sc.name, n, out, max_liquidated_share, max_drawdown_ratio)
