@@ -79,8 +79,8 @@ class CalmReport:
                  f"seeds; calm when liquidated <= {self.max_liquidated_share:.2%} of OI and "
                  f"drawdown <= {self.max_drawdown_ratio:g}x the no-feedback drawdown",
                  "",
-                 "| seed | drawdown | no feedback | ratio | liquidated | share of OI | "
-                 "no feedback | calm |",
+                 "| seed | drawdown | drawdown, no feedback | ratio | liquidated | share of OI | "
+                 "share, no feedback | calm |",
                  "|---:|---:|---:|---:|---:|---:|---:|---|"]
         for s in self.seeds:
             lines.append(f"| {s.seed} | {s.drawdown_pct:.2f}% | {s.drawdown_no_feedback_pct:.2f}% "
