@@ -464,7 +464,7 @@ def _shared_market(value, where: str, base_dir, seen: list) -> tuple[dict, list]
                            "of shared market files that ends")
     if not p.is_file():
         raise CascadeError(f"{where} extends: expected a shared market file, got {value!r} "
-                           f"({p} not found)")
+                           f"({p} {'is a directory' if p.is_dir() else 'not found'})")
     doc = _read_toml(p, "a shared market file with a [market] table")
     for section in doc:
         if section not in ("market", "extends"):
