@@ -26,7 +26,10 @@ BASE = {
     },
     "market": {"depth_usd": 12e6, "impact_exponent": 0.6, "permanent_share": 0.4,
                "resilience_half_life_s": 240.0, "volatility_annual_pct": 30.0,
-               "dip_buy_usd_per_s_per_pct": 5e3, "dip_buy_threshold_pct": 3.0},
+               "dip_buy_usd_per_s_per_pct": 5e3, "dip_buy_threshold_pct": 3.0,
+               # the schema's defaults before the shared law (issue 15) changed them
+               "depth_floor": 0.05, "depth_vol_sensitivity": 2.0, "depth_memory_s": 60.0,
+               "dip_buy_max_usd_per_s": 1e12, "reference_half_life_s": 3600.0},
     "engine": {},
     "flows": [
         {"start": START + dt.timedelta(minutes=5), "duration_min": 6.0, "usd_per_min": 6e6,

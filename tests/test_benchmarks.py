@@ -38,7 +38,7 @@ seed = 7
 [venue]
 name = "binance"
 symbol = "BTCUSDT"
-insurance_fund_usd = 3_000_000
+insurance_fund_usd = 1_000_000
 liquidation_order = "market"  # the naive baseline walks the book with market orders
 
 [population]

@@ -219,7 +219,9 @@ def test_every_omitted_key_gets_its_documented_default(tmp_path):
     assert sc.population.positions == 100_000 and sc.population.entry_lookback_h == 72.0
     assert sc.population.leverage_weights == [0.3, 0.3, 0.2, 0.1, 0.07, 0.03]
     assert sc.population.history_klines is None
-    assert sc.market.impact_exponent == 0.5 and sc.engine.max_iterations == 20
+    assert sc.market.impact_exponent == 0.75 and sc.engine.max_iterations == 20
+    # the market defaults are the shared BTC law as first written (scenarios/markets/btc-perp.toml)
+    assert sc.market.depth_oi_ratio == 0.015 and sc.market.dip_buy_threshold_pct == 10.0
     assert sc.engine.latency_s == 0.0 and sc.engine.feedback is True
     assert sc.flows == () and sc.targets == {}
 
@@ -246,8 +248,11 @@ def test_default_lists_are_not_shared_with_the_schema(tmp_path):
 def test_parse_scenario_from_a_dict():
     sc = parse_scenario(tomllib.loads(MINIMAL))
     assert sc.path is None and sc.name == "minimal"
-    with pytest.raises(CascadeError, match=r"^<dict>: \[market\] missing key 'depth_usd'"):
-        parse_scenario(tomllib.loads(MINIMAL.replace("depth_usd = 1e7", "")))
+    with pytest.raises(CascadeError, match=r"^<dict>: \[scenario\] missing key 'start'"):
+        parse_scenario(tomllib.loads(MINIMAL.replace("start = 2025-10-10T20:00:00Z\n", "")))
+    # without depth_usd the depth is the law's ratio to open interest
+    sc = parse_scenario(tomllib.loads(MINIMAL.replace("depth_usd = 1e7", "depth_oi_ratio = 0.002")))
+    assert sc.market.depth_usd == pytest.approx(2e6) and sc.market.depth_from_oi
 
 
 # --- n_steps -----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from cascade.analysis.sensitivity import (
     skip_reason,
 )
 from cascade.errors import CascadeError
+from cascade.model.scenario import SCHEMA
 from cascade.runner import run
 from tests.conftest import BASE, make_scenario
 
@@ -59,8 +60,9 @@ def test_plain_key_is_scaled_exactly_and_nothing_else_changes(small):
     v = build_variant(small, "population.cross_share", 0.5)
     assert v.scenario.population.cross_share == pytest.approx(0.2)
     # a key the scenario leaves at its default is scaled from the default
-    v = build_variant(small, "market.depth_floor", 1.5)
-    assert v.scenario.market.depth_floor == pytest.approx(0.075)
+    v = build_variant(small, "market.depth_liq_sensitivity", 1.5)
+    assert v.scenario.market.depth_liq_sensitivity == pytest.approx(
+        1.5 * SCHEMA["market"]["depth_liq_sensitivity"].default)
 
 
 def test_values_outside_the_schema_range_are_clipped(small):
@@ -98,15 +100,15 @@ def test_leverage_scale_clips_to_one_and_the_bracket_maximum(small):
 
 
 def test_zero_values_and_missing_flows_are_skipped(capsys):
-    sc = make_scenario(**{"market.dip_buy_usd_per_s_per_pct": 0.0, "flows": []})
-    assert "cannot be scaled" in skip_reason(sc, "market.dip_buy_usd_per_s_per_pct")
+    sc = make_scenario(**{"market.depth_liq_sensitivity": 0.0, "flows": []})
+    assert "cannot be scaled" in skip_reason(sc, "market.depth_liq_sensitivity")
     assert "flows" in skip_reason(sc, FLOWS_SCALE)
     with pytest.raises(CascadeError, match="cannot be scaled"):
-        build_variant(sc, "market.dip_buy_usd_per_s_per_pct", 1.5)
-    s = sensitivity(sc, params=["market.dip_buy_usd_per_s_per_pct", FLOWS_SCALE,
+        build_variant(sc, "market.depth_liq_sensitivity", 1.5)
+    s = sensitivity(sc, params=["market.depth_liq_sensitivity", FLOWS_SCALE,
                                 "market.permanent_share"], positions=500, progress=True)
     assert [r.name for r in s.rows] == ["market.permanent_share"]
-    assert [k["name"] for k in s.skipped] == ["market.dip_buy_usd_per_s_per_pct", FLOWS_SCALE]
+    assert [k["name"] for k in s.skipped] == ["market.depth_liq_sensitivity", FLOWS_SCALE]
     assert s.runs == 3
     table = s.table_markdown()
     assert "skipped: value is 0: cannot be scaled" in table

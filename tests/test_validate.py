@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -259,6 +260,7 @@ def test_bad_target_names_file_key_and_expectation(table, key, expected):
 def test_scenario_without_targets_is_bad_input(tmp_path, capsys):
     text = (ROOT / "scenarios/feb2026.toml").read_text()
     path = tmp_path / "none.toml"
+    shutil.copytree(ROOT / "scenarios/markets", tmp_path / "markets")  # extends
     path.write_text(text.split("[targets.", 1)[0])
     assert main(["validate", str(path), "--positions", "100", "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -274,6 +276,7 @@ def test_bad_targets_fail_before_any_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cascade.runner, "run", boom)
     text = (ROOT / "scenarios/oct2025.toml").read_text()
     path = tmp_path / "bad.toml"
+    shutil.copytree(ROOT / "scenarios/markets", tmp_path / "markets")  # extends
     # a good first target, then a bad one further down: all are checked before running
     path.write_text(text + '\n[targets.zz]\nmetric = "rebound_high"\nwithin_min = "1h"\n'
                            'min = 1.0\nsource = "test"\n')
@@ -415,6 +418,7 @@ def test_validate_cli_on_historical_scenarios(scenario, capsys):
 def test_impossible_target_fails_with_exit_1_and_json(tmp_path, capsys):
     text = (ROOT / "scenarios/feb2026.toml").read_text()
     path = tmp_path / "impossible.toml"
+    shutil.copytree(ROOT / "scenarios/markets", tmp_path / "markets")  # extends
     path.write_text(text + '\n[targets.impossible]\nmetric = "price_low"\nmin = 1e9\n'
                            'source = "test"\n')
     rc = main(["validate", str(path), "--positions", "20000", "--seeds", "2", "--json",
@@ -627,9 +631,12 @@ def test_validate_with_reference_and_seed_start(tmp_path, small):
 def test_validate_cli_reference_errors(tmp_path, small, capsys):
     from cascade.io.klines import synthetic_klines, write_klines
 
+    import shutil
+
     text = (ROOT / "scenarios/feb2026.toml").read_text()
     scen = tmp_path / "feb.toml"
     scen.write_text(text)
+    shutil.copytree(ROOT / "scenarios/markets", tmp_path / "markets")  # its shared law
     far = tmp_path / "far.csv"
     write_klines(synthetic_klines("2024-01-01T00:00:00Z", [1.0, 2.0, 3.0]), far)
     assert main(["validate", str(scen), "--positions", "100", "--quiet", "--reference",

@@ -39,7 +39,9 @@ def replay_scenario(sc: Scenario) -> Scenario:
     sc = sc.with_overrides(**{
         "engine.feedback": False,
         "market.mark_window_s": sc.scenario.step_s,
-        "market.dip_buy_usd_per_s_per_pct": 0.0,
+        # whichever form of the dip-buying rate the law gives (both at once is an error)
+        ("market.dip_buy_usd_per_s_per_pct" if "dip_buy_usd_per_s_per_pct" in
+         sc.raw.get("market", {}) else "market.dip_buy_depth_share_per_pct"): 0.0,
     })
     if not sc.venues:
         return sc

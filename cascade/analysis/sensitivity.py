@@ -34,8 +34,8 @@ PARAMS: tuple[str, ...] = (
     "market.depth_floor",
     "market.depth_vol_sensitivity",
     "market.depth_liq_sensitivity",
-    "market.dip_buy_usd_per_s_per_pct",
-    "market.dip_buy_max_usd_per_s",
+    "market.dip_buy_depth_share_per_pct",
+    "market.dip_buy_max_depth_share",
     "market.fund_offload_depth_share_per_min",
     "market.fund_cap_multiple",
     "population.long_share",
@@ -45,6 +45,11 @@ PARAMS: tuple[str, ...] = (
     "flows.scale",
     "population.leverage_scale",
 )
+# the two forms of each dip-buying quantity (a scenario gives one): share of depth <-> USD
+DIP_FORMS = {"dip_buy_depth_share_per_pct": "dip_buy_usd_per_s_per_pct",
+             "dip_buy_usd_per_s_per_pct": "dip_buy_depth_share_per_pct",
+             "dip_buy_max_depth_share": "dip_buy_max_usd_per_s",
+             "dip_buy_max_usd_per_s": "dip_buy_max_depth_share"}
 # synthetic parameters: a factor applied to a list of values, 1 in the scenario itself
 FLOWS_SCALE = "flows.scale"
 LEVERAGE_SCALE = "population.leverage_scale"
@@ -155,6 +160,12 @@ def skip_reason(sc: Scenario, name: str) -> str | None:
         return None
     if name == LEVERAGE_SCALE:
         return None
+    section, _, key = name.partition(".")
+    other = DIP_FORMS.get(key)
+    if section == "market" and other and other in sc.raw.get("market", {}):
+        return f"the scenario gives dip buying as market.{other}: vary that one"
+    if getattr(getattr(sc, section), key, 0) is None:
+        return "not set in this scenario"
     if base_value(sc, name) == 0:
         return "value is 0: cannot be scaled"
     return None
@@ -203,8 +214,9 @@ def build_variant(sc: Scenario, name: str, factor: float) -> Variant:
     if name == FLOWS_SCALE:
         raw = copy.deepcopy(sc.raw)
         for f in raw.get("flows", []):
-            if "usd_per_min" in f:
-                f["usd_per_min"] = float(f["usd_per_min"]) * factor
+            for key in ("usd_per_min", "oi_share_per_min"):
+                if key in f:
+                    f[key] = float(f[key]) * factor
         return Variant(name, factor, _rebuild(sc, raw), factor, False)
     if name == LEVERAGE_SCALE:
         field = SCHEMA["population"]["leverages"]
@@ -340,7 +352,8 @@ class SensitivityResult:
         lines.append("")
         lines.append("Sorted by the drawdown swing. Swing: the spread of the low, base and high "
                      "outcomes (max - min), in percentage points of drawdown and USD liquidated. "
-                     "`flows.scale` multiplies every `[[flows]]` `usd_per_min` (the shock size), "
+                     "`flows.scale` multiplies every `[[flows]]` `usd_per_min` or "
+                     "`oi_share_per_min` (the shock size), "
                      "`population.leverage_scale` every entry of `population.leverages`.")
         if notes:
             lines.append("")

@@ -76,6 +76,11 @@ def add_arguments(p) -> None:
                         "ceil(SHARE * K) seeds; the scenario also needs ceil(SHARE * K) seeds "
                         "meeting all targets at once (default 0.9)")
     add_engine_arguments(p)
+    p.add_argument("--no-flows", action="store_true",
+                   help="stability check instead of the targets: remove every [[flows]] and "
+                        "[[wicks]] and require, on every seed, liquidations at most 1%% of open "
+                        "interest and a drawdown at most 1.25x the same seed's drawdown with "
+                        "feedback off")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -83,6 +88,14 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     from cascade.analysis.targets import validate
 
+    if args.no_flows:
+        from cascade.analysis.calm import calm_check
+
+        calm = calm_check(args.scenario, seeds=args.seeds, positions=args.positions,
+                          progress=not args.quiet)
+        print(json.dumps(calm.to_dict(), indent=2) if args.json else calm.table())
+        sys.stdout.flush()
+        return 0 if calm.passed else 1
     report = validate(args.scenario, seeds=args.seeds, positions=args.positions,
                       min_pass_share=args.min_pass_share, progress=not args.quiet,
                       seed_start=args.seed_start, references=args.reference,

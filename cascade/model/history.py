@@ -9,6 +9,12 @@ history would leave an unrealistic wall of triggers just under the start price. 
 waypoints the grid follows a Brownian bridge at the scenario's background volatility (pinned to
 every waypoint, seeded), and each minute's low/high spans one standard deviation of a minute's
 move either side. A kline history brings its own lows and highs.
+
+A waypoint history is still one smooth path through the trend; :func:`history_variance` gives the
+variance of log price that the real paths it stands for accumulated from each grid point to the
+start (the background variance, plus each segment's own squared move spread over it: a segment
+that fell 5% in an hour was a volatile hour). The population uses it to remove positions that
+almost any such path would have liquidated (see ``cascade.model.population._survived``).
 """
 
 from __future__ import annotations
@@ -81,3 +87,31 @@ def _bridge(t, wt, sigma_step, rng) -> np.ndarray:
         out[idx] = walk[idx] - (wa + frac * (wb - wa))
     return out
 
+
+
+def history_variance(sc) -> np.ndarray | None:
+    """Variance of log price accumulated from each point of the :func:`history_grid` to the start,
+    float64 (m,), dimensionless (log units squared); None for a kline history (its own lows and
+    highs already record the real path).
+
+    Per second, within waypoint segment k of log move d_k over T_k seconds, the rate is
+    ``sigma ** 2 / year + d_k ** 2 / T_k``: the background volatility plus the segment's move
+    spread over its length (so a segment accumulates ``d_k ** 2`` on top of the background)."""
+    pop, start = sc.population, sc.scenario.start
+    if pop.history is None:
+        return None
+    lookback_s = pop.entry_lookback_h * 3600.0
+    m = int(np.ceil(lookback_s / GRID_S)) + 1
+    age = np.linspace(lookback_s, 0.0, m)
+    t_epoch = start.timestamp() - age
+    wt = np.array([t.timestamp() for t, _ in pop.history])
+    wp = np.log(np.array([p for _, p in pop.history]))
+    base = (sc.market.volatility_annual_pct / 100.0) ** 2 / SECONDS_PER_YEAR
+    seg_rate = np.diff(wp) ** 2 / np.diff(wt)  # d_k ** 2 / T_k per second
+    mid = 0.5 * (t_epoch[1:] + t_epoch[:-1])
+    k = np.clip(np.searchsorted(wt, mid, side="right") - 1, 0, len(seg_rate) - 1)
+    rate = base + seg_rate[k]
+    inc = rate * np.diff(t_epoch)  # variance of each grid interval
+    out = np.zeros(m)
+    out[:-1] = np.cumsum(inc[::-1])[::-1]
+    return out

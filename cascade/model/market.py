@@ -20,7 +20,11 @@ Impact is linear for imbalances below ``depth_usd`` (small orders sweep a book o
 constant density) and concave beyond (the square-root law of large metaorders when alpha = 0.5).
 Because it is a function of the cumulative imbalance, the same block sold at once or over a few
 steps moves the price alike, less what the book refilled in between.
-Dip buyers add ``rate * (drawdown below a slow moving average - threshold)`` USD per second.
+Dip buyers add ``rate * (drawdown below a slow moving average - threshold)`` USD per second, up
+to a cap; rate and cap are shares of ``depth_usd`` (``dip_buy_depth_share_per_pct``,
+``dip_buy_max_depth_share``), and ``depth_usd`` itself is ``depth_oi_ratio`` times the open
+interest unless the event cites a figure, so the law is scale-free: a market half the size, with
+shocks half the size, follows the same path.
 Random draws come from a seeded generator independent of the population, so the price path with
 feedback off does not depend on the positions at all.
 """
@@ -90,6 +94,18 @@ def background_noise(sc, seed: int) -> np.ndarray:
     return rng.standard_normal(sc.n_steps) * sigma
 
 
+def dip_buying_usd(m) -> tuple[float, float]:
+    """(rate USD/s per %, cap USD/s) of dip buying for a validated ``[market]`` namespace: the
+    scale-free shares of ``depth_usd``, or the legacy absolute keys where a scenario gives them."""
+    rate = m.dip_buy_usd_per_s_per_pct
+    if rate is None:
+        rate = m.dip_buy_depth_share_per_pct * m.depth_usd
+    cap = m.dip_buy_max_usd_per_s
+    if cap is None:
+        cap = m.dip_buy_max_depth_share * m.depth_usd
+    return float(rate), float(cap)
+
+
 def parameters(sc, fee_rate: float, feedback: bool, liquidate_on_equal: bool = True):
     """(float64 (N_PARAMS,), int64 (N_IPARAMS,)) parameter vectors of a single-venue run: the
     mark is the mean of last price over ``mark_window_s``, no partial liquidation, no ADL, the
@@ -106,9 +122,10 @@ def parameters(sc, fee_rate: float, feedback: bool, liquidate_on_equal: bool = T
     prm[P_VOLSENS] = m.depth_vol_sensitivity
     prm[P_LIQSENS] = m.depth_liq_sensitivity
     prm[P_MEMDECAY] = 2.0 ** (-dt / m.depth_memory_s)
-    prm[P_DIPRATE] = m.dip_buy_usd_per_s_per_pct * dt
+    rate, cap = dip_buying_usd(m)
+    prm[P_DIPRATE] = rate * dt
     prm[P_DIPTHR] = m.dip_buy_threshold_pct
-    prm[P_DIPCAP] = m.dip_buy_max_usd_per_s * dt
+    prm[P_DIPCAP] = cap * dt
     prm[P_REFDECAY] = 2.0 ** (-dt / m.reference_half_life_s)
     prm[P_FEE] = fee_rate
     prm[P_FEEDBACK] = 1.0 if feedback else 0.0

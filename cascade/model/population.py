@@ -16,12 +16,13 @@ import time
 
 import numpy as np
 
-from cascade.model.history import history_grid
+from cascade.model.history import GRID_S, history_grid, history_variance
 from cascade.model.scenario import Scenario, venue_date
 from cascade.rules.brackets import bracket_table, venue_rules
 from cascade.rules.margin import liq_prices_nb
 
 LONG, SHORT = 1, -1
+SECONDS_PER_YEAR = 365.0 * 86400.0  # as cascade.model.history
 OVERSAMPLE = 1.15  # extra candidates drawn to replace those liquidated before the start
 
 
@@ -147,7 +148,7 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     suffix_max = np.maximum.accumulate(high_grid[::-1])[::-1]
 
     (rng_side, rng_size, rng_lev, rng_age, rng_noise, rng_mode, rng_spare, rng_stop, rng_dist,
-     rng_entries) = _streams(seed, 10)
+     rng_entries, rng_survive) = _streams(seed, 11)
     n_cand = int(np.ceil(n_req * OVERSAMPLE)) + 16 if n_req else 0
 
     side = np.where(rng_side.random(n_cand) < pop.long_share, LONG, SHORT).astype(np.int8)
@@ -176,10 +177,15 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
                SHORT: sc.population.open_interest_usd * (1.0 - pop.long_share)}
 
     c = {"side": side, "shape": shape, "leverage": leverage, "gi": gi, "entry": entry,
-         "cross": cross, "spare": spare, "has_stop": has_stop, "stop_dist": stop_dist}
+         "cross": cross, "spare": spare, "has_stop": has_stop, "stop_dist": stop_dist,
+         "u_survive": rng_survive.random(n_cand)}
     del side, shape, leverage, gi, entry, cross, spare, has_stop, stop_dist
+    # a waypoint history is one smooth path: test survival against the paths it stands for too
+    var_to_start = history_variance(sc)
+    bridge = None if var_to_start is None else (
+        var_to_start, (sc.market.volatility_annual_pct / 100.0) ** 2 / SECONDS_PER_YEAR * GRID_S)
     derived = _derive(c, table, targets, pop.max_notional_share, p0)
-    alive = _survived(c, derived["qty"], derived["lp"], suffix_min, suffix_max, p0)
+    alive = _survived(c, derived["qty"], derived["lp"], suffix_min, suffix_max, p0, bridge)
     del derived
     # keep the first n_req survivors in draw order, then re-derive sizes for exactly that set
     first = np.flatnonzero(alive)[:n_req]
@@ -190,7 +196,7 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     d = _derive(c, table, targets, pop.max_notional_share, p0)
     capped = int(np.count_nonzero(d["lev"] < c["leverage"]))
     # rescaling moved a few brackets: drop any that now fall on the wrong side of the history
-    keep = _survived(c, d["qty"], d["lp"], suffix_min, suffix_max, p0)
+    keep = _survived(c, d["qty"], d["lp"], suffix_min, suffix_max, p0, bridge)
     dropped = (considered - keep.size) + (keep.size - int(keep.sum()))
     side, entry, stop_dist, has_stop, cross = (c[k] for k in
                                                ("side", "entry", "stop_dist", "has_stop", "cross"))
@@ -311,16 +317,40 @@ def _derive(c: dict, table, targets: dict, max_share: float, p0: float) -> dict:
     return {"qty": qty, "lev": lev, "wallet": wallet, "lp": lp, "br": br}
 
 
-def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float) -> np.ndarray:
+def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) -> np.ndarray:
     """bool (n,): the position would still be open at the start, i.e. the history since its entry
-    never crossed its liquidation price nor its stop."""
+    never crossed its liquidation price nor its stop.
+
+    ``bridge`` = (variance of log price from each history grid point to the start (m,), the
+    smallest variance to use): for a waypoint history, the position must also survive the paths
+    the smooth history stands for. Every path from the entry to the start price converges on the
+    start price, so the one drawn path leaves triggers just under (over) the start price that
+    almost any real path would have crossed: after a drop of about 1/leverage, the whole ladder
+    of that leverage sits there. A Brownian bridge in log price from the entry (ln E) to the
+    start (ln p0) accumulating variance V stays clear of a trigger at ln l with probability
+    ``1 - exp(-2 |ln E/l| |ln p0/l| / V)`` (the reflection principle, in the bridge's own time);
+    each position keeps its draw ``u_survive`` below it. The density of triggers then falls to
+    zero linearly at the start price, over a band that widens with the variance since entry
+    (:func:`cascade.model.history.history_variance`) and narrows with the leverage."""
     side = c["side"]
     long = side == LONG
     path_lo, path_hi = suffix_min[c["gi"]], suffix_max[c["gi"]]
     ok = np.where(long, lp < np.minimum(path_lo, p0), lp > np.maximum(path_hi, p0))
     stop_px = c["entry"] * (1.0 - side * c["stop_dist"])
     stopped = c["has_stop"] & np.where(long, stop_px >= path_lo, stop_px <= path_hi)
-    return ok & ~stopped & (qty > 0)
+    alive = ok & ~stopped & (qty > 0)
+    if bridge is not None:
+        var_grid, var_min = bridge
+        # the nearest trigger: the stop when it lies between the entry and the liquidation price
+        trig = np.where(c["has_stop"],
+                        np.where(long, np.maximum(lp, stop_px), np.minimum(lp, stop_px)), lp)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d_entry = np.abs(np.log(c["entry"] / trig))
+            d_start = np.abs(np.log(p0 / trig))
+            var = np.maximum(var_grid[c["gi"]], var_min)  # at least the grid's minute
+            p_clear = -np.expm1(-2.0 * d_entry * d_start / var)
+        alive &= np.where(np.isfinite(p_clear) & (trig > 0), c["u_survive"] < p_clear, True)
+    return alive
 
 
 def _rescale_capped(notional, mask, target, max_share) -> None:

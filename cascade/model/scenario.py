@@ -149,38 +149,52 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "history_klines": F("path", None, "Alternative to history: a Binance kline CSV covering the "
                             "lookback (close prices are used)."),
     },
+    # defaults: the shared BTC perpetual law (scenarios/markets/btc-perp.toml, where each value's
+    # anchor is cited) as first written; calm with no flows (cascade validate --no-flows)
     "market": {
-        "depth_usd": F("float", doc="Resting depth: net market-order imbalance that moves the "
-                       "price 1% (before thinning; see the impact law).", unit="USD", lo=0,
-                       lo_open=True),
-        "impact_exponent": F("float", 0.5, "Impact law exponent beyond depth_usd: move = 1% * "
+        "depth_usd": F("float", None, "Resting depth: net market-order imbalance that moves the "
+                       "price 1% (before thinning; see the impact law). A cited figure for the "
+                       "event; absent: depth_oi_ratio times [population] open_interest_usd.",
+                       unit="USD", lo=0, lo_open=True),
+        "depth_oi_ratio": F("float", 0.015, "Depth as a share of open interest, used when the "
+                            "event gives no depth_usd (one ratio for every event: the law is "
+                            "scale-free).", lo=0, lo_open=True, hi=1),
+        "impact_exponent": F("float", 0.75, "Impact law exponent beyond depth_usd: move = 1% * "
                              "(imbalance/depth)^exponent (0.5 square-root law; about 0.9 for "
                              "liquidation bursts); linear below depth_usd.",
                              lo=0, lo_open=True, hi=1.0),
-        "permanent_share": F("float", 0.3, "Share of each step's impact that is permanent; the rest "
+        "permanent_share": F("float", 0.35, "Share of each step's impact that is permanent; the rest "
                              "is transient and decays.", lo=0, hi=1),
-        "resilience_half_life_s": F("float", 120.0, "Half-life of transient impact (book refill).",
+        "resilience_half_life_s": F("float", 900.0, "Half-life of transient impact (book refill).",
                                     "s", lo=0, lo_open=True),
-        "depth_floor": F("float", 0.05, "Depth never thins below this share of depth_usd.",
+        "depth_floor": F("float", 0.009, "Depth never thins below this share of depth_usd.",
                          lo=0, lo_open=True, hi=1),
-        "depth_vol_sensitivity": F("float", 2.0, "Depth thinning per 0.1% of recent absolute price "
+        "depth_vol_sensitivity": F("float", 1.0, "Depth thinning per 0.1% of recent absolute price "
                                    "change per step: depth = depth_usd / (1 + vol_sens*v + "
                                    "liq_sens*l).", lo=0),
         "depth_liq_sensitivity": F("float", 1.0, "Depth thinning per unit of recent forced flow "
                                    "(per step, as a multiple of depth_usd).", lo=0),
-        "depth_memory_s": F("float", 60.0, "Half-life of the recent volatility and forced-flow "
+        "depth_memory_s": F("float", 120.0, "Half-life of the recent volatility and forced-flow "
                             "averages that thin depth.", "s", lo=0, lo_open=True),
         "volatility_annual_pct": F("float", 40.0, "Background volatility (Gaussian log-returns).",
                                    "% per year", lo=0, hi=1000),
         "mark_window_s": F("float", 5.0, "Mark price = mean of last price over this window.",
                            "s", lo=0, lo_open=True, hi=3600),
-        "dip_buy_usd_per_s_per_pct": F("float", 0.0, "Dip-buying flow per second for each percent "
-                                       "the price is below the reference, past the threshold.",
-                                       "USD/s per %", lo=0),
-        "dip_buy_threshold_pct": F("float", 1.0, "Dip buyers start this far below the reference.",
+        "dip_buy_depth_share_per_pct": F("float", 0.05, "Dip buying per second, as a share of "
+                                         "depth_usd, for each percent the price is below the "
+                                         "reference past the threshold (scale-free).",
+                                         "1/s per %", lo=0),
+        "dip_buy_max_depth_share": F("float", 0.5, "Cap on dip buying per second, as a share of "
+                                     "depth_usd.", "1/s", lo=0),
+        "dip_buy_usd_per_s_per_pct": F("float", None, "Legacy, absolute form of "
+                                       "dip_buy_depth_share_per_pct (not scale-free; only one of "
+                                       "the two).", "USD/s per %", lo=0),
+        "dip_buy_threshold_pct": F("float", 10.0, "Dip buyers start this far below the reference.",
                                    "%", lo=0),
-        "dip_buy_max_usd_per_s": F("float", 1e12, "Cap on dip-buying flow.", "USD/s", lo=0),
-        "reference_half_life_s": F("float", 3600.0, "Half-life of the slow moving average used as "
+        "dip_buy_max_usd_per_s": F("float", None, "Legacy, absolute form of "
+                                   "dip_buy_max_depth_share (only one of the two).", "USD/s",
+                                   lo=0),
+        "reference_half_life_s": F("float", 43200.0, "Half-life of the slow moving average used as "
                                    "the dip buyers' reference price.", "s", lo=0, lo_open=True),
         # Binance FAQ 360033525371 says only that the fund offloads "slowly, by a preset
         # algorithm"; assumption: a tenth of the book's 1% depth per minute, so a full depth of
@@ -204,7 +218,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "flows": {
         "start": F("datetime", doc="When the flow starts (UTC)."),
         "duration_min": F("float", doc="How long it lasts.", unit="min", lo=0, lo_open=True),
-        "usd_per_min": F("float", doc="Rate of market orders.", unit="USD/min", lo=0),
+        "usd_per_min": F("float", None, "Rate of market orders (give this or oi_share_per_min).",
+                         "USD/min", lo=0),
+        "oi_share_per_min": F("float", None, "Rate of market orders as a share of [population] "
+                              "open_interest_usd per minute, so that shocks compare across "
+                              "events (give this or usd_per_min).", "1/min", lo=0, hi=1),
         "side": F("choice", "sell", "Direction of the orders.", choices=("sell", "buy")),
         "label": F("str", "", "What the flow stands for (e.g. 'tariff headline selling')."),
         "venue": F("str", "", "Only on this venue (a [[venues]] name); empty: split over the "
@@ -329,6 +347,8 @@ class Scenario:
     targets: dict
     path: Path | None
     raw: dict
+    extends: tuple = ()  # shared market files the [market] table came from, nearest first
+    law_overrides: tuple = ()  # [market] keys the scenario itself sets over its shared law
 
     @property
     def name(self) -> str:
@@ -353,8 +373,9 @@ class Scenario:
                 raise CascadeError(f"override {dotted!r}: expected 'section.key' naming a key of "
                                    "a table, such as 'population.positions'")
             raw.setdefault(section, {})[key] = value
-        return parse_scenario(raw, source=str(self.path) if self.path else "<overrides>",
-                              base_dir=self.path.parent if self.path else None, path=self.path)
+        sc = parse_scenario(raw, source=str(self.path) if self.path else "<overrides>",
+                            base_dir=self.path.parent if self.path else None, path=self.path)
+        return dataclasses.replace(sc, extends=self.extends, law_overrides=self.law_overrides)
 
 
 def _canonical(obj):
@@ -400,9 +421,24 @@ def _toml_error(exc: Exception, text: str) -> str:
 
 def parse_scenario(raw: dict, *, source: str = "<dict>", base_dir: Path | None = None,
                    path: Path | None = None) -> Scenario:
-    """Validate a parsed TOML document (a dict) against :data:`SCHEMA`."""
+    """Validate a parsed TOML document (a dict) against :data:`SCHEMA`.
+
+    A top-level ``extends = "FILE"`` takes the [market] table from a shared market file (relative
+    to ``base_dir``); the document's own [market] keys override it key by key. The Scenario's
+    ``raw`` holds the resolved document (no ``extends``, the merged [market]), so its digest covers
+    the law that was actually used."""
     if not isinstance(raw, dict):
         raise CascadeError(f"{source}: expected a TOML document")
+    chain, overrides = (), ()
+    if "extends" in raw:
+        own = raw.get("market", {})
+        if not isinstance(own, dict):
+            raise CascadeError(f"{source}: [market] must be a table")
+        seen = [Path(path).resolve()] if path is not None else []
+        law, files = _shared_market(raw["extends"], f"{source}:", base_dir, seen)
+        raw = {k: v for k, v in raw.items() if k != "extends"}
+        raw["market"] = {**law, **own}
+        chain, overrides = tuple(files), tuple(k for k in own if k in law)
     for section in raw:
         if section not in SCHEMA and section not in FREEFORM_SECTIONS:
             known = ", ".join(f"[{s}]" for s in list(SCHEMA) + sorted(FREEFORM_SECTIONS))
@@ -423,9 +459,88 @@ def parse_scenario(raw: dict, *, source: str = "<dict>", base_dir: Path | None =
     targets = raw.get("targets", {})
     if not isinstance(targets, dict):
         raise CascadeError(f"{source}: [targets] must be a table")
-    sc = Scenario(**out, targets=targets, path=path, raw=raw)
+    sc = Scenario(**out, targets=targets, path=path, raw=raw, extends=chain,
+                  law_overrides=overrides)
     _cross_checks(sc, source)
+    _resolve_scale_free(sc, source)
     return sc
+
+
+def _read_toml(path: Path, what: str) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CascadeError(f"{path}: not a UTF-8 text file; expected {what}") from None
+    except OSError as exc:
+        raise CascadeError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CascadeError(f"{path}: not valid TOML: {_toml_error(exc, text)}") from None
+
+
+def _shared_market(value, where: str, base_dir, seen: list) -> tuple[dict, list]:
+    """The [market] table of the shared market file ``value`` merged over the files it extends in
+    turn (the nearer file wins key by key), each key validated against the schema in the file that
+    sets it. Returns (table, [files, nearest first]); ``seen`` (resolved paths) catches loops."""
+    if not isinstance(value, str) or not value:
+        raise CascadeError(f"{where} extends: expected a path (relative to this file) of a shared "
+                           f"market file such as 'markets/btc-perp.toml', got {value!r}")
+    p = Path(value)
+    if not p.is_absolute() and base_dir is not None:
+        p = Path(base_dir) / p
+    key = p.resolve()
+    if key in seen:
+        loop = " -> ".join(str(s) for s in seen + [key])
+        raise CascadeError(f"{where} extends: {value!r} closes a loop ({loop}); expected a chain "
+                           "of shared market files that ends")
+    if not p.is_file():
+        raise CascadeError(f"{where} extends: expected a shared market file, got {value!r} "
+                           f"({p} {'is a directory' if p.is_dir() else 'not found'})")
+    doc = _read_toml(p, "a shared market file with a [market] table")
+    for section in doc:
+        if section not in ("market", "extends"):
+            raise CascadeError(f"{p}: [{section}]: expected only a [market] table (and extends) "
+                               "in a shared market file")
+    table = doc.get("market", {})
+    if not isinstance(table, dict):
+        raise CascadeError(f"{p}: [market] must be a table")
+    fields = SCHEMA["market"]
+    for k, v in table.items():
+        if k not in fields:
+            raise CascadeError(f"{p}: [market] unknown key '{k}'; expected one of: "
+                               + ", ".join(fields))
+        _coerce(v, fields[k], f"{p}: [market] {k}", p.parent)
+    merged, files = {}, [p]
+    if "extends" in doc:
+        merged, more = _shared_market(doc["extends"], f"{p}:", p.parent, seen + [key])
+        files += more
+    merged.update(table)
+    return merged, files
+
+
+def _resolve_scale_free(sc: Scenario, source: str) -> None:
+    """Fill in the USD figures that a scale-free law states as shares: ``market.depth_usd`` from
+    ``depth_oi_ratio`` when the event gives none, and each flow's ``usd_per_min`` from its
+    ``oi_share_per_min``; reject a law that gives both forms of one quantity."""
+    m, oi = sc.market, sc.population.open_interest_usd
+    given = sc.raw.get("market", {})
+    m.depth_from_oi = m.depth_usd is None
+    if m.depth_from_oi:
+        m.depth_usd = m.depth_oi_ratio * oi
+    for absolute, share in (("dip_buy_usd_per_s_per_pct", "dip_buy_depth_share_per_pct"),
+                            ("dip_buy_max_usd_per_s", "dip_buy_max_depth_share")):
+        if absolute in given and share in given:
+            raise CascadeError(f"{source}: [market] {absolute}: expected only one of {absolute} "
+                               f"(USD) and {share} (share of depth_usd), got both")
+    for i, f in enumerate(sc.flows):
+        if (f.usd_per_min is None) == (f.oi_share_per_min is None):
+            raise CascadeError(f"{source}: [[flows]] #{i + 1} usd_per_min: expected exactly one "
+                               "of usd_per_min (USD/min) and oi_share_per_min (share of "
+                               "open_interest_usd per minute), got "
+                               + ("neither" if f.usd_per_min is None else "both"))
+        if f.usd_per_min is None:
+            f.usd_per_min = f.oi_share_per_min * oi
 
 
 def _parse_section(table: dict, fields: dict[str, Field], where: str, base_dir) -> SimpleNamespace:
