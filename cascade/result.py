@@ -83,6 +83,7 @@ class Result:
     summary: dict
     reference: pd.DataFrame | None = None
     populations: list | None = None  # one per venue (the first is ``population``)
+    positions: pd.DataFrame | None = None  # every position's final state (cascade.outputs)
 
     @classmethod
     def assemble(cls, sc, popu, state: EngineState, liq_map, *, oi_start: float, table, rules):
@@ -94,7 +95,8 @@ class Result:
                         "bracket_table_from": str(table.valid_from)})
         _fund_summary(summary, steps, float(sc.venue.insurance_fund_usd), state.st[0])
         return cls(scenario=sc, steps=steps, records=rec, population=popu, liq_map=liq_map,
-                   summary=summary, populations=[popu])
+                   summary=summary, populations=[popu],
+                   positions=_positions(state, [popu], [""], summary))
 
     @classmethod
     def assemble_venues(cls, sc, specs, pops, state: EngineState, liquidation_map, *,
@@ -136,7 +138,8 @@ class Result:
         liq_map = liquidation_map(pops[0]) if len(pops) == 1 else _sum_maps(
             [liquidation_map(p) for p in pops])
         return cls(scenario=sc, steps=steps, records=rec, population=pops[0], liq_map=liq_map,
-                   summary=summary, populations=list(pops))
+                   summary=summary, populations=list(pops),
+                   positions=_positions(state, pops, [s.name for s in specs], summary))
 
     # ------------------------------------------------------------------------------------------
     def add_amplification(self, base: Result) -> None:
@@ -170,28 +173,10 @@ class Result:
     def liquidations(self) -> pd.DataFrame:
         """One row per record: liquidations (whole, partial, backstop), stops, ADL closes and
         conditional entries (a position opened during the run has an entry row and, if it was
-        closed, a liquidation row), with its population row (rows of all venues, in venue
-        order) at the start of the run."""
-        rec = self.records
-        pops = self.populations or [self.population]
-        cat = np.concatenate
-        side, entry, wallet, lp = (cat([getattr(p, k) for p in pops])
-                                   for k in ("side", "entry", "wallet", "lp"))
-        names = (self.summary.get("venue") or "").split(",")
-        i = rec["pos"]
-        times = step_times(self.scenario)
-        kind = np.array(["", "liquidation", "stop", "entry", "partial", "backstop", "adl"])
-        df = pd.DataFrame({
-            "trigger_time": times[rec["trigger_step"]],
-            "kind": kind[rec["kind"]],
-            "venue": np.array(names)[rec["venue"]] if len(names) == len(pops) else "",
-            "side": np.where(side[i] > 0, "long", "short"),
-            "qty": rec["qty"], "entry_price": entry[i], "wallet_usd": wallet[i],
-            "liquidation_price": lp[i], "trigger_price": rec["trigger_price"],
-            "fill_price": rec["fill_price"], "fund_delta_usd": rec["fund_delta"],
-            "clearance_fee_usd": rec["fee"], "adl_qty": rec["adl_qty"],
-            "adl_price": rec["adl_price"], "row": i})
-        return df
+        closed, a liquidation row); columns :data:`cascade.outputs.LIQUIDATION_COLUMNS`."""
+        from cascade.outputs import liquidations_frame
+
+        return liquidations_frame(self.records, self.positions, step_times(self.scenario))
 
     def table(self) -> str:
         """A short human-readable summary table."""
@@ -284,6 +269,7 @@ class Result:
 
         atomic("steps.parquet", lambda p: self.steps.to_parquet(p))
         atomic("liquidations.parquet", lambda p: self.liquidations.to_parquet(p))
+        atomic("positions.parquet", lambda p: self.positions.to_parquet(p))
         atomic("waterfall.png", lambda p: self.plot("waterfall", p, reference=reference))
         atomic("liquidation_map.png", lambda p: self.plot("liquidation_map", p))
         atomic("insurance.png", lambda p: self.plot("insurance", p))
@@ -301,6 +287,17 @@ VENUE_KEYS = ("price_min", "price_min_time", "max_drawdown_pct", "liquidated_not
               "open_interest_start_usd", "open_interest_end_usd", "insurance_fund_start_usd",
               "insurance_fund_end_usd", "insurance_fund_min_usd", "bad_debt_usd",
               "funding_paid_long_usd", "funding_paid_short_usd", "funding_to_others_usd")
+
+
+def _positions(state, pops, names, summary: dict) -> pd.DataFrame:
+    """positions.parquet's frame; adds ``funding_paid_open_usd``, the funding paid by the
+    positions still held at the end, to the summary."""
+    from cascade.outputs import positions_frame
+
+    pos = positions_frame(state, pops, names)
+    held = pos["status"].isin(["open", "closing"]).to_numpy()
+    summary["funding_paid_open_usd"] = float(pos["funding_paid_usd"].to_numpy()[held].sum())
+    return pos
 
 
 def _frame(out: np.ndarray, sc) -> pd.DataFrame:

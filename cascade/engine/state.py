@@ -132,6 +132,7 @@ class EngineState:
     spot_noise: np.ndarray
     tables: list
     pops: list
+    funding_paid: np.ndarray = None  # (n,) float64: funding each row paid so far, USD (+ paid)
 
     @classmethod
     def for_venues(cls, pops, tables, n_steps: int, prm: np.ndarray, iprm: np.ndarray, funds,
@@ -220,7 +221,7 @@ class EngineState:
             mprm=np.zeros(N_MPARAMS) if mprm is None else mprm, spot=spot,
             spot_exo=np.zeros((nsp, n_steps)) if spot_exo is None else spot_exo,
             spot_noise=np.zeros((nsp, n_steps)) if spot_noise is None else spot_noise,
-            tables=list(tables), pops=list(pops))
+            tables=list(tables), pops=list(pops), funding_paid=np.zeros(int(n.sum())))
 
     @classmethod
     def initial(cls, popu, n_steps: int, iprm: np.ndarray, fund_usd: float, table,
@@ -263,6 +264,7 @@ class EngineState:
         side = self.side[a:b]
         pay = side[live] * self.qty[a:b][live] * price * rate
         self.wallet[a:b][live] -= pay
+        self.funding_paid[a:b][live] += pay
         long = side[live] > 0
         paid_l = float(pay[long].sum())
         paid_s = float(pay[~long].sum())
