@@ -184,7 +184,8 @@ class Result:
 
         s = self.summary
         rows = [
-            ("scenario", f"{s['scenario']} (seed {s['seed']}, {s['positions']:,} positions)"),
+            ("scenario", f"{s['scenario']} (seed {s['seed']}, {s['positions']:,} positions"
+                         + (f"; {s['positions_note']})" if s.get("positions_note") else ")")),
             ("price", f"{s['price_start']:,.1f} -> min {s['price_min']:,.1f} at "
                       f"{s['price_min_time']} -> end {s['price_end']:,.1f}"),
             ("max drawdown", f"{s['max_drawdown_pct']:.2f}%"),
@@ -336,6 +337,8 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
         "positions": int(sum(p.n_ladder for p in pops)),
         "positions_requested": int(sum(p.requested for p in pops)),
         "positions_dropped_prestart": int(sum(p.dropped_prestart for p in pops)),
+        "positions_built": int(sum(p.n_ladder for p in pops)),
+        "positions_note": positions_note(pops),
         "version": cascade.__version__,
         "git_commit": git_commit(),
         "scenario_digest": sc.digest,
@@ -376,6 +379,23 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
         "clearance_fees_usd": float(filled["fee"][kinds == KIND_LIQ].sum()),
         "max_iterations_used": int(steps["iterations"].max()) if len(steps) else 0,
     }
+
+
+def positions_note(pops) -> str:
+    """Why the positions built differ from those asked for ('' when they do not)."""
+    asked = sum(p.requested for p in pops)
+    built = sum(p.n_ladder for p in pops)
+    if asked == built:
+        return ""
+    why = []
+    short = sum(p.short_of_candidates for p in pops)
+    rescaled = sum(p.dropped_rescaled for p in pops)
+    if rescaled:
+        why.append(f"{rescaled:,} dropped: rescaling sizes to the open interest put their "
+                   "liquidation price or stop on the wrong side of the price history")
+    if short:
+        why.append(f"{short:,} missing: too few candidates survived the price history")
+    return f"{built:,} of {asked:,} positions built; " + "; ".join(why)
 
 
 def _fund_summary(summary: dict, steps: pd.DataFrame, fund0: float, st: np.ndarray) -> None:
