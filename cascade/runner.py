@@ -81,7 +81,11 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
     ``exo`` / ``noise`` (float64 (n_steps,)) replace the scenario's exogenous flow (USD per step)
     and background log increments; replay uses them to drive the engine along a given path.
     A scenario with ``[[venues]]`` runs :func:`cascade.model.venues.simulate_venues` (``population``:
-    the list of per-venue populations; ``exo``: its (flows, spot flows) pair)."""
+    the list of per-venue populations; ``exo``: its (flows, spot flows) pair).
+    A run whose memory estimate exceeds the memory available is refused before allocating."""
+    from cascade.engine.memory import check_memory
+
+    check_memory(sc)
     if sc.venues:
         from cascade.model.venues import simulate_venues
 

@@ -201,10 +201,11 @@ CASES = [
          ["[scenario] start", "bracket_date"], ["expected a date from 2025-01-01 on",
                                                 f"2024-{START:%m-%d}"]),
     # the file itself
-    Case("missing-file", None, [], ["scenario file not found"], special="missing"),
-    Case("directory", None, [], ["is a directory, expected a scenario .toml file"],
-         special="directory"),
-    Case("not-utf8", None, [], ["not a UTF-8 text file", "expected a scenario .toml file"],
+    Case("missing-file", None, [], ["no such file; expected a scenario .toml file"],
+         special="missing"),
+    Case("directory", None, [], ["not a regular file (a directory); expected a scenario .toml "
+                                 "file"], special="directory"),
+    Case("not-utf8", None, [], ["not valid UTF-8", "expected a scenario .toml file"],
          special="latin1"),
 ]
 BY_ID = {c.id: c for c in CASES}

@@ -306,21 +306,9 @@ def read_klines(path: str | os.PathLike, *, interval_s: int | None = None) -> pd
 
 
 def _read_text(path: Path, name: str) -> str:
-    if not path.exists():
-        raise CascadeError(f"{name}: no such file; expected a Binance kline CSV file")
-    if not path.is_file():
-        raise CascadeError(f"{name}: not a regular file; expected a Binance kline CSV file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CascadeError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise CascadeError(
-            f"{name}: line {line}: not valid UTF-8 text; expected a Binance kline CSV file"
-        ) from exc
+    from cascade.io.files import read_user_text
+
+    return read_user_text(path, name, "a Binance kline CSV file")
 
 
 def _check_header(names: list[str], file: str) -> None:

@@ -335,17 +335,10 @@ def _canonical(obj):
 
 def load_scenario(path, **overrides) -> Scenario:
     """Read and validate a scenario TOML file. Raises CascadeError on any problem."""
+    from cascade.io.files import read_user_text
+
     path = Path(path)
-    if not path.exists():
-        raise CascadeError(f"{path}: scenario file not found")
-    if path.is_dir():
-        raise CascadeError(f"{path}: is a directory, expected a scenario .toml file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise CascadeError(f"{path}: not a UTF-8 text file; expected a scenario .toml file") from None
-    except OSError as exc:
-        raise CascadeError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    text = read_user_text(path, str(path), "a scenario .toml file")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
