@@ -255,31 +255,34 @@ class Result:
                          "insurance or (multi-venue runs) venues")
 
     def save(self, out_dir, *, reference=None) -> dict:
-        """Write summary.json, steps.parquet, liquidations.parquet and the PNG plots
-        (venues.png too for a multi-venue run).
+        """Write summary.json, steps.parquet, liquidations.parquet, positions.parquet, the PNG
+        plots (venues.png too for a multi-venue run) and manifest.json (last).
 
-        Each file is written to a temporary name and renamed, so an interrupted run never leaves a
-        truncated file behind. Returns {name: path}.
+        The run is whole or absent: the files are written into a temporary folder beside
+        ``out_dir`` that then takes its place in one rename
+        (:func:`cascade.io.files.write_run_folder`). Returns {name: path}.
         """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {}
+        from cascade.io.files import write_run_folder
 
-        def atomic(name, write):
-            paths[name] = write_atomic(out, name, write)
+        def write(folder: Path) -> dict:
+            paths = {}
 
-        atomic("steps.parquet", lambda p: self.steps.to_parquet(p))
-        atomic("liquidations.parquet", lambda p: self.liquidations.to_parquet(p))
-        atomic("positions.parquet", lambda p: self.positions.to_parquet(p))
-        atomic("waterfall.png", lambda p: self.plot("waterfall", p, reference=reference))
-        atomic("liquidation_map.png", lambda p: self.plot("liquidation_map", p))
-        atomic("insurance.png", lambda p: self.plot("insurance", p))
-        if self.summary.get("venues"):
-            atomic("venues.png", lambda p: self.plot("venues", p))
-        atomic("summary.json", lambda p: p.write_text(json.dumps(_jsonable(self.summary),
-                                                                 indent=2) + "\n"))
-        return paths
+            def atomic(name, fn):
+                paths[name] = write_atomic(folder, name, fn)
 
+            atomic("steps.parquet", lambda p: self.steps.to_parquet(p))
+            atomic("liquidations.parquet", lambda p: self.liquidations.to_parquet(p))
+            atomic("positions.parquet", lambda p: self.positions.to_parquet(p))
+            atomic("waterfall.png", lambda p: self.plot("waterfall", p, reference=reference))
+            atomic("liquidation_map.png", lambda p: self.plot("liquidation_map", p))
+            atomic("insurance.png", lambda p: self.plot("insurance", p))
+            if self.summary.get("venues"):
+                atomic("venues.png", lambda p: self.plot("venues", p))
+            atomic("summary.json", lambda p: p.write_text(json.dumps(_jsonable(self.summary),
+                                                                     indent=2) + "\n"))
+            return paths
+
+        return write_run_folder(out_dir, write)
 
 # figures reported per venue in summary["venues"]
 VENUE_KEYS = ("price_min", "price_min_time", "max_drawdown_pct", "liquidated_notional_usd",

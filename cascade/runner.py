@@ -127,6 +127,9 @@ def advance_all(sc: Scenario, state, exo, noise, prm, iprm, *, progress: bool, d
     """Run every step of ``state`` in chunks (for the progress bar), cutting a chunk at each step
     of ``stops`` and calling ``before(step)`` at the start of every chunk (funding is paid
     there); then write the opened conditional entries back into the populations."""
+    from cascade.engine.checks import check_positions, check_steps
+
+    names = [v.name for v in sc.venues] or [""]
     n_steps = sc.n_steps
     bounds = set(np.linspace(0, n_steps, min(CHUNKS, n_steps) + 1).astype(np.int64).tolist())
     bounds = sorted(bounds | set(stops))
@@ -135,10 +138,12 @@ def advance_all(sc: Scenario, state, exo, noise, prm, iprm, *, progress: bool, d
         if before is not None:
             before(a)
         _advance_or_explain(sc, state, exo, noise, prm, iprm, int(a), int(b))
+        check_steps(sc, state.outs, int(a), int(b), names)
         if bar is not None:
             bar.update(int(b - a))
     if bar is not None:
         bar.close()
+    check_positions(sc, state)
     state.write_back_entries()
 
 

@@ -67,6 +67,26 @@ def format_table(r: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _warn_if_liquidated_at_once(r: dict) -> None:
+    """A wallet below the maintenance margin at the entry price gives a liquidation price on the
+    wrong side of the entry (above a long's, below a short's): the position would be liquidated
+    as soon as it opened. The figures are still the venue's formula; say so on stderr and in the
+    result (``liquidated_at_entry``)."""
+    import math
+    import sys
+
+    lp, ep = r["liquidation_price"], r["entry_price"]
+    at_once = bool(r["liquidatable"] and math.isfinite(lp)
+                   and (lp >= ep if r["side"] == "long" else lp <= ep))
+    r["liquidated_at_entry"] = at_once
+    if at_once:
+        print(f"cascade: warning: --wallet {r['wallet_usd']:,.2f} USD is below the maintenance "
+              f"margin at the entry price: the liquidation price {lp:,.2f} is "
+              f"{'above' if r['side'] == 'long' else 'below'} the entry {ep:,.2f}, so the "
+              "position would be liquidated at once; expected a larger --wallet or a lower "
+              "--leverage", file=sys.stderr)
+
+
 def main(args) -> int:
     from cascade.rules.margin import liquidation_price, parse_date
 
@@ -84,6 +104,7 @@ def main(args) -> int:
         other_mm=args.other_mm,
         other_upnl=args.other_upnl,
     )
+    _warn_if_liquidated_at_once(r)
     if args.json:
         print(json.dumps(r, indent=2))
     else:

@@ -78,6 +78,12 @@ class Field:
 
 
 F = Field
+# Upper bounds that keep every product of the engine finite and far beyond any real market:
+# USD amounts (open interest, depth, funds, flows) up to 1e13 (BTC perpetual open interest is
+# about 1e11), times up to a year, prices of the history from 1e-8 to 1e12 USD.
+MAX_USD = 1e13
+MAX_S = 365 * 86_400.0
+PRICE_LO, PRICE_HI = 1e-8, 1e12
 # ---------------------------------------------------------------------------------------------
 # The schema. Sections are TOML tables; "flows" is an array of tables ([[flows]]).
 # ---------------------------------------------------------------------------------------------
@@ -95,12 +101,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
                   choices=("binance", "hyperliquid")),
         "symbol": F("str", "BTCUSDT", "Contract whose bracket table applies (BTCUSDT, ETHUSDT)."),
         "bracket_date": F("date", None, "Date whose bracket table applies (default: the start date)."),
-        "insurance_fund_usd": F("float", 1e9, "Insurance fund balance at the start.", "USD", lo=0),
+        "insurance_fund_usd": F("float", 1e9, "Insurance fund balance at the start.", "USD", lo=0, hi=MAX_USD),
     },
     "population": {
         "positions": F("int", 100_000, "Number of synthetic positions.", lo=0, hi=2_000_000_000),
         "open_interest_usd": F("float", doc="Total notional of the synthetic positions at the start "
-                               "price, both sides together.", unit="USD", lo=0, lo_open=True),
+                               "price, both sides together.", unit="USD", lo=0, lo_open=True, hi=MAX_USD),
         "long_share": F("float", 0.5, "Share of that notional held by longs.", lo=0, hi=1),
         "leverages": F("floats", [2.0, 5.0, 10.0, 20.0, 50.0, 100.0],
                        "Leverages traders open with.", "x", lo=1),
@@ -109,12 +115,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "size_tail_index": F("float", 1.5, "Pareto tail index of position notional (smaller: more "
                              "whales).", lo=0.5, hi=10),
         "min_notional_usd": F("float", 100.0, "Smallest position notional (Pareto scale) before "
-                              "rescaling to open_interest_usd.", "USD", lo=0, lo_open=True),
+                              "rescaling to open_interest_usd.", "USD", lo=0, lo_open=True, hi=1e9),
         "max_notional_share": F("float", 0.02, "Largest single position as a share of its side's "
                                 "notional (caps the Pareto tail).", lo=0, lo_open=True, hi=1),
         "cross_share": F("float", 0.5, "Share of positions in cross margin.", lo=0, hi=1),
         "cross_spare_margin_mean": F("float", 1.0, "Mean spare wallet behind a cross position, as a "
-                                     "multiple of its initial margin (exponential).", lo=0),
+                                     "multiple of its initial margin (exponential).", lo=0, hi=1000),
         "stop_loss_share": F("float", 0.2, "Share of positions with a stop-loss market order.",
                              lo=0, hi=1),
         "stop_loss_distance_pct": F("range", [1.0, 6.0], "Stop distance from the entry price, "
@@ -122,7 +128,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "entry_lookback_h": F("float", 72.0, "Entries are opened within this window before the start.",
                               "h", lo=0, lo_open=True, hi=87_600),
         "entry_age_mean_h": F("float", 24.0, "Mean age of a position at the start (exponential, "
-                              "truncated at the lookback).", "h", lo=0, lo_open=True),
+                              "truncated at the lookback).", "h", lo=0, lo_open=True, hi=87_600),
         "entry_noise_pct": F("float", 0.1, "Dispersion of entry prices around the path price "
                              "(normal, one sigma).", "%", lo=0, hi=50),
         "entry_order_share": F("float", 0.0, "Conditional entries: traders who open a position "
@@ -147,7 +153,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "market": {
         "depth_usd": F("float", doc="Resting depth: net market-order imbalance that moves the "
                        "price 1% (before thinning; see the impact law).", unit="USD", lo=0,
-                       lo_open=True),
+                       lo_open=True, hi=MAX_USD),
         "impact_exponent": F("float", 0.5, "Impact law exponent beyond depth_usd: move = 1% * "
                              "(imbalance/depth)^exponent (0.5 square-root law; about 0.9 for "
                              "liquidation bursts); linear below depth_usd.",
@@ -155,39 +161,39 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "permanent_share": F("float", 0.3, "Share of each step's impact that is permanent; the rest "
                              "is transient and decays.", lo=0, hi=1),
         "resilience_half_life_s": F("float", 120.0, "Half-life of transient impact (book refill).",
-                                    "s", lo=0, lo_open=True),
+                                    "s", lo=0, lo_open=True, hi=MAX_S),
         "depth_floor": F("float", 0.05, "Depth never thins below this share of depth_usd.",
                          lo=0, lo_open=True, hi=1),
         "depth_vol_sensitivity": F("float", 2.0, "Depth thinning per 0.1% of recent absolute price "
                                    "change per step: depth = depth_usd / (1 + vol_sens*v + "
-                                   "liq_sens*l).", lo=0),
+                                   "liq_sens*l).", lo=0, hi=1e6),
         "depth_liq_sensitivity": F("float", 1.0, "Depth thinning per unit of recent forced flow "
-                                   "(per step, as a multiple of depth_usd).", lo=0),
+                                   "(per step, as a multiple of depth_usd).", lo=0, hi=1e6),
         "depth_memory_s": F("float", 60.0, "Half-life of the recent volatility and forced-flow "
-                            "averages that thin depth.", "s", lo=0, lo_open=True),
+                            "averages that thin depth.", "s", lo=0, lo_open=True, hi=MAX_S),
         "volatility_annual_pct": F("float", 40.0, "Background volatility (Gaussian log-returns).",
                                    "% per year", lo=0, hi=1000),
         "mark_window_s": F("float", 5.0, "Mark price = mean of last price over this window.",
                            "s", lo=0, lo_open=True, hi=3600),
         "dip_buy_usd_per_s_per_pct": F("float", 0.0, "Dip-buying flow per second for each percent "
                                        "the price is below the reference, past the threshold.",
-                                       "USD/s per %", lo=0),
+                                       "USD/s per %", lo=0, hi=MAX_USD),
         "dip_buy_threshold_pct": F("float", 1.0, "Dip buyers start this far below the reference.",
-                                   "%", lo=0),
-        "dip_buy_max_usd_per_s": F("float", 1e12, "Cap on dip-buying flow.", "USD/s", lo=0),
+                                   "%", lo=0, hi=100),
+        "dip_buy_max_usd_per_s": F("float", 1e12, "Cap on dip-buying flow.", "USD/s", lo=0, hi=MAX_USD),
         "reference_half_life_s": F("float", 3600.0, "Half-life of the slow moving average used as "
-                                   "the dip buyers' reference price.", "s", lo=0, lo_open=True),
+                                   "the dip buyers' reference price.", "s", lo=0, lo_open=True, hi=MAX_S),
     },
     "engine": {
         "feedback": F("bool", True, "Forced orders (liquidations, stops) move the price."),
         "latency_s": F("float", 0.0, "Delay between a trigger and its market order (0: same step, "
-                       "iterated to a fixed point).", "s", lo=0),
+                       "iterated to a fixed point).", "s", lo=0, hi=3600),
         "max_iterations": F("int", 20, "Cap on same-step trigger/impact iterations.", lo=1, hi=10_000),
     },
     "flows": {
         "start": F("datetime", doc="When the flow starts (UTC)."),
-        "duration_min": F("float", doc="How long it lasts.", unit="min", lo=0, lo_open=True),
-        "usd_per_min": F("float", doc="Rate of market orders.", unit="USD/min", lo=0),
+        "duration_min": F("float", doc="How long it lasts.", unit="min", lo=0, lo_open=True, hi=MAX_S / 60),
+        "usd_per_min": F("float", doc="Rate of market orders.", unit="USD/min", lo=0, hi=MAX_USD),
         "side": F("choice", "sell", "Direction of the orders.", choices=("sell", "buy")),
         "label": F("str", "", "What the flow stands for (e.g. 'tariff headline selling')."),
         "venue": F("str", "", "Only on this venue (a [[venues]] name); empty: split over the "
@@ -214,9 +220,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "leverage_weights": F("floats", None, "Weights of those leverages (default: "
                               "[population] leverage_weights).", lo=0),
         "insurance_fund_usd": F("float", 1e9, "Insurance fund (Hyperliquid: the liquidator "
-                                "vault) at the start.", "USD", lo=0),
+                                "vault) at the start.", "USD", lo=0, hi=MAX_USD),
         "latency_s": F("float", 0.0, "Delay between a trigger and its market order on this "
-                       "venue.", "s", lo=0),
+                       "venue.", "s", lo=0, hi=3600),
         "mark": F("choice", "rules", "Mark price: 'binance' median(P1, P2, last); "
                   "'hyperliquid' median(oracle + basis EMA, last, other venues' last); "
                   "'last_average' mean of last over [market] mark_window_s; 'rules': the rule "
@@ -236,7 +242,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "name": F("str", doc="Spot venue whose price enters the index."),
         "weight": F("float", 1.0, "Weight in the index (weighted mean, Binance) and the oracle "
                     "(weighted median, Hyperliquid; its weights: Binance 3, OKX 2, Bybit 2, "
-                    "others 1).", lo=0, lo_open=True),
+                    "others 1).", lo=0, lo_open=True, hi=1e6),
         "lag_s": F("float", 1.0, "How far this spot price lags the perpetuals.", "s", lo=0,
                    hi=3600),
         "noise_bps": F("float", 0.0, "Own noise of this spot price (one sigma per step).",
@@ -244,20 +250,20 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "flow_share": F("float", 0.0, "Share of the [[flows]] without a venue sold/bought on this "
                         "spot venue instead of the perpetuals.", lo=0, hi=1, hi_open=True),
         "depth_usd": F("float", 50e6, "Spot book depth: imbalance that moves this spot price "
-                       "1%.", "USD", lo=0, lo_open=True),
+                       "1%.", "USD", lo=0, lo_open=True, hi=MAX_USD),
     },
     "index": {
         "reversion_half_life_s": F("float", 30.0, "Half-life of a spot venue's own deviation "
                                    "from the perpetuals (spot-perp arbitrage).", "s", lo=0,
-                                   lo_open=True),
+                                   lo_open=True, hi=MAX_S),
         "resilience_half_life_s": F("float", 120.0, "Half-life of a spot book's outstanding "
-                                    "imbalance.", "s", lo=0, lo_open=True),
+                                    "imbalance.", "s", lo=0, lo_open=True, hi=MAX_S),
     },
     "arbitrage": {
         "capacity_usd_per_s": F("float", 20e6, "Arbitrage capital that can move between venues, "
-                                "each way.", "USD/s", lo=0),
+                                "each way.", "USD/s", lo=0, hi=MAX_USD),
         "band_bps": F("float", 2.0, "Price gap between a venue and the depth-weighted composite "
-                      "that arbitrage leaves alone (fees).", "bp", lo=0),
+                      "that arbitrage leaves alone (fees).", "bp", lo=0, hi=1e4),
         "delay_s": F("float", 1.0, "Delay before arbitrage orders reach the books.", "s", lo=0,
                      hi=3600),
     },
@@ -265,7 +271,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "target": F("str", doc="A [[venues]] name (its last price only) or 'index' (every spot "
                     "price in the index)."),
         "start": F("datetime", doc="When the wick starts (UTC)."),
-        "duration_s": F("float", doc="How long it lasts.", unit="s", lo=0, lo_open=True),
+        "duration_s": F("float", doc="How long it lasts.", unit="s", lo=0, lo_open=True, hi=MAX_S),
         "depth_pct": F("float", doc="How far the price is pushed (positive: down).", unit="%",
                        lo=-90, hi=90),
     },
@@ -491,7 +497,7 @@ def _coerce(value, field: Field, where: str, base_dir):
             if not isinstance(v, list) or len(v) != 2:
                 raise _fail(where, field, v)
             t = _datetime(v[0], field, where)
-            p = _number(v[1], Field("float", lo=0, lo_open=True), f"{where} price")
+            p = _number(v[1], Field("float", lo=PRICE_LO, hi=PRICE_HI), f"{where} price")
             pts.append((t, p))
         times = [t for t, _ in pts]
         if any(b <= a for a, b in zip(times, times[1:])):
