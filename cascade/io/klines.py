@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -335,16 +336,18 @@ def _parse_numbers(data_lines, names, file, line_of) -> dict[str, np.ndarray]:
     text = "\n".join(data_lines)
     dtypes = {c: ("int64" if c in _INT_COLUMNS else "float64") for c in wanted}
     try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            header=None,
-            names=names,
-            usecols=wanted,
-            dtype=dtypes,
-            skip_blank_lines=False,
-            engine="c",
-        )
-    except (ValueError, OverflowError, TypeError):
+        with warnings.catch_warnings():  # a cast of inf/NaN to int64 warns: take the slow path
+            warnings.simplefilter("error", RuntimeWarning)
+            frame = pd.read_csv(
+                io.StringIO(text),
+                header=None,
+                names=names,
+                usecols=wanted,
+                dtype=dtypes,
+                skip_blank_lines=False,
+                engine="c",
+            )
+    except (ValueError, OverflowError, TypeError, RuntimeWarning):
         frame = None
     if frame is not None and len(frame) == len(data_lines):
         cols = {c: frame[c].to_numpy() for c in wanted}

@@ -362,6 +362,8 @@ def _toml_error(exc: Exception, text: str) -> str:
         msg += f": {lines[int(m.group(1)) - 1].strip()!r}"
     if msg.startswith(("Cannot overwrite", "Cannot declare")):
         msg += "; expected each key and table to be defined only once"
+    elif "expected" not in msg.lower():
+        msg += "; expected TOML syntax (https://toml.io)"
     return msg
 
 
@@ -523,6 +525,9 @@ def _cross_checks(sc: Scenario, source: str) -> None:
         raise CascadeError(f"{source}: [scenario] end: expected a time after start "
                            f"({s.start.isoformat()}), got {s.end.isoformat()}")
     n = (s.end - s.start).total_seconds() / s.step_s
+    if not math.isfinite(n) or n > 50_000_000.5:
+        raise CascadeError(f"{source}: [scenario] step_s: the window has "
+                           f"{n:.3g} steps of {s.step_s:g} s; expected at most 50,000,000")
     if abs(n - round(n)) > 1e-9:
         raise CascadeError(f"{source}: [scenario] step_s: expected a divisor of the window "
                            f"({(s.end - s.start).total_seconds():g} s), got {s.step_s:g}")
