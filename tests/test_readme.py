@@ -136,3 +136,10 @@ def test_readme_command_runs(line, tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode == 0 or (argv[0] == "validate" and r.returncode == 1), (line, r.stderr)
+
+
+def test_every_output_table_column_is_documented():
+    from cascade.outputs import LIQUIDATION_COLUMNS, POSITION_COLUMNS
+
+    for col in (*LIQUIDATION_COLUMNS, *POSITION_COLUMNS):
+        assert f"| `{col}` |" in README, col
