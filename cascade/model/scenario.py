@@ -187,7 +187,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "engine": {
         "feedback": F("bool", True, "Forced orders (liquidations, stops) move the price."),
         "latency_s": F("float", 0.0, "Delay between a trigger and its market order (0: same step, "
-                       "iterated to a fixed point).", "s", lo=0, hi=3600),
+                       "iterated to a fixed point).", "s", lo=0, hi=MAX_S),
         "max_iterations": F("int", 20, "Cap on same-step trigger/impact iterations.", lo=1, hi=10_000),
     },
     "flows": {
@@ -222,7 +222,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "insurance_fund_usd": F("float", 1e9, "Insurance fund (Hyperliquid: the liquidator "
                                 "vault) at the start.", "USD", lo=0, hi=MAX_USD),
         "latency_s": F("float", 0.0, "Delay between a trigger and its market order on this "
-                       "venue.", "s", lo=0, hi=3600),
+                       "venue.", "s", lo=0, hi=MAX_S),
         "mark": F("choice", "rules", "Mark price: 'binance' median(P1, P2, last); "
                   "'hyperliquid' median(oracle + basis EMA, last, other venues' last); "
                   "'last_average' mean of last over [market] mark_window_s; 'rules': the rule "
