@@ -3,15 +3,17 @@ two-venue scenarios, through the command line."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import math
-import subprocess
-import sys
+import types
 
 import pandas as pd
 import pytest
 
+from cascade import cli
 from tests.conftest import BASE
 from tests.test_venues import market, write_toml
 
@@ -34,8 +36,14 @@ def _two_venues(**pop):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "cascade.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    """``cascade ARGS`` in this process (the numba kernels are compiled once for all cases)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli.main([str(a) for a in args])
+        except SystemExit as exc:
+            rc = exc.code
+    return types.SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.mark.parametrize("make", [_one_venue, _two_venues], ids=["one-venue", "two-venues"])

@@ -35,6 +35,23 @@ def _cli(*args, stdout=subprocess.PIPE, timeout=300):
                           stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=timeout)
 
 
+def _cli_here(*args):
+    """``cascade ARGS`` in this process (no interpreter start, kernels compiled once)."""
+    import contextlib
+    import io
+    import types
+
+    from cascade import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli.main([str(a) for a in args])
+        except SystemExit as exc:
+            rc = exc.code
+    return types.SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 def _small_raw(minutes=10, positions=300, **extra):
     raw = copy.deepcopy(BASE)
     raw["scenario"]["end"] = START + dt.timedelta(minutes=minutes)
@@ -114,7 +131,7 @@ def test_a_diverging_market_stops_with_an_error_and_writes_nothing(tmp_path):
     raw["flows"] = [{"start": START + dt.timedelta(minutes=1), "duration_min": 5.0,
                      "usd_per_min": 1e13, "side": "buy"}]
     write_toml(raw, tmp_path / "s.toml")
-    r = _cli("run", tmp_path / "s.toml", "--out", tmp_path / "out", "--quiet")
+    r = _cli_here("run", tmp_path / "s.toml", "--out", tmp_path / "out", "--quiet")
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr
@@ -174,22 +191,22 @@ def test_run_into_a_closed_pipe_exits_quietly_with_its_files_whole(tmp_path):
 def test_liq_price_warns_when_the_wallet_cannot_hold_the_position():
     args = ["liq-price", "--side", "long", "--entry", "100000", "--size", "1", "--leverage",
             "10", "--json"]
-    ok = _cli(*args)
+    ok = _cli_here(*args)
     assert ok.returncode == 0 and ok.stderr == ""
     assert json.loads(ok.stdout)["liquidated_at_entry"] is False
-    bad = _cli(*args, "--wallet", "100")
+    bad = _cli_here(*args, "--wallet", "100")
     assert bad.returncode == 0
     out = json.loads(bad.stdout)
     assert out["liquidated_at_entry"] is True and out["liquidation_price"] > 100000
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cascade: warning: --wallet")
-    short = _cli("liq-price", "--side", "short", "--entry", "100000", "--size", "1",
+    short = _cli_here("liq-price", "--side", "short", "--entry", "100000", "--size", "1",
                  "--leverage", "10", "--wallet", "100", "--json")
     assert json.loads(short.stdout)["liquidated_at_entry"] is True and "below" in short.stderr
 
 
 def test_thread_counts_and_whole_numbers():
-    r = _cli("run", "scenarios/demo.toml", "--threads", "0")
+    r = _cli_here("run", "scenarios/demo.toml", "--threads", "0")
     assert r.returncode == 2 and "--threads" in r.stderr and ">= 1" in r.stderr
     assert positive_int("1e6") == 10**6 and positive_int("1_000") == 1000
     for bad in ("1.5", "1e-3", "x", "-1", "inf", "nan"):
