@@ -297,3 +297,14 @@ def test_interrupted_runs_leave_the_previous_run_or_the_new_one(tmp_path):
     r = _cli("run", scen, "--out", runs / "kill-at-tmp", "--quiet", "--positions", "0")
     assert r.returncode == 2 and "notes.txt" in r.stderr
     assert (runs / "kill-at-tmp" / "notes.txt").read_text() == "mine"
+
+
+def test_help_texts_say_what_run_writes_and_accepts():
+    r = _cli_here("run", "--help")
+    text = " ".join(r.stdout.split())
+    for needle in ("summary.json", "liquidations", "positions", "manifest.json", "whole",
+                   "1e6", "0: an empty market", "max_notional_share", "1 to the number of cores",
+                   "empty or a previous run's folder"):
+        assert needle in text, needle
+    r = _cli_here("replay", "--help")
+    assert "empty or a previous run's folder" in " ".join(r.stdout.split())

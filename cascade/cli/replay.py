@@ -19,7 +19,9 @@ def add_arguments(p) -> None:
                         "format)")
     p.add_argument("--positions", type=positive_int, help="number of synthetic positions")
     p.add_argument("--seed", type=positive_int, help="random seed")
-    p.add_argument("--out", type=Path, help="output folder (default: runs/<scenario name>-replay)")
+    p.add_argument("--out", type=Path,
+                   help="output folder (default: runs/<scenario name>-replay), replaced whole by "
+                        "the new run; it must be empty or a previous run's folder")
     p.add_argument("--threads", type=thread_count,
                    help="numba threads, 1 to the number of cores (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 NAME = "run"
-HELP = "Run a scenario: simulate the cascade, print a summary, write summary/steps/plots."
+HELP = ("Run a scenario: simulate the cascade, print a summary, write summary.json, steps, "
+        "liquidations and positions (parquet), plots and manifest.json into --out, whole.")
 
 
 def positive_int(text: str) -> int:
@@ -54,7 +55,9 @@ def add_arguments(p) -> None:
                    help="number of synthetic positions (1e6 and 1_000_000 accepted; 0: an empty "
                         "market; too few for [population] max_notional_share is refused)")
     p.add_argument("--seed", type=positive_int, help="random seed")
-    p.add_argument("--out", type=Path, help="output folder (default: runs/<scenario name>)")
+    p.add_argument("--out", type=Path,
+                   help="output folder (default: runs/<scenario name>), replaced whole by the "
+                        "new run; it must be empty or a previous run's folder")
     p.add_argument("--no-feedback", action="store_true",
                    help="forced orders do not move the price (the exogenous path only)")
     p.add_argument("--amplification", action="store_true",
