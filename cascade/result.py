@@ -93,6 +93,7 @@ class Result:
     reference: pd.DataFrame | None = None
     populations: list | None = None  # one per venue (the first is ``population``)
     heatmap: pd.DataFrame | None = None
+    positions: pd.DataFrame | None = None  # every position's final state (cascade.outputs)
 
     @classmethod
     def assemble(cls, sc, specs, pops, state: EngineState, liquidation_map, *,
@@ -143,7 +144,8 @@ class Result:
         liq_map = liquidation_map(pops[0]) if len(pops) == 1 else _sum_maps(
             [liquidation_map(p) for p in pops])
         return cls(scenario=sc, steps=steps, records=rec, population=pops[0], liq_map=liq_map,
-                   summary=summary, populations=list(pops))
+                   summary=summary, populations=list(pops),
+                   positions=_positions(state, pops, [s.name for s in specs], summary))
 
     @classmethod
     def _assemble_shorthand(cls, sc, spec, popu, state: EngineState, liquidation_map, *,
@@ -156,7 +158,8 @@ class Result:
                         "bracket_table_from": str(spec.table.valid_from)})
         _fund_summary(summary, steps, float(spec.insurance_fund_usd), state.st[0])
         return cls(scenario=sc, steps=steps, records=rec, population=popu,
-                   liq_map=liquidation_map(popu), summary=summary, populations=[popu])
+                   liq_map=liquidation_map(popu), summary=summary, populations=[popu],
+                   positions=_positions(state, [popu], [""], summary))
 
     # ------------------------------------------------------------------------------------------
     def add_amplification(self, base: Result) -> None:
@@ -190,28 +193,10 @@ class Result:
     def liquidations(self) -> pd.DataFrame:
         """One row per record: liquidations (whole, partial, backstop), stops, ADL closes and
         conditional entries (a position opened during the run has an entry row and, if it was
-        closed, a liquidation row), with its population row (rows of all venues, in venue
-        order) at the start of the run."""
-        rec = self.records
-        pops = self.populations or [self.population]
-        cat = np.concatenate
-        side, entry, wallet, lp = (cat([getattr(p, k) for p in pops])
-                                   for k in ("side", "entry", "wallet", "lp"))
-        names = (self.summary.get("venue") or "").split(",")
-        i = rec["pos"]
-        times = step_times(self.scenario)
-        kind = np.array(["", "liquidation", "stop", "entry", "partial", "backstop", "adl"])
-        df = pd.DataFrame({
-            "trigger_time": times[rec["trigger_step"]],
-            "kind": kind[rec["kind"]],
-            "venue": np.array(names)[rec["venue"]] if len(names) == len(pops) else "",
-            "side": np.where(side[i] > 0, "long", "short"),
-            "qty": rec["qty"], "entry_price": entry[i], "wallet_usd": wallet[i],
-            "liquidation_price": lp[i], "trigger_price": rec["trigger_price"],
-            "fill_price": rec["fill_price"], "fund_delta_usd": rec["fund_delta"],
-            "clearance_fee_usd": rec["fee"], "adl_qty": rec["adl_qty"],
-            "adl_price": rec["adl_price"], "row": i})
-        return df
+        closed, a liquidation row); columns :data:`cascade.outputs.LIQUIDATION_COLUMNS`."""
+        from cascade.outputs import liquidations_frame
+
+        return liquidations_frame(self.records, self.positions, step_times(self.scenario))
 
     def table(self) -> str:
         """A short human-readable summary table."""
@@ -219,7 +204,8 @@ class Result:
 
         s = self.summary
         rows = [
-            ("scenario", f"{s['scenario']} (seed {s['seed']}, {s['positions']:,} positions)"),
+            ("scenario", f"{s['scenario']} (seed {s['seed']}, {s['positions']:,} positions"
+                         + (f"; {s['positions_note']})" if s.get("positions_note") else ")")),
             ("price", f"{s['price_start']:,.1f} -> min {s['price_min']:,.1f} at "
                       f"{s['price_min_time']} -> end {s['price_end']:,.1f}"),
             ("max drawdown", f"{s['max_drawdown_pct']:.2f}%"),
@@ -314,35 +300,40 @@ class Result:
                          "insurance, heatmap or (multi-venue runs) venues")
 
     def save(self, out_dir, *, reference=None, window=None) -> dict:
-        """Write summary.json, steps.parquet, liquidations.parquet and the PNG plots
-        (venues.png too for a multi-venue run; heatmap.parquet and heatmap.png for a run that
-        recorded the heatmap).
+        """Write summary.json, steps.parquet, liquidations.parquet, positions.parquet, the PNG
+        plots (venues.png too for a multi-venue run; heatmap.parquet and heatmap.png for a run
+        that recorded the heatmap) and manifest.json (last). ``window=(start, end)`` zooms the
+        waterfall.
 
-        Each file is written to a temporary name and renamed, so an interrupted run never leaves a
-        truncated file behind. ``window=(start, end)`` zooms the waterfall. Returns
-        {name: path}.
+        The run is whole or absent: the files are written into a temporary folder beside
+        ``out_dir`` that then takes its place in one rename
+        (:func:`cascade.io.files.write_run_folder`). Returns {name: path}.
         """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {}
+        from cascade.io.files import write_run_folder
 
-        def atomic(name, write):
-            paths[name] = write_atomic(out, name, write)
+        def write(folder: Path) -> dict:
+            paths = {}
 
-        atomic("steps.parquet", lambda p: self.steps.to_parquet(p))
-        atomic("liquidations.parquet", lambda p: self.liquidations.to_parquet(p))
-        atomic("waterfall.png", lambda p: self.plot("waterfall", p, reference=reference,
-                                                    window=window))
-        atomic("liquidation_map.png", lambda p: self.plot("liquidation_map", p))
-        atomic("insurance.png", lambda p: self.plot("insurance", p))
-        if self.summary.get("venues"):
-            atomic("venues.png", lambda p: self.plot("venues", p))
-        if self.heatmap is not None:
-            atomic("heatmap.parquet", lambda p: self.heatmap.to_parquet(p, index=False))
-            atomic("heatmap.png", lambda p: self.plot("heatmap", p))
-        atomic("summary.json", lambda p: p.write_text(json.dumps(_jsonable(self.summary),
-                                                                 indent=2) + "\n"))
-        return paths
+            def atomic(name, fn):
+                paths[name] = write_atomic(folder, name, fn)
+
+            atomic("steps.parquet", lambda p: self.steps.to_parquet(p))
+            atomic("liquidations.parquet", lambda p: self.liquidations.to_parquet(p))
+            atomic("positions.parquet", lambda p: self.positions.to_parquet(p))
+            atomic("waterfall.png", lambda p: self.plot("waterfall", p, reference=reference,
+                                                        window=window))
+            atomic("liquidation_map.png", lambda p: self.plot("liquidation_map", p))
+            atomic("insurance.png", lambda p: self.plot("insurance", p))
+            if self.summary.get("venues"):
+                atomic("venues.png", lambda p: self.plot("venues", p))
+            if self.heatmap is not None:
+                atomic("heatmap.parquet", lambda p: self.heatmap.to_parquet(p, index=False))
+                atomic("heatmap.png", lambda p: self.plot("heatmap", p))
+            atomic("summary.json", lambda p: p.write_text(json.dumps(_jsonable(self.summary),
+                                                                     indent=2) + "\n"))
+            return paths
+
+        return write_run_folder(out_dir, write)
 
 
 # figures reported per venue in summary["venues"]
@@ -355,6 +346,17 @@ VENUE_KEYS = ("price_min", "price_min_time", "max_drawdown_pct", "liquidated_not
               "takeover_usd", "fund_offload_usd", "fund_inventory_peak_usd",
               "fund_inventory_end_usd", "fund_inventory_end_coin", "fund_inventory_cost_usd",
               "fund_realised_pnl_usd", "fund_equity_end_usd", "fund_equity_min_usd")
+
+
+def _positions(state, pops, names, summary: dict) -> pd.DataFrame:
+    """positions.parquet's frame; adds ``funding_paid_open_usd``, the funding paid by the
+    positions still held at the end, to the summary."""
+    from cascade.outputs import positions_frame
+
+    pos = positions_frame(state, pops, names)
+    held = pos["status"].isin(["open", "closing"]).to_numpy()
+    summary["funding_paid_open_usd"] = float(pos["funding_paid_usd"].to_numpy()[held].sum())
+    return pos
 
 
 def _frame(out: np.ndarray, sc) -> pd.DataFrame:
@@ -393,6 +395,8 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
         "positions": int(sum(p.n_ladder for p in pops)),
         "positions_requested": int(sum(p.requested for p in pops)),
         "positions_dropped_prestart": int(sum(p.dropped_prestart for p in pops)),
+        "positions_built": int(sum(p.n_ladder for p in pops)),
+        "positions_note": positions_note(pops),
         "version": cascade.__version__,
         "git_commit": git_commit(),
         "scenario_digest": sc.digest,
@@ -434,6 +438,23 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
         "max_iterations_used": int(steps["iterations"].max()) if len(steps) else 0,
         **branching_summary(steps),
     }
+
+
+def positions_note(pops) -> str:
+    """Why the positions built differ from those asked for ('' when they do not)."""
+    asked = sum(p.requested for p in pops)
+    built = sum(p.n_ladder for p in pops)
+    if asked == built:
+        return ""
+    why = []
+    short = sum(p.short_of_candidates for p in pops)
+    rescaled = sum(p.dropped_rescaled for p in pops)
+    if rescaled:
+        why.append(f"{rescaled:,} dropped: rescaling sizes to the open interest put their "
+                   "liquidation price or stop on the wrong side of the price history")
+    if short:
+        why.append(f"{short:,} missing: too few candidates survived the price history")
+    return f"{built:,} of {asked:,} positions built; " + "; ".join(why)
 
 
 def _fund_summary(summary: dict, steps: pd.DataFrame, fund0: float, st: np.ndarray) -> None:

@@ -98,8 +98,11 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
         the engine along a given path
     heatmap : a :class:`~cascade.analysis.heatmap.HeatmapSpec`: snapshot the ladder between
         chunks into ``result.heatmap`` (None: no snapshots, no extra chunk boundaries)
+
+    A run whose memory estimate exceeds the memory available is refused before allocating.
     """
     from cascade.engine import M_ORACLE, S_FLAST, S_MARK, S_PACC, S_PCNT, EngineState
+    from cascade.engine.memory import check_memory
     from cascade.model.market import background_noise
     from cascade.model.population import liquidation_map
     from cascade.model.venues import (
@@ -115,6 +118,7 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
     )
     from cascade.result import Result
 
+    check_memory(sc)
     timings = {}
     t = time.perf_counter()
     specs = venue_specs(sc)
@@ -190,6 +194,9 @@ def advance_all(sc: Scenario, state, exo, noise, prm, iprm, *, progress: bool, d
     """Run every step of ``state`` in chunks (for the progress bar), cutting a chunk at each step
     of ``stops`` and calling ``before(step)`` at the start of every chunk (funding is paid
     there); then write the opened conditional entries back into the populations."""
+    from cascade.engine.checks import check_positions, check_steps
+
+    names = [v.name for v in sc.venues] or [""]
     n_steps = sc.n_steps
     bounds = set(np.linspace(0, n_steps, min(CHUNKS, n_steps) + 1).astype(np.int64).tolist())
     bounds = sorted(bounds | set(stops))
@@ -198,10 +205,12 @@ def advance_all(sc: Scenario, state, exo, noise, prm, iprm, *, progress: bool, d
         if before is not None:
             before(a)
         _advance_or_explain(sc, state, exo, noise, prm, iprm, int(a), int(b))
+        check_steps(sc, state.outs, int(a), int(b), names)
         if bar is not None:
             bar.update(int(b - a))
     if bar is not None:
         bar.close()
+    check_positions(sc, state)
     state.write_back_entries()
 
 

@@ -50,8 +50,6 @@ def test_miss_is_zero_inside_and_scaled_outside():
                      "depth_usd"),
     ("depth_usd", "--params 'depth_usd': expected a key 'section.key' of one of the tables"),
     ("flows.usd_per_min", "--params 'flows.usd_per_min': expected a key 'section.key'"),
-    ("market.depth_usd", "--params 'market.depth_usd': the schema gives market.depth_usd no "
-                         "upper bound (a number, > 0); expected market.depth_usd=LOW:HIGH"),
     ("market.impact_exponent=0.9:0.4", "--params 'market.impact_exponent=0.9:0.4': expected a "
                                        "range LOW:HIGH of two numbers with LOW < HIGH, got "
                                        "'0.9:0.4'"),
@@ -69,6 +67,21 @@ def test_bad_params_name_the_argument(text, expected):
     with pytest.raises(CascadeError) as err:
         C.parse_params(text)
     assert expected in str(err.value) and str(err.value).startswith("--params")
+
+
+def test_a_key_without_an_upper_bound_needs_a_range(monkeypatch):
+    import dataclasses
+
+    from cascade.model import scenario as S
+
+    market = dict(S.SCHEMA["market"])
+    market["depth_usd"] = dataclasses.replace(market["depth_usd"], hi=None)
+    monkeypatch.setitem(S.SCHEMA, "market", market)
+    with pytest.raises(CascadeError, match=r"--params 'market.depth_usd': the schema gives "
+                                           r"market.depth_usd no upper bound \(a number, > 0\); "
+                                           r"expected market.depth_usd=LOW:HIGH"):
+        C.parse_params("market.depth_usd")
+    assert C.parse_params("market.depth_usd=1e8:2e8")[0].hi == 2e8
 
 
 def test_params_take_the_schema_bounds_or_the_given_range():
@@ -182,7 +195,7 @@ def test_calibrate_cli_bad_input_exits_2(small, tmp_path, capsys):
         capsys.readouterr().err
     assert main(["calibrate", str(tmp_path / "missing.toml"), "--params",
                  "market.permanent_share", "--quiet", "--out", str(tmp_path / "o")]) == 2
-    assert "missing.toml: scenario file not found" in capsys.readouterr().err
+    assert "missing.toml: no such file; expected a scenario .toml file" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["calibrate", str(scen)])  # --params is required
     assert exc.value.code == 2

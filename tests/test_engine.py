@@ -499,6 +499,6 @@ def test_a_diverging_price_stops_with_a_clear_error():
     # market orders without limit: IOC orders at the bankruptcy price keep this one finite
     sc = make_scenario(**{"market.impact_exponent": 1.0, "market.depth_usd": 1e5,
                           "venue.liquidation_order": "market"})
-    with pytest.raises(CascadeError, match=r"small: the price diverged at step \d+ .*"
-                                           r"impact_exponent = 1, depth_usd = 100000"):
+    with pytest.raises(CascadeError, match=r"small: the (price diverged|model broke down) at step "
+                                           r"\d+ .*impact_exponent = 1"):
         simulate(sc)

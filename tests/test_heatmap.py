@@ -164,7 +164,7 @@ def test_result_heatmap_plots(small_run, tmp_path):
     pd.testing.assert_frame_equal(back, small_run.heatmap, check_like=False)
     assert paths["heatmap.png"].read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="heatmap=True"):
-        cascade.run(DEMO, positions=200).plot("heatmap")
+        cascade.run(DEMO, positions=2000).plot("heatmap")
 
 
 def _cli(*args, cwd):

@@ -161,7 +161,7 @@ def test_sub_millisecond_index_is_written_in_microseconds(tmp_path):
 def test_not_utf8(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes((HEADER + "\n").encode() + b"\xff\xfe,1\n")
-    _expect_error(path, "line 2:", "UTF-8")
+    _expect_error(path, "line 2, byte 1:", "UTF-8")
 
 
 def test_header_in_any_order_crlf_bom_and_trailing_blank_lines(tmp_path):

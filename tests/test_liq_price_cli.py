@@ -96,10 +96,10 @@ def test_hyperliquid_and_cross(capsys):
     "argv, pattern",
     [
         (["--leverage", "200"], r"leverage 200x .*maximum 150x"),
-        (["--date", "2025-3-x"], r"--date '2025-3-x' is not a date"),
+        (["--date", "2025-3-x"], r"--date '2025-3-x': expected a date"),
         (["--date", "2019-12-31"], r"2019-12-31"),
         (["--symbol", "DOGEUSDT"], r"unknown symbol 'DOGEUSDT'"),
-        (["--entry", "-5"], r"entry price must be a positive number, got -5"),
+        (["--entry", "-5"], r"entry price: expected a positive number, got -5"),
     ],
 )
 def test_bad_input_raises_cascade_error(argv, pattern, capsys):
@@ -147,5 +147,5 @@ def test_cli_subprocess_no_traceback():
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == ("cascade: error: --date '2025-02-30' is not a date in "
+    assert proc.stderr.strip() == ("cascade: error: --date '2025-02-30': expected a date in "
                                    "YYYY-MM-DD form")

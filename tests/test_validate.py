@@ -629,9 +629,9 @@ def test_validate_with_reference_and_seed_start(tmp_path, small):
 
 
 def test_validate_cli_reference_errors(tmp_path, small, capsys):
-    from cascade.io.klines import synthetic_klines, write_klines
-
     import shutil
+
+    from cascade.io.klines import synthetic_klines, write_klines
 
     text = (ROOT / "scenarios/feb2026.toml").read_text()
     scen = tmp_path / "feb.toml"

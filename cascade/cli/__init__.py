@@ -42,14 +42,52 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _stop_on_sigterm()
     try:
-        return int(args._main(args) or 0)
+        rc = int(args._main(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return rc
+    except BrokenPipeError:
+        return _broken_pipe()
     except CascadeError as exc:
         print(f"cascade: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cascade: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm():
+    """SIGTERM ends the command as Ctrl-C does (exit 143 instead of 130), so a run being written
+    removes its temporary folder; SIGKILL cannot be caught, and the next run removes it."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _broken_pipe() -> int:
+    """The reader of stdout went away (``cascade run ... | head -4``): stop quietly with the
+    status of a process ended by SIGPIPE (128 + 13), as other command-line tools do. stdout is
+    pointed at /dev/null so Python's own flush at exit does not complain again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 if __name__ == "__main__":

@@ -8,6 +8,20 @@ NAME = "liq-price"
 HELP = "Liquidation and bankruptcy price of one position (Binance / Hyperliquid brackets)."
 
 
+def number(text: str) -> float:
+    """A finite number (``1e5``, ``100_000``)."""
+    import argparse
+    import math
+
+    try:
+        x = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return x
+
+
 def add_arguments(parser) -> None:
     from cascade.rules.brackets import VENUES
 
@@ -16,21 +30,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--symbol", default="BTCUSDT",
                         help="BTCUSDT or ETHUSDT (hyperliquid also BTC, ETH); default BTCUSDT")
     parser.add_argument("--side", choices=("long", "short"), required=True)
-    parser.add_argument("--entry", type=float, required=True, metavar="PRICE",
+    parser.add_argument("--entry", type=number, required=True, metavar="PRICE",
                         help="entry price, USD per coin")
-    parser.add_argument("--size", type=float, required=True, metavar="COIN",
+    parser.add_argument("--size", type=number, required=True, metavar="COIN",
                         help="position size in coin")
-    parser.add_argument("--leverage", type=float, required=True, metavar="L",
+    parser.add_argument("--leverage", type=number, required=True, metavar="L",
                         help="leverage (at most the bracket maximum)")
     parser.add_argument("--margin", choices=("isolated", "cross"), default="isolated",
                         help="margin mode (default: isolated)")
-    parser.add_argument("--wallet", type=float, default=None, metavar="USD",
+    parser.add_argument("--wallet", type=number, default=None, metavar="USD",
                         help="wallet behind the position (default: initial margin size*entry/L)")
     parser.add_argument("--date", default=None, metavar="YYYY-MM-DD",
                         help="use the brackets in force on this date (default: the latest)")
-    parser.add_argument("--other-mm", type=float, default=0.0, metavar="USD",
+    parser.add_argument("--other-mm", type=number, default=0.0, metavar="USD",
                         help="cross: maintenance margin of the account's other positions")
-    parser.add_argument("--other-upnl", type=float, default=0.0, metavar="USD",
+    parser.add_argument("--other-upnl", type=number, default=0.0, metavar="USD",
                         help="cross: unrealized PnL of the account's other positions")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -67,6 +81,26 @@ def format_table(r: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _warn_if_liquidated_at_once(r: dict) -> None:
+    """A wallet below the maintenance margin at the entry price gives a liquidation price on the
+    wrong side of the entry (above a long's, below a short's): the position would be liquidated
+    as soon as it opened. The figures are still the venue's formula; say so on stderr and in the
+    result (``liquidated_at_entry``)."""
+    import math
+    import sys
+
+    lp, ep = r["liquidation_price"], r["entry_price"]
+    at_once = bool(r["liquidatable"] and math.isfinite(lp)
+                   and (lp >= ep if r["side"] == "long" else lp <= ep))
+    r["liquidated_at_entry"] = at_once
+    if at_once:
+        print(f"cascade: warning: --wallet {r['wallet_usd']:,.2f} USD is below the maintenance "
+              f"margin at the entry price: the liquidation price {lp:,.2f} is "
+              f"{'above' if r['side'] == 'long' else 'below'} the entry {ep:,.2f}, so the "
+              "position would be liquidated at once; expected a larger --wallet or a lower "
+              "--leverage", file=sys.stderr)
+
+
 def main(args) -> int:
     from cascade.rules.margin import liquidation_price, parse_date
 
@@ -84,6 +118,7 @@ def main(args) -> int:
         other_mm=args.other_mm,
         other_upnl=args.other_upnl,
     )
+    _warn_if_liquidated_at_once(r)
     if args.json:
         print(json.dumps(r, indent=2))
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cascade.cli.run import positive_int
+from cascade.cli.run import positive_int, thread_count
 
 NAME = "replay"
 HELP = ("Drive the scenario's population along a kline path (no feedback) and report the "
@@ -19,8 +19,11 @@ def add_arguments(p) -> None:
                         "format)")
     p.add_argument("--positions", type=positive_int, help="number of synthetic positions")
     p.add_argument("--seed", type=positive_int, help="random seed")
-    p.add_argument("--out", type=Path, help="output folder (default: runs/<scenario name>-replay)")
-    p.add_argument("--threads", type=positive_int, help="numba threads (default: all cores)")
+    p.add_argument("--out", type=Path,
+                   help="output folder (default: runs/<scenario name>-replay), replaced whole by "
+                        "the new run; it must be empty or a previous run's folder")
+    p.add_argument("--threads", type=thread_count,
+                   help="numba threads, 1 to the number of cores (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -42,7 +45,7 @@ def main(args) -> int:
     print(f"replay of {args.klines} (no feedback, mark = last price)")
     print(res.table())
     print()
-    for name in ("summary.json", "steps.parquet", "liquidations.parquet", "waterfall.png"):
-        print(f"{name:<20} {paths[name]}")
+    for name, path in paths.items():  # every file written, manifest.json last
+        print(f"{name:<20} {path}")
     sys.stdout.flush()
     return 0

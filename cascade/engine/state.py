@@ -131,6 +131,7 @@ class EngineState:
     spot_noise: np.ndarray
     tables: list
     pops: list
+    funding_paid: np.ndarray = None  # (n,) float64: funding each row paid so far, USD (+ paid)
 
     @classmethod
     def for_venues(cls, pops, tables, n_steps: int, prm: np.ndarray, iprm: np.ndarray, funds,
@@ -219,7 +220,7 @@ class EngineState:
             mprm=np.zeros(N_MPARAMS) if mprm is None else mprm, spot=spot,
             spot_exo=np.zeros((nsp, n_steps)) if spot_exo is None else spot_exo,
             spot_noise=np.zeros((nsp, n_steps)) if spot_noise is None else spot_noise,
-            tables=list(tables), pops=list(pops))
+            tables=list(tables), pops=list(pops), funding_paid=np.zeros(int(n.sum())))
 
     def advance(self, exo, noise, prm, iprm, t_begin: int, t_end: int) -> None:
         """Run steps ``[t_begin, t_end)``. ``exo``: (T,) or (V, T) USD per step; ``noise``: (T,)
@@ -253,6 +254,7 @@ class EngineState:
         side = self.side[a:b]
         pay = side[live] * self.qty[a:b][live] * price * rate
         self.wallet[a:b][live] -= pay
+        self.funding_paid[a:b][live] += pay
         long = side[live] > 0
         paid_l = float(pay[long].sum())
         paid_s = float(pay[~long].sum())

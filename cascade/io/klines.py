@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -306,21 +307,9 @@ def read_klines(path: str | os.PathLike, *, interval_s: int | None = None) -> pd
 
 
 def _read_text(path: Path, name: str) -> str:
-    if not path.exists():
-        raise CascadeError(f"{name}: no such file; expected a Binance kline CSV file")
-    if not path.is_file():
-        raise CascadeError(f"{name}: not a regular file; expected a Binance kline CSV file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CascadeError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise CascadeError(
-            f"{name}: line {line}: not valid UTF-8 text; expected a Binance kline CSV file"
-        ) from exc
+    from cascade.io.files import read_user_text
+
+    return read_user_text(path, name, "a Binance kline CSV file")
 
 
 def _check_header(names: list[str], file: str) -> None:
@@ -347,16 +336,18 @@ def _parse_numbers(data_lines, names, file, line_of) -> dict[str, np.ndarray]:
     text = "\n".join(data_lines)
     dtypes = {c: ("int64" if c in _INT_COLUMNS else "float64") for c in wanted}
     try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            header=None,
-            names=names,
-            usecols=wanted,
-            dtype=dtypes,
-            skip_blank_lines=False,
-            engine="c",
-        )
-    except (ValueError, OverflowError, TypeError):
+        with warnings.catch_warnings():  # a cast of inf/NaN to int64 warns: take the slow path
+            warnings.simplefilter("error", RuntimeWarning)
+            frame = pd.read_csv(
+                io.StringIO(text),
+                header=None,
+                names=names,
+                usecols=wanted,
+                dtype=dtypes,
+                skip_blank_lines=False,
+                engine="c",
+            )
+    except (ValueError, OverflowError, TypeError, RuntimeWarning):
         frame = None
     if frame is not None and len(frame) == len(data_lines):
         cols = {c: frame[c].to_numpy() for c in wanted}

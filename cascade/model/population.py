@@ -74,6 +74,10 @@ class Population:
     leverage_capped: int = 0
     n_ladder: int = -1
     entry_margin: np.ndarray | None = None  # float64 (n - n_ladder,): 1 / leverage of entries
+    # why n_ladder < requested: too few candidates survived the history; or rows dropped because
+    # rescaling to the open interest put their liquidation price or stop on the wrong side of it
+    short_of_candidates: int = 0
+    dropped_rescaled: int = 0
 
     def __post_init__(self):
         if self.n_ladder < 0:
@@ -192,7 +196,9 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     del alive
     considered = int(first[-1]) + 1 if first.size == n_req and n_req else n_cand
     c = {k: v[first] for k, v in c.items()}
+    short_of = n_req - int(first.size)
     del first
+    _check_side_counts(sc, c["side"], targets, n_req)
     d = _derive(c, table, targets, pop.max_notional_share, p0)
     capped = int(np.count_nonzero(d["lev"] < c["leverage"]))
     # rescaling moved a few brackets: drop any that now fall on the wrong side of the history
@@ -250,7 +256,8 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
         leverage=lev, n_long=n_long, stop_idx=stop_idx, stop_px=stop_px,
         n_long_stops=int(n_long_stops), price_start=p0, requested=n_req,
         dropped_prestart=dropped, leverage_capped=capped, n_ladder=n_ladder,
-        entry_margin=1.0 / ent["lev"])
+        entry_margin=1.0 / ent["lev"], short_of_candidates=short_of,
+        dropped_rescaled=int(keep.size - int(keep.sum())))
     if timings is not None:
         timings["ladder_s"] = time.perf_counter() - t_ladder
         timings["population_s"] = t_ladder - t_start
@@ -288,6 +295,26 @@ def _entries(sc: Scenario, table, rng: np.random.Generator, n_req: int, p0: floa
     b = np.searchsorted(table.cap, qty * level, side="left")
     lev = np.minimum(lev, table.max_leverage[np.minimum(b, len(table.cap) - 1)])
     return {"side": side, "level": level, "qty": qty, "lev": lev}
+
+
+def _check_side_counts(sc: Scenario, side: np.ndarray, targets: dict, n_req: int) -> None:
+    """Refuse a population too small to hold each side's open interest with no position above
+    ``max_notional_share`` of it (it would silently put a side's whole notional on a few rows)."""
+    from cascade.errors import CascadeError
+
+    if n_req == 0:  # an empty market: no open interest to hold
+        return
+    share = sc.population.max_notional_share
+    need = int(np.ceil(1.0 / share - 1e-9))
+    for s, name in ((LONG, "long"), (SHORT, "short")):
+        k = int(np.count_nonzero(side == s))
+        if targets[s] > 0 and k < need:
+            raise CascadeError(
+                f"{sc.path or sc.name}: [population] positions = {n_req:,} gives {k} {name} "
+                f"position(s), too few to hold the {name} open interest of {targets[s]:,.0f} USD "
+                f"with none above [population] max_notional_share = {share:g} of it; expected at "
+                f"least {need} {name} positions (more positions, or a larger max_notional_share; "
+                f"positions = 0 runs an empty market)")
 
 
 def _derive(c: dict, table, targets: dict, max_share: float, p0: float) -> dict:

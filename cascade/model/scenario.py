@@ -78,6 +78,12 @@ class Field:
 
 
 F = Field
+# Upper bounds that keep every product of the engine finite and far beyond any real market:
+# USD amounts (open interest, depth, funds, flows) up to 1e13 (BTC perpetual open interest is
+# about 1e11), times up to a year, prices of the history from 1e-8 to 1e12 USD.
+MAX_USD = 1e13
+MAX_S = 365 * 86_400.0
+PRICE_LO, PRICE_HI = 1e-8, 1e12
 # ---------------------------------------------------------------------------------------------
 # The schema. Sections are TOML tables; "flows" is an array of tables ([[flows]]).
 # ---------------------------------------------------------------------------------------------
@@ -95,7 +101,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                   choices=("binance", "hyperliquid")),
         "symbol": F("str", "BTCUSDT", "Contract whose bracket table applies (BTCUSDT, ETHUSDT)."),
         "bracket_date": F("date", None, "Date whose bracket table applies (default: the start date)."),
-        "insurance_fund_usd": F("float", 1e9, "Insurance fund balance at the start.", "USD", lo=0),
+        "insurance_fund_usd": F("float", 1e9, "Insurance fund balance at the start.", "USD", lo=0,
+                                hi=MAX_USD),
         "liquidation_order": F("choice", "rules", "How a liquidation is executed: "
                                "'ioc_bankruptcy' (one IOC order limited at the bankruptcy price, "
                                "the fund takes over the rest; Binance), 'market' (a market order "
@@ -105,7 +112,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "population": {
         "positions": F("int", 100_000, "Number of synthetic positions.", lo=0, hi=2_000_000_000),
         "open_interest_usd": F("float", doc="Total notional of the synthetic positions at the start "
-                               "price, both sides together.", unit="USD", lo=0, lo_open=True),
+                               "price, both sides together.", unit="USD", lo=0, lo_open=True, hi=MAX_USD),
         "long_share": F("float", 0.5, "Share of that notional held by longs.", lo=0, hi=1),
         "leverages": F("floats", [2.0, 5.0, 10.0, 20.0, 50.0, 100.0],
                        "Leverages traders open with.", "x", lo=1),
@@ -114,12 +121,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "size_tail_index": F("float", 1.5, "Pareto tail index of position notional (smaller: more "
                              "whales).", lo=0.5, hi=10),
         "min_notional_usd": F("float", 100.0, "Smallest position notional (Pareto scale) before "
-                              "rescaling to open_interest_usd.", "USD", lo=0, lo_open=True),
+                              "rescaling to open_interest_usd.", "USD", lo=0, lo_open=True, hi=1e9),
         "max_notional_share": F("float", 0.02, "Largest single position as a share of its side's "
                                 "notional (caps the Pareto tail).", lo=0, lo_open=True, hi=1),
         "cross_share": F("float", 0.5, "Share of positions in cross margin.", lo=0, hi=1),
         "cross_spare_margin_mean": F("float", 1.0, "Mean spare wallet behind a cross position, as a "
-                                     "multiple of its initial margin (exponential).", lo=0),
+                                     "multiple of its initial margin (exponential).", lo=0, hi=1000),
         "stop_loss_share": F("float", 0.2, "Share of positions with a stop-loss market order.",
                              lo=0, hi=1),
         "stop_loss_distance_pct": F("range", [1.0, 6.0], "Stop distance from the entry price, "
@@ -127,7 +134,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "entry_lookback_h": F("float", 72.0, "Entries are opened within this window before the start.",
                               "h", lo=0, lo_open=True, hi=87_600),
         "entry_age_mean_h": F("float", 24.0, "Mean age of a position at the start (exponential, "
-                              "truncated at the lookback).", "h", lo=0, lo_open=True),
+                              "truncated at the lookback).", "h", lo=0, lo_open=True, hi=87_600),
         "entry_noise_pct": F("float", 0.1, "Dispersion of entry prices around the path price "
                              "(normal, one sigma).", "%", lo=0, hi=50),
         "entry_order_share": F("float", 0.0, "Conditional entries: traders who open a position "
@@ -155,7 +162,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "depth_usd": F("float", None, "Resting depth: net market-order imbalance that moves the "
                        "price 1% (before thinning; see the impact law). A cited figure for the "
                        "event; absent: depth_oi_ratio times [population] open_interest_usd.",
-                       unit="USD", lo=0, lo_open=True),
+                       unit="USD", lo=0, lo_open=True, hi=MAX_USD),
         "depth_oi_ratio": F("float", 0.015, "Depth as a share of open interest, used when the "
                             "event gives no depth_usd (one ratio for every event: the law is "
                             "scale-free).", lo=0, lo_open=True, hi=1),
@@ -166,16 +173,17 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "permanent_share": F("float", 0.35, "Share of each step's impact that is permanent; the rest "
                              "is transient and decays.", lo=0, hi=1),
         "resilience_half_life_s": F("float", 900.0, "Half-life of transient impact (book refill).",
-                                    "s", lo=0, lo_open=True),
+                                    "s", lo=0, lo_open=True, hi=MAX_S),
         "depth_floor": F("float", 0.009, "Depth never thins below this share of depth_usd.",
                          lo=0, lo_open=True, hi=1),
         "depth_vol_sensitivity": F("float", 1.0, "Depth thinning per 0.1% of recent absolute price "
                                    "change per step: depth = depth_usd / (1 + vol_sens*v + "
-                                   "liq_sens*l).", lo=0),
+                                   "liq_sens*l).", lo=0, hi=1e6),
         "depth_liq_sensitivity": F("float", 1.0, "Depth thinning per unit of recent forced flow "
-                                   "(per step, as a multiple of depth_usd).", lo=0),
+                                   "(per step, as a multiple of depth_usd).", lo=0, hi=1e6),
         "depth_memory_s": F("float", 120.0, "Half-life of the recent volatility and forced-flow "
-                            "averages that thin depth.", "s", lo=0, lo_open=True),
+                            "averages that thin depth.", "s", lo=0, lo_open=True,
+                            hi=MAX_S),
         "volatility_annual_pct": F("float", 40.0, "Background volatility (Gaussian log-returns).",
                                    "% per year", lo=0, hi=1000),
         "mark_window_s": F("float", 5.0, "Mark price = mean of last price over this window.",
@@ -183,19 +191,20 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "dip_buy_depth_share_per_pct": F("float", 0.05, "Dip buying per second, as a share of "
                                          "depth_usd, for each percent the price is below the "
                                          "reference past the threshold (scale-free).",
-                                         "1/s per %", lo=0),
+                                         "1/s per %", lo=0, hi=1e3),
         "dip_buy_max_depth_share": F("float", 0.5, "Cap on dip buying per second, as a share of "
-                                     "depth_usd.", "1/s", lo=0),
+                                     "depth_usd.", "1/s", lo=0, hi=1e3),
         "dip_buy_usd_per_s_per_pct": F("float", None, "Legacy, absolute form of "
                                        "dip_buy_depth_share_per_pct (not scale-free; only one of "
-                                       "the two).", "USD/s per %", lo=0),
+                                       "the two).", "USD/s per %", lo=0, hi=MAX_USD),
         "dip_buy_threshold_pct": F("float", 10.0, "Dip buyers start this far below the reference.",
-                                   "%", lo=0),
+                                   "%", lo=0, hi=100),
         "dip_buy_max_usd_per_s": F("float", None, "Legacy, absolute form of "
                                    "dip_buy_max_depth_share (only one of the two).", "USD/s",
-                                   lo=0),
+                                   lo=0, hi=MAX_USD),
         "reference_half_life_s": F("float", 43200.0, "Half-life of the slow moving average used as "
-                                   "the dip buyers' reference price.", "s", lo=0, lo_open=True),
+                                   "the dip buyers' reference price.", "s", lo=0, lo_open=True,
+                                   hi=MAX_S),
         # Binance FAQ 360033525371 says only that the fund offloads "slowly, by a preset
         # algorithm"; assumption: a tenth of the book's 1% depth per minute, so a full depth of
         # inventory takes about 10 minutes and moves the price about 0.1% a minute
@@ -207,19 +216,20 @@ SCHEMA: dict[str, dict[str, Field]] = {
         # "by default 100% of the fund's size"; positions beyond it go to ADL
         "fund_cap_multiple": F("float", 1.0, "The fund's (Hyperliquid: the vault's) net inventory "
                                "notional may reach this multiple of its balance; beyond it, "
-                               "positions go to auto-deleveraging.", "x", lo=0),
+                               "positions go to auto-deleveraging.", "x", lo=0, hi=1e6),
     },
     "engine": {
         "feedback": F("bool", True, "Forced orders (liquidations, stops) move the price."),
         "latency_s": F("float", 0.0, "Delay between a trigger and its market order (0: same step, "
-                       "iterated to a fixed point).", "s", lo=0),
+                       "iterated to a fixed point).", "s", lo=0, hi=MAX_S),
         "max_iterations": F("int", 20, "Cap on same-step trigger/impact iterations.", lo=1, hi=10_000),
     },
     "flows": {
         "start": F("datetime", doc="When the flow starts (UTC)."),
-        "duration_min": F("float", doc="How long it lasts.", unit="min", lo=0, lo_open=True),
+        "duration_min": F("float", doc="How long it lasts.", unit="min", lo=0, lo_open=True,
+                          hi=MAX_S / 60),
         "usd_per_min": F("float", None, "Rate of market orders (give this or oi_share_per_min).",
-                         "USD/min", lo=0),
+                         "USD/min", lo=0, hi=MAX_USD),
         "oi_share_per_min": F("float", None, "Rate of market orders as a share of [population] "
                               "open_interest_usd per minute, so that shocks compare across "
                               "events (give this or usd_per_min).", "1/min", lo=0, hi=1),
@@ -249,9 +259,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "leverage_weights": F("floats", None, "Weights of those leverages (default: "
                               "[population] leverage_weights).", lo=0),
         "insurance_fund_usd": F("float", 1e9, "Insurance fund (Hyperliquid: the liquidator "
-                                "vault) at the start.", "USD", lo=0),
+                                "vault) at the start.", "USD", lo=0, hi=MAX_USD),
         "latency_s": F("float", 0.0, "Delay between a trigger and its market order on this "
-                       "venue.", "s", lo=0),
+                       "venue.", "s", lo=0, hi=MAX_S),
         "mark": F("choice", "rules", "Mark price: 'binance' median(P1, P2, last); "
                   "'hyperliquid' median(oracle + basis EMA, last, other venues' last); "
                   "'last_average' mean of last over [market] mark_window_s; 'rules': the rule "
@@ -275,7 +285,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         # cost it more than its equity before prices halve
         "fund_cap_multiple": F("float", None, "This venue's fund (vault) may hold a net "
                                "inventory notional of this multiple of its balance (default: "
-                               "[market] fund_cap_multiple).", "x", lo=0),
+                               "[market] fund_cap_multiple).", "x", lo=0, hi=1e6),
         "adl": F("bool", True, "Auto-deleverage the opposite side when the fund cannot pay a "
                  "deficit (else it is bad debt)."),
         "funding": F("bool", True, "Pay funding at the venue's interval."),
@@ -286,7 +296,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "name": F("str", doc="Spot venue whose price enters the index."),
         "weight": F("float", 1.0, "Weight in the index (weighted mean, Binance) and the oracle "
                     "(weighted median, Hyperliquid; its weights: Binance 3, OKX 2, Bybit 2, "
-                    "others 1).", lo=0, lo_open=True),
+                    "others 1).", lo=0, lo_open=True, hi=1e6),
         "lag_s": F("float", 1.0, "How far this spot price lags the perpetuals.", "s", lo=0,
                    hi=3600),
         "noise_bps": F("float", 0.0, "Own noise of this spot price (one sigma per step).",
@@ -294,20 +304,20 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "flow_share": F("float", 0.0, "Share of the [[flows]] without a venue sold/bought on this "
                         "spot venue instead of the perpetuals.", lo=0, hi=1, hi_open=True),
         "depth_usd": F("float", 50e6, "Spot book depth: imbalance that moves this spot price "
-                       "1%.", "USD", lo=0, lo_open=True),
+                       "1%.", "USD", lo=0, lo_open=True, hi=MAX_USD),
     },
     "index": {
         "reversion_half_life_s": F("float", 30.0, "Half-life of a spot venue's own deviation "
                                    "from the perpetuals (spot-perp arbitrage).", "s", lo=0,
-                                   lo_open=True),
+                                   lo_open=True, hi=MAX_S),
         "resilience_half_life_s": F("float", 120.0, "Half-life of a spot book's outstanding "
-                                    "imbalance.", "s", lo=0, lo_open=True),
+                                    "imbalance.", "s", lo=0, lo_open=True, hi=MAX_S),
     },
     "arbitrage": {
         "capacity_usd_per_s": F("float", 20e6, "Arbitrage capital that can move between venues, "
-                                "each way.", "USD/s", lo=0),
+                                "each way.", "USD/s", lo=0, hi=MAX_USD),
         "band_bps": F("float", 2.0, "Price gap between a venue and the depth-weighted composite "
-                      "that arbitrage leaves alone (fees).", "bp", lo=0),
+                      "that arbitrage leaves alone (fees).", "bp", lo=0, hi=1e4),
         "delay_s": F("float", 1.0, "Delay before arbitrage orders reach the books.", "s", lo=0,
                      hi=3600),
     },
@@ -315,7 +325,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "target": F("str", doc="A [[venues]] name (its last price only) or 'index' (every spot "
                     "price in the index)."),
         "start": F("datetime", doc="When the wick starts (UTC)."),
-        "duration_s": F("float", doc="How long it lasts.", unit="s", lo=0, lo_open=True),
+        "duration_s": F("float", doc="How long it lasts.", unit="s", lo=0, lo_open=True, hi=MAX_S),
         "depth_pct": F("float", doc="How far the price is pushed (positive: down).", unit="%",
                        lo=-90, hi=90),
     },
@@ -388,17 +398,10 @@ def _canonical(obj):
 
 def load_scenario(path, **overrides) -> Scenario:
     """Read and validate a scenario TOML file. Raises CascadeError on any problem."""
+    from cascade.io.files import read_user_text
+
     path = Path(path)
-    if not path.exists():
-        raise CascadeError(f"{path}: scenario file not found")
-    if path.is_dir():
-        raise CascadeError(f"{path}: is a directory, expected a scenario .toml file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise CascadeError(f"{path}: not a UTF-8 text file; expected a scenario .toml file") from None
-    except OSError as exc:
-        raise CascadeError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    text = read_user_text(path, str(path), "a scenario .toml file")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -416,6 +419,8 @@ def _toml_error(exc: Exception, text: str) -> str:
         msg += f": {lines[int(m.group(1)) - 1].strip()!r}"
     if msg.startswith(("Cannot overwrite", "Cannot declare")):
         msg += "; expected each key and table to be defined only once"
+    elif "expected" not in msg.lower():
+        msg += "; expected TOML syntax (https://toml.io)"
     return msg
 
 
@@ -645,7 +650,7 @@ def _coerce(value, field: Field, where: str, base_dir):
             if not isinstance(v, list) or len(v) != 2:
                 raise _fail(where, field, v)
             t = _datetime(v[0], field, where)
-            p = _number(v[1], Field("float", lo=0, lo_open=True), f"{where} price")
+            p = _number(v[1], Field("float", lo=PRICE_LO, hi=PRICE_HI), f"{where} price")
             pts.append((t, p))
         times = [t for t, _ in pts]
         if any(b <= a for a, b in zip(times, times[1:])):
@@ -671,6 +676,9 @@ def _cross_checks(sc: Scenario, source: str) -> None:
         raise CascadeError(f"{source}: [scenario] end: expected a time after start "
                            f"({s.start.isoformat()}), got {s.end.isoformat()}")
     n = (s.end - s.start).total_seconds() / s.step_s
+    if not math.isfinite(n) or n > 50_000_000.5:
+        raise CascadeError(f"{source}: [scenario] step_s: the window has "
+                           f"{n:.3g} steps of {s.step_s:g} s; expected at most 50,000,000")
     if abs(n - round(n)) > 1e-9:
         raise CascadeError(f"{source}: [scenario] step_s: expected a divisor of the window "
                            f"({(s.end - s.start).total_seconds():g} s), got {s.step_s:g}")

@@ -121,7 +121,17 @@ def _shorthand_spec(sc: Scenario) -> VenueSpec:
         fund_cap_multiple=None, leverages=None, leverage_weights=None)
 
 
-def venue_scenario(sc: Scenario, spec: VenueSpec) -> Scenario:
+def split_count(total: int, shares) -> list[int]:
+    """``total`` split by ``shares`` (largest remainder): whole counts summing to ``total``."""
+    w = np.asarray(shares, float) / float(sum(shares))
+    raw = total * w
+    out = np.floor(raw).astype(np.int64)
+    rest = int(total - out.sum())
+    out[np.argsort(-(raw - out), kind="stable")[:rest]] += 1
+    return [int(x) for x in out]
+
+
+def venue_scenario(sc: Scenario, spec: VenueSpec, positions: int | None = None) -> Scenario:
     """A single-venue scenario holding one venue's share of the population (for drawing it)."""
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in sc.raw.items()
            if k not in ("venues", "spot", "index", "arbitrage", "wicks", "targets")}
@@ -129,7 +139,8 @@ def venue_scenario(sc: Scenario, spec: VenueSpec) -> Scenario:
     raw["venue"] = {"name": spec.rules, "symbol": spec.symbol, "bracket_date": spec.date,
                     "insurance_fund_usd": spec.insurance_fund_usd}
     pop = dict(raw.get("population", {}))
-    pop["positions"] = max(1, int(round(sc.population.positions * spec.population_share)))
+    pop["positions"] = int(round(sc.population.positions * spec.population_share)) \
+        if positions is None else int(positions)
     pop["open_interest_usd"] = sc.population.open_interest_usd * spec.population_share
     if spec.leverages:
         pop["leverages"] = spec.leverages
@@ -149,9 +160,18 @@ def build_populations(sc: Scenario, specs=None, *, timings: dict | None = None) 
         return [build_population(sc, timings=timings)]
     specs = venue_specs(sc) if specs is None else specs
     pops = []
+    counts = split_count(sc.population.positions, [s.population_share for s in specs])
+    if sc.population.positions and min(counts) == 0:
+        from cascade.errors import CascadeError
+
+        raise CascadeError(
+            f"{sc.path or sc.name}: [population] positions = {sc.population.positions:,} splits "
+            f"into {counts} across the venues {[s.name for s in specs]} by population_share: "
+            "every venue needs positions to hold its open interest; expected more positions, "
+            "or 0 for an empty market (see also [population] max_notional_share)")
     for v, spec in enumerate(specs):
         tm = {}
-        pops.append(build_population(venue_scenario(sc, spec),
+        pops.append(build_population(venue_scenario(sc, spec, counts[v]),
                                      seed=sc.scenario.seed + v * SEED_STRIDE, timings=tm))
         if timings is not None:
             for k, x in tm.items():

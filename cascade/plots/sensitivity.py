@@ -16,6 +16,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+from cascade.plots.limits import axis_limits
 from cascade.plots.waterfall import (
     _GREY,
     _MARK,
@@ -116,7 +117,7 @@ def plot_tornado(data: Mapping[str, Any], path: Any, *, title: str | None = None
         if n == 0:
             ax.set_yticks([])
             pad = abs(b) * 0.1 or 1.0
-            ax.set_xlim(b - pad, b + pad)
+            axis_limits(ax.set_xlim, b - pad, b + pad)
             _note(ax, "no parameters varied")
             continue
         rows = sorted(params, key=lambda p: -float(p.get(swing_key, 0.0)))
@@ -132,10 +133,10 @@ def plot_tornado(data: Mapping[str, Any], path: Any, *, title: str | None = None
         vals = vals[np.isfinite(vals)]  # a variant with no result (model broke down) has no bar
         span = float(vals.max() - vals.min()) or (abs(b) * 0.02 or 1.0)
         x0, x1 = float(vals.min()) - 0.22 * span, float(vals.max()) + 0.22 * span
-        ax.set_xlim(x0, x1)
+        axis_limits(ax.set_xlim, x0, x1)
         if vals.min() >= 0 > x0:  # room for the value labels, but no negative ticks
             ax.set_xticks([t for t in ax.get_xticks() if 0 <= t <= x1])
-            ax.set_xlim(x0, x1)
+            axis_limits(ax.set_xlim, x0, x1)
         for yy, v, off in [(yy, v, h / 2) for yy, v in zip(y, lows)] + \
                           [(yy, v, -h / 2) for yy, v in zip(y, highs)]:
             right = v >= b
@@ -144,7 +145,7 @@ def plot_tornado(data: Mapping[str, Any], path: Any, *, title: str | None = None
                     zorder=5)
         ax.set_yticks(y)
         ax.set_yticklabels([_label(p) for p in rows], fontsize=8)
-        ax.set_ylim(-0.7, n - 0.3)
+        axis_limits(ax.set_ylim, -0.7, n - 0.3)
         ax.tick_params(axis="y", length=0)
         ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     if title is None:

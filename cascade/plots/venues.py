@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cascade.plots.limits import axis_limits
 from cascade.plots.waterfall import (
     _check_steps,
     _esc,
@@ -117,13 +118,13 @@ def plot_venues(steps: pd.DataFrame, venues: list[str], path: Any = None, *,
     ax_a.set_ylabel("cumulative ADL\n(dotted: backstop)" if has_inv else "cumulative ADL")
     if not any(data[f"{v}.adl_usd"].sum() > 0 or data[f"{v}.bad_debt_usd"].max() > 0
                or (has_inv and data[f"{v}.backstop_usd"].sum() > 0) for v in venues):
-        ax_a.set_ylim(0, 1)
+        axis_limits(ax_a.set_ylim, 0, 1)
         ax_a.set_yticks([0])
     else:
         ax_a.set_ylim(bottom=0)
     step = idx[1] - idx[0] if len(idx) > 1 else pd.Timedelta(seconds=1)
     t_lo, t_hi = idx[0], idx[-1] + step
-    ax_a.set_xlim(*_to_num(pd.DatetimeIndex([t_lo, t_hi])))
+    axis_limits(ax_a.set_xlim, *_to_num(pd.DatetimeIndex([t_lo, t_hi])))
     _setup_time_axis(ax_a, t_lo, t_hi)
     fig.suptitle(_esc(title or "Venues: price, insurance fund and ADL"), fontsize=12)
     return _save(fig, path)

@@ -17,6 +17,8 @@ import pathlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from cascade.plots.limits import axis_limits
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
     from matplotlib.axes import Axes
@@ -598,14 +600,14 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any = 
               label="last price")
     ax_p.plot(x, data["mark_price"].to_numpy(), color=_MARK, linewidth=1.0, linestyle="--",
               zorder=4, label="mark price")
-    ax_p.set_xlim(*xlim)
+    axis_limits(ax_p.set_xlim, *xlim)
     ax_p.yaxis.set_major_formatter(_price_tick)
     ax_p.set_ylabel("price (USD)")
 
     t_low, p_low = _summary_low(summary, last)
     y0, y1 = ax_p.get_ylim()
     span = (y1 - y0) or abs(p_low) * 0.01 or 1.0
-    ax_p.set_ylim(min(y0, p_low) - 0.12 * span, y1 + 0.04 * span)
+    axis_limits(ax_p.set_ylim, min(y0, p_low) - 0.12 * span, y1 + 0.04 * span)
     x_low = float(_to_num(pd.DatetimeIndex([t_low]))[0])
     start = _num(summary, "price_start")
     if start is None:
@@ -647,14 +649,14 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any = 
     _bars(ax_l, bl, bar_w, bL, bL + bS, _GREEN, "short liquidations")
     ax_l.step(np.append(bx, bx[-1] + w), np.append(stops, stops[-1]), where="post", color=_STOP,
               linewidth=0.9, label="stop-loss orders")
-    ax_l.set_xlim(*xlim)
+    axis_limits(ax_l.set_xlim, *xlim)
     top = float(np.max(np.maximum(longs + shorts, stops))) if len(per) else 0.0
     if top < _NEGLIGIBLE_USD:
-        ax_l.set_ylim(0, 1)
+        axis_limits(ax_l.set_ylim, 0, 1)
         ax_l.set_yticks([0])
         _note(ax_l, "no liquidations")
     else:
-        ax_l.set_ylim(0, top * 1.12)
+        axis_limits(ax_l.set_ylim, 0, top * 1.12)
     ax_l.yaxis.set_major_formatter(_usd_axis_formatter())
     ax_l.set_ylabel(f"USD per {bucket_label}")
     ax_l.legend(loc=_quiet_corner(ax_l, [(ax_l, bx, longs + shorts), (ax_l, bx, stops)],
@@ -668,10 +670,10 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any = 
     ax_c.plot(x, cum_long, color=_RED, linewidth=1.1, marker=lone, label="longs")
     ax_c.plot(x, cum_short, color=_GREEN, linewidth=1.1, marker=lone, label="shorts")
     if total[-1] < _NEGLIGIBLE_USD:
-        ax_c.set_ylim(0, 1)
+        axis_limits(ax_c.set_ylim, 0, 1)
         ax_c.set_yticks([0])
     else:
-        ax_c.set_ylim(0, total[-1] * 1.08)
+        axis_limits(ax_c.set_ylim, 0, total[-1] * 1.08)
     ax_c.yaxis.set_major_formatter(_usd_axis_formatter())
     ax_c.set_ylabel("cumulative liquidated")
     ax_oi = ax_c.twinx()
@@ -680,12 +682,12 @@ def plot_waterfall(steps: pd.DataFrame, summary: Mapping[str, Any], path: Any = 
                label="open interest (right)")
     lo, hi = float(oi.min()), float(oi.max())
     pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 1.0
-    ax_oi.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
+    axis_limits(ax_oi.set_ylim, max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
     ax_oi.yaxis.set_major_formatter(_usd_axis_formatter())
     ax_oi.set_ylabel("open interest", color=_OI)
     ax_oi.tick_params(axis="y", colors=_OI, labelsize=9)
     ax_oi.spines["top"].set_visible(False)
-    ax_c.set_xlim(*xlim)
+    axis_limits(ax_c.set_xlim, *xlim)
     handles = ax_c.get_legend_handles_labels()[0] + ax_oi.get_legend_handles_labels()[0]
     corner = _quiet_corner(ax_c, [(ax_c, x, total), (ax_c, x, cum_long), (ax_c, x, cum_short),
                                   (ax_oi, x, oi)])
@@ -795,8 +797,8 @@ def plot_liquidation_map(liq_map: pd.DataFrame, price: float, path: Any = None, 
     ax.axvline(price, color="black", linestyle="--", linewidth=1.1, zorder=5,
                label=_esc(f"current price {_price_text(price)}"))
     if levels.size == 0 or longs.sum() + shorts.sum() < _NEGLIGIBLE_USD:
-        ax.set_xlim(price * 0.9, price * 1.1)
-        ax.set_ylim(0, 1)
+        axis_limits(ax.set_xlim, price * 0.9, price * 1.1)
+        axis_limits(ax.set_ylim, 0, 1)
         ax.set_yticks([0])
         _note(ax, "no open positions")
         ax.legend(loc="upper right", fontsize=9)
@@ -810,8 +812,8 @@ def plot_liquidation_map(liq_map: pd.DataFrame, price: float, path: Any = None, 
     _bars(ax, left, width * 0.9, longs, longs + shorts, _GREEN, "shorts liquidated")
     lo = min(levels[0] - width, price - width)
     hi = max(levels[-1] + width, price + width)
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(0, float((longs + shorts).max()) * 1.12)
+    axis_limits(ax.set_xlim, lo, hi)
+    axis_limits(ax.set_ylim, 0, float((longs + shorts).max()) * 1.12)
 
     # cumulative: longs liquidated if the price falls to L = sum of longs at levels >= L
     ax_c = ax.twinx()
@@ -828,7 +830,7 @@ def plot_liquidation_map(liq_map: pd.DataFrame, price: float, path: Any = None, 
     ax_c.plot(lx, ly, color=_DARK_RED, linewidth=1.6, label="cumulative longs if price falls (right)")
     ax_c.plot(sx, sy, color=_DARK_GREEN, linewidth=1.6, label="cumulative shorts if price rises (right)")
     cmax = max(float(ly.max()) if ly.size else 0.0, float(sy.max()) if sy.size else 0.0)
-    ax_c.set_ylim(0, (cmax or 1.0) * 1.12)
+    axis_limits(ax_c.set_ylim, 0, (cmax or 1.0) * 1.12)
     ax_c.yaxis.set_major_formatter(_usd_axis_formatter())
     ax_c.set_ylabel("cumulative notional liquidated")
     ax_c.tick_params(labelsize=9)
@@ -921,8 +923,8 @@ def plot_insurance(steps: pd.DataFrame, path: Any = None, *, title: str | None =
                   transform=ax_i.transAxes, ha="left", va="top", fontsize=9)
         ax_i.set_xlim(*xlim)
     pad = (hi - lo) * 0.1 or abs(hi) * 0.02 or 1.0
-    ax_f.set_ylim(lo - pad, hi + pad)
-    ax_f.set_xlim(*xlim)
+    axis_limits(ax_f.set_ylim, lo - pad, hi + pad)
+    axis_limits(ax_f.set_xlim, *xlim)
     ax_f.set_ylabel("insurance fund")
     f0, f1 = fund[0], fund[-1]
     change = f"{_usd_tick(f0)} → {_usd_tick(f1)}"
@@ -936,17 +938,17 @@ def plot_insurance(steps: pd.DataFrame, path: Any = None, *, title: str | None =
     ax_b.fill_between(x, 0, debt, color=_RED, alpha=0.12, linewidth=0)
     dmax = float(debt.max())
     if dmax < _NEGLIGIBLE_USD:
-        ax_b.set_ylim(0, 1)
+        axis_limits(ax_b.set_ylim, 0, 1)
         ax_b.set_yticks([0])
         _note(ax_b, "no bad debt")
     else:
-        ax_b.set_ylim(0, dmax * 1.12)
+        axis_limits(ax_b.set_ylim, 0, dmax * 1.12)
         ax_b.text(0.01, 0.92, _esc(f"total {_usd_tick(float(debt[-1]))}"),
                   transform=ax_b.transAxes, ha="left", va="top", fontsize=9, color=_DARK_RED,
                   bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "none",
                         "alpha": 0.85})
     ax_b.set_ylabel("cumulative bad debt")
-    ax_b.set_xlim(*xlim)
+    axis_limits(ax_b.set_xlim, *xlim)
     _setup_time_axis(ax_b, t_lo, t_hi)
     fig.suptitle(_esc(title if title is not None else "Insurance fund and bad debt"),
                  fontsize=12)

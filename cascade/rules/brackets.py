@@ -616,12 +616,13 @@ _RULES: dict[tuple[str, str], VenueRules] = {
 def _canonical(venue, symbol) -> tuple[str, str]:
     v = str(venue).strip().lower()
     if v not in VENUES:
-        raise CascadeError(f"unknown venue {venue!r}; accepted: {', '.join(VENUES)}")
+        raise CascadeError(f"unknown venue {venue!r}; accepted: {', '.join(VENUES)} (expected one of them)")
     s = str(symbol).strip().upper()
     aliases = _ALIASES[v]
     if s not in aliases:
         raise CascadeError(
-            f"unknown symbol {symbol!r} for venue {v}; accepted: {', '.join(aliases)}"
+            f"unknown symbol {symbol!r} for venue {v}; accepted: {', '.join(aliases)} "
+            "(expected one of them)"
         )
     return v, aliases[s]
 
@@ -676,7 +677,8 @@ def bracket_table(venue: str, symbol: str, on: datetime.date | None = None) -> B
     why = _NOT_COVERED.get(tables[0].venue, "older dates are not covered")
     raise CascadeError(
         f"no {tables[0].venue} {tables[0].symbol} bracket table for {on.isoformat()}: "
-        f"tables cover {first.isoformat()} onwards; {why}"
+        f"tables cover {first.isoformat()} onwards; {why} (expected a date from "
+        f"{first.isoformat()} on)"
     )
 
 

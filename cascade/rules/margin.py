@@ -225,16 +225,16 @@ def parse_date(value, what: str = "date") -> datetime.date | None:
             return datetime.datetime.strptime(value.strip(), "%Y-%m-%d").date()
         except ValueError:
             pass
-    raise CascadeError(f"{what} {value!r} is not a date in YYYY-MM-DD form")
+    raise CascadeError(f"{what} {value!r}: expected a date in YYYY-MM-DD form")
 
 
 def _positive(name: str, value) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise CascadeError(f"{name} {value!r} is not a number") from None
+        raise CascadeError(f"{name} {value!r}: expected a number") from None
     if not math.isfinite(v) or v <= 0.0:
-        raise CascadeError(f"{name} must be a positive number, got {value!r}")
+        raise CascadeError(f"{name}: expected a positive number, got {value!r}")
     return v
 
 
@@ -242,9 +242,9 @@ def _finite(name: str, value) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise CascadeError(f"{name} {value!r} is not a number") from None
+        raise CascadeError(f"{name} {value!r}: expected a number") from None
     if not math.isfinite(v):
-        raise CascadeError(f"{name} must be a finite number, got {value!r}")
+        raise CascadeError(f"{name}: expected a finite number, got {value!r}")
     return v
 
 
@@ -302,23 +302,23 @@ def liquidation_price(venue, symbol, side, entry, size, leverage, margin="isolat
     """
     side_s = str(side).strip().lower()
     if side_s not in ("long", "short"):
-        raise CascadeError(f"unknown side {side!r}; accepted: long, short")
+        raise CascadeError(f"unknown side {side!r}; expected long or short")
     margin_s = str(margin).strip().lower()
     if margin_s not in ("isolated", "cross"):
-        raise CascadeError(f"unknown margin mode {margin!r}; accepted: isolated, cross")
+        raise CascadeError(f"unknown margin mode {margin!r}; expected isolated or cross")
     entry_f = _positive("entry price", entry)
     size_f = _positive("size", size)
     lev_f = _positive("leverage", leverage)
     if lev_f < 1.0:
-        raise CascadeError(f"leverage {leverage!r} is below 1x; venues accept 1x up to the "
+        raise CascadeError(f"leverage {leverage!r} is below 1x; expected 1x up to the "
                            "bracket maximum")
     other_mm_f = _finite("other maintenance margin", other_mm)
     other_upnl_f = _finite("other uPnL", other_upnl)
     if other_mm_f < 0.0:
-        raise CascadeError(f"other maintenance margin must be >= 0, got {other_mm!r}")
+        raise CascadeError(f"other maintenance margin: expected a number >= 0, got {other_mm!r}")
     if margin_s == "isolated" and (other_mm_f != 0.0 or other_upnl_f != 0.0):
-        raise CascadeError("other maintenance margin / uPnL apply only to cross margin "
-                           f"(got {other_mm_f:g} / {other_upnl_f:g} with isolated margin)")
+        raise CascadeError("other maintenance margin / uPnL apply only to cross margin; expected 0 "
+                           f"with isolated margin (got {other_mm_f:g} / {other_upnl_f:g} with isolated margin)")
     date = parse_date(on)
 
     venue_s = str(venue).strip().lower()
@@ -334,7 +334,7 @@ def liquidation_price(venue, symbol, side, entry, size, leverage, margin="isolat
             f"leverage {lev_f:g}x is above the maximum {max_lev:g}x for a notional of "
             f"{notional:,.2f} USD on {venue_s} {symbol_s}: bracket {eb + 1} "
             f"({_fmt_usd(table.floor[eb])} to {_fmt_usd(table.cap[eb])} USD) allows at most "
-            f"{max_lev:g}x"
+            f"{max_lev:g}x; expected a leverage up to {max_lev:g}x"
         )
     if wallet is None:
         wallet_f = notional / lev_f
