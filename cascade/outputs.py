@@ -1,10 +1,14 @@
 """The per-record and per-position output tables (liquidations.parquet, positions.parquet), with
 the meaning of every column: one meaning per column, the same for every row.
 
-With both files a user can rebuild a run's accounting: what the traders put in (``positions``:
-``wallet_open_usd``) less what they hold at the end or got back equals the insurance funds'
-change, the other side of every closing trade (``liquidations``), the funding paid to the
-counterparties we do not model (``positions``: ``funding_paid_usd``) and the bad debt.
+With both files and summary.json a user can rebuild a run's accounting: what the traders put in
+(``positions``: ``wallet_open_usd``) less what they hold at the end or got back, plus the bad
+debt, plus what the funds' own trades made on their inventory (taken over at ``fund_price``,
+offloaded: summary ``fund_offload_net_usd``, or held at the final mark), equals the change of
+the funds' equity (cash + inventory at the final mark - its cost), the other side of every
+closing trade against the trader's entry (``liquidations``: book and IOC fills, the funds'
+takeovers, ADL) and the funding paid to the counterparties we do not model (``positions``:
+``funding_paid_usd``). tests/test_outputs.py ``check_accounting`` derives it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from cascade.engine.layout import (
     DELEVERAGED,
     DORMANT,
     HEAPED,
+    KIND_BACKSTOP,
     KIND_ENTRY,
+    KIND_LIQ,
     L_END,
     L_OFF,
     LIQUIDATED,
@@ -33,7 +39,9 @@ LIQUIDATION_COLUMNS = {
     "venue": "venue name (empty for a single-venue run)",
     "side": "long or short: the position's side",
     "qty": "coin closed by this record (opened, for an entry); a partial or partial ADL closes "
-           "part of the position",
+           "part of the position. A liquidation or backstop closes qty = book part (qty - "
+           "fund_qty - adl_qty, at fill_price) + fund_qty (at fund_price) + adl_qty (at "
+           "adl_price)",
     "entry_price": "the position's entry price (NaN for an entry order not yet filled)",
     "wallet_open_usd": "the position's wallet when it opened: at the start of the run, or, for "
                        "an entry, qty x fill x initial margin at its fill (NaN if not filled)",
@@ -45,11 +53,22 @@ LIQUIDATION_COLUMNS = {
                               "filled)",
     "trigger_price": "the mark (liquidations) or last price (stops, entries) that triggered it",
     "fill_price": "price the order filled at (NaN: still pending at the end); for a backstop the "
-                  "mark at takeover, for ADL the ADL price",
+                  "mark at takeover, for ADL the ADL price, for an IOC liquidation the mean fill "
+                  "of its ioc_qty (the bankruptcy price if nothing filled)",
     "fund_delta_usd": "what this record added to the venue's insurance fund (negative: paid out)",
     "clearance_fee_usd": "liquidation clearance fee kept by the fund (part of fund_delta_usd)",
     "adl_qty": "coin of a liquidated position handed to auto-deleveraged positions",
     "adl_price": "price of that ADL hand-over (NaN if none)",
+    "ioc_qty": "coin of an IOC liquidation order (limited at the bankruptcy price: "
+               "liquidation_order ioc_bankruptcy) filled in the book; 0 for other records and "
+               "for an IOC order the book did not fill",
+    "ioc_fill_price": "mean price of those ioc_qty coin (NaN if ioc_qty is 0)",
+    "fund_qty": "coin of the position the insurance fund (or vault) took into its inventory: "
+                "the part of an IOC order the book did not fill and ADL did not cover, or the "
+                "position held by the vault in a backstop (liquidation_order backstop); 0 "
+                "otherwise",
+    "fund_price": "price the fund took fund_qty at: the bankruptcy price (IOC liquidation) or "
+                  "the mark at the trigger (backstop); NaN if fund_qty is 0",
     "row": "index of the position in positions.parquet",
 }
 
@@ -131,6 +150,27 @@ def positions_frame(state, pops, names: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[list(POSITION_COLUMNS)]
 
 
+def _fund_price(rec: np.ndarray, pos: pd.DataFrame) -> np.ndarray:
+    """Price of each record's takeover into the fund's inventory (NaN where ``fund_qty`` is 0):
+    a backstop's is its fill (the mark at its trigger); an IOC liquidation's, the bankruptcy
+    price of the position as it was liquidated (its last qty, entry and wallet: those of
+    ``pos``, the position's row), computed as the engine computed it."""
+    from cascade.rules.margin import bankruptcy_price_nb
+
+    out = np.full(rec.size, np.nan)
+    took = rec["fund_qty"] > 0
+    back = took & (rec["kind"] == KIND_BACKSTOP)
+    out[back] = rec["fill_price"][back]
+    ioc = np.flatnonzero(took & (rec["kind"] == KIND_LIQ))
+    if ioc.size:
+        p = pos.iloc[ioc]
+        sgn = np.where(p["side"].to_numpy() == "long", 1, -1)
+        for j, s, q, ep, w in zip(ioc, sgn, p["qty"].to_numpy(), p["entry_price"].to_numpy(),
+                                  p["wallet_usd"].to_numpy()):
+            out[j] = bankruptcy_price_nb(s, q, ep, w)
+    return out
+
+
 def liquidations_frame(rec: np.ndarray, positions: pd.DataFrame, times) -> pd.DataFrame:
     """One row per record (RECORD_DTYPE (k,), ``pos`` global), columns
     :data:`LIQUIDATION_COLUMNS`; the position's fields come from ``positions``
@@ -156,6 +196,10 @@ def liquidations_frame(rec: np.ndarray, positions: pd.DataFrame, times) -> pd.Da
         "clearance_fee_usd": rec["fee"],
         "adl_qty": rec["adl_qty"],
         "adl_price": rec["adl_price"],
+        "ioc_qty": rec["ioc_qty"],
+        "ioc_fill_price": np.where(rec["ioc_qty"] > 0, rec["ioc_fill"], np.nan),
+        "fund_qty": rec["fund_qty"],
+        "fund_price": _fund_price(rec, pos),
         "row": i,
     })
     return df[list(LIQUIDATION_COLUMNS)]

@@ -28,6 +28,8 @@ from cascade.engine import (
     S_FUNDPAID_S,
     S_INV,
     S_INVCOST,
+    S_OFFCASH,
+    S_OFFCOIN,
     S_OFFLOAD,
     S_TAKEOVER,
     EngineState,
@@ -345,7 +347,8 @@ VENUE_KEYS = ("price_min", "price_min_time", "max_drawdown_pct", "liquidated_not
               "funding_paid_long_usd", "funding_paid_short_usd", "funding_to_others_usd",
               "takeover_usd", "fund_offload_usd", "fund_inventory_peak_usd",
               "fund_inventory_end_usd", "fund_inventory_end_coin", "fund_inventory_cost_usd",
-              "fund_realised_pnl_usd", "fund_equity_end_usd", "fund_equity_min_usd")
+              "fund_realised_pnl_usd", "fund_equity_end_usd", "fund_equity_min_usd",
+              "fund_offload_net_coin", "fund_offload_net_usd")
 
 
 def _positions(state, pops, names, summary: dict) -> pd.DataFrame:
@@ -486,6 +489,11 @@ def _fund_summary(summary: dict, steps: pd.DataFrame, fund0: float, st: np.ndarr
         else fund0,
         "fund_equity_min_usd": float(min(fund0, steps["fund_equity_usd"].min()))
         if len(steps) else fund0,
+        # the offloads signed (+ bought, - sold): coin, and coin x fill (USD); with the
+        # takeovers of liquidations.parquet (fund_qty at fund_price) they rebuild the inventory
+        # and its PnL from the files
+        "fund_offload_net_coin": float(st[S_OFFCOIN]),
+        "fund_offload_net_usd": float(st[S_OFFCASH]),
     })
 
 

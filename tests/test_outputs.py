@@ -28,17 +28,60 @@ def storm_files(tmp_path_factory):
     return sc, out
 
 
+@pytest.fixture(scope="module")
+def storm_held_files(tmp_path_factory):
+    """The storm with a fund (and vault) that offloads a tenth as fast (1 % of depth a minute):
+    both still hold an inventory at the end."""
+    raw = storm_raw()
+    raw["market"]["fund_offload_depth_share_per_min"] = 0.01
+    sc = parse_scenario(raw, source="<storm-held>")
+    out = tmp_path_factory.mktemp("storm-held")
+    cascade.run(sc, out=out)
+    return sc, out
+
+
 def _read(out):
     return (pd.read_parquet(out / "positions.parquet"), pd.read_parquet(out / "liquidations.parquet"),
             json.loads((out / "summary.json").read_text()))
 
 
-def check_accounting(pos: pd.DataFrame, liq: pd.DataFrame, s: dict, tol: float = 0.01) -> None:
+def check_accounting(pos: pd.DataFrame, liq: pd.DataFrame, s: dict, tol: float = 0.01) -> dict:
     """The loss identity of a run from its output tables and summary alone, per venue and in
-    total (a single-venue run is one venue named ''), within ``tol`` USD."""
+    total (a single-venue run is one venue named ''), within ``tol`` USD; returns the fund's
+    figures rebuilt from the files, summed over the venues (``takeover_usd``,
+    ``inventory_pnl_usd``).
+
+    Per venue, with s = +1 long / -1 short and EP the position's entry:
+
+    - L, the traders' loss: what they put in (wallets at opening) less what the open positions
+      hold (their wallets) and what the closed ones got back;
+    - every close of c coin at price P (book fills, including an IOC order's ioc_qty at
+      ioc_fill_price; the fund's takeovers fund_qty at fund_price, the bankruptcy price or the
+      backstop's mark; ADL hand-overs adl_qty at adl_price; partials, stops) gives the other
+      side ``s*c*(EP - P)`` against the trader's entry: their sum is C;
+    - F: the funding the traders paid; the fund's cash moves by its booked deltas D
+      (fund_delta_usd), the PnL R its own inventory realised, and the bad debt B (what it could
+      not pay): ``cash_end - cash_start = D + R + B``;
+    - each trader's wallet account closes as ``W0 - kept - back = F_i + C_i + D_i``, so
+      ``L = F + C + D``, that is ``L + B = (cash_end - cash_start) - R + C + F``;
+    - the fund's equity is its cash plus its inventory at the final mark less its cost:
+      ``E = cash + U`` with ``U = I_coin x mark_end - cost``, and the inventory starts empty;
+    - the fund's own trades: it bought ``s*fund_qty`` at fund_price (takeovers, in C above as
+      the other side of the traders' closes) and traded ``d`` coin at the fill in its offloads
+      (summary fund_offload_net_coin / _usd, signed, + bought); what they made, realised and
+      open, is ``T = R + U = I_coin x mark_end - sum(s*fund_qty*fund_price) - sum(d*fill)``
+      (rebuilt from the files and checked against the summary), and the coin balance
+      ``sum(s*fund_qty) + sum(d) = I_coin``. T is the book's and the mark's contribution to
+      the fund, not the traders', so it enters on both sides:
+
+          L + B + T = (E_end - E_start) + C + F
+
+    with ``E_end - E_start = fund_equity_end_usd - insurance_fund_start_usd``. Without
+    inventory (market liquidations) T = 0 and E = cash: the identity of issue 14.
+    """
     venues = s.get("venues") or {"": s}
     done = liq[liq["fill_price"].notna()]
-    totals = {"left": 0.0, "right": 0.0}
+    totals = {"left": 0.0, "right": 0.0, "takeover_usd": 0.0, "inventory_pnl_usd": 0.0}
     for name, sv in venues.items():
         p = pos[pos["venue"] == name].set_index("row")
         d = done[done["venue"] == name]
@@ -50,6 +93,7 @@ def check_accounting(pos: pd.DataFrame, liq: pd.DataFrame, s: dict, tol: float =
         kept = math.fsum(p["wallet_usd"][held])
         back = []
         legs = []
+        take_coin, take_usd, take_cash = [], [], []
         for r in d.itertuples():
             q = p.loc[r.row]
             if r.kind == "entry":
@@ -65,42 +109,95 @@ def check_accounting(pos: pd.DataFrame, liq: pd.DataFrame, s: dict, tol: float =
                                                                           - q.entry_price), 0.0))
             elif r.kind == "partial":
                 legs.append(q.sgn * r.qty * (q.entry_price - r.fill_price))
-            else:  # a whole liquidation or a backstop: the market or the vault, and ADL
-                legs.append(q.sgn * (q.qty - r.adl_qty) * (q.entry_price - r.fill_price))
+            else:  # a whole liquidation or a backstop: the book (or the vault), the fund, ADL
+                book = q.qty - r.fund_qty - r.adl_qty
+                assert book >= -1e-9 * q.qty, r
+                if r.ioc_qty > 0:  # an IOC order: its filled part is the book's
+                    assert book == pytest.approx(r.ioc_qty, rel=1e-9), r
+                    assert r.fill_price == r.ioc_fill_price
+                legs.append(q.sgn * book * (q.entry_price - r.fill_price))
+                if r.fund_qty > 0:
+                    legs.append(q.sgn * r.fund_qty * (q.entry_price - r.fund_price))
+                    take_coin.append(q.sgn * r.fund_qty)
+                    take_usd.append(r.fund_qty * r.fund_price)
+                    take_cash.append(q.sgn * r.fund_qty * r.fund_price)
+                else:
+                    assert np.isnan(r.fund_price), r
                 if r.adl_qty > 0:
                     legs.append(q.sgn * r.adl_qty * (q.entry_price - r.adl_price))
         lost = put_in - kept - math.fsum(back)
-        fund_change = sv["insurance_fund_end_usd"] - sv["insurance_fund_start_usd"]
+        cash = sv["insurance_fund_end_usd"] - sv["insurance_fund_start_usd"]
+        real = sv["fund_realised_pnl_usd"]
+        inv_coin = sv["fund_inventory_end_coin"]
+        inv_usd = sv["fund_inventory_end_usd"]  # at the final mark
+        # the fund's inventory from the files: coin, notional taken over, its PnL
+        assert math.fsum(take_usd) == pytest.approx(sv["takeover_usd"], rel=1e-9, abs=tol)
+        coin_scale = 1.0 + math.fsum(abs(c) for c in take_coin)
+        assert abs(math.fsum(take_coin) + sv["fund_offload_net_coin"] - inv_coin) \
+            < 1e-9 * coin_scale, (name, math.fsum(take_coin), sv["fund_offload_net_coin"])
+        pnl = inv_usd - math.fsum(take_cash) - sv["fund_offload_net_usd"]  # T
+        unreal = inv_usd - sv["fund_inventory_cost_usd"]  # U
+        assert abs(pnl - (real + unreal)) < tol, (name, pnl, real, unreal)
+        equity = sv["fund_equity_end_usd"] - sv["insurance_fund_start_usd"]
+        assert abs(equity - (cash + unreal)) < tol, (name, equity, cash, unreal)
         funding = math.fsum(p["funding_paid_usd"])
         assert abs(funding - (sv["funding_paid_long_usd"] + sv["funding_paid_short_usd"])) < tol
-        right = fund_change + math.fsum(legs) + funding
-        assert abs(lost + sv["bad_debt_usd"] - right) < tol, (name, lost, right)
-        # the fund's change is every booked delta less what it could not pay
-        assert abs(math.fsum(d["fund_delta_usd"]) + sv["bad_debt_usd"] - fund_change) < tol
-        totals["left"] += lost + sv["bad_debt_usd"]
+        left = lost + sv["bad_debt_usd"] + pnl
+        right = equity + math.fsum(legs) + funding
+        assert abs(left - right) < tol, (name, left, right)
+        # the fund's cash: every booked delta and the PnL its inventory realised, less what it
+        # could not pay
+        assert abs(math.fsum(d["fund_delta_usd"]) + real + sv["bad_debt_usd"] - cash) < tol
+        totals["left"] += left
         totals["right"] += right
+        totals["takeover_usd"] += math.fsum(take_usd)
+        totals["inventory_pnl_usd"] += pnl
     assert abs(totals["left"] - totals["right"]) < 2 * tol
     assert s["bad_debt_usd"] >= 0
+    return totals
 
 
-def test_loss_identity_from_the_files_alone(storm_files):
-    """For each venue and in total: what the traders put in (wallets at opening), less what they
-    hold at the end and what closed positions got back, plus the bad debt, equals the insurance
-    funds' change, plus what the other side of every closing trade gained against the trader's
-    entry, plus the funding the traders paid (to the counterparties we do not model): to the
-    cent, read from positions.parquet, liquidations.parquet and summary.json only."""
-    _, out = storm_files
+@pytest.mark.parametrize("which", ["offloaded", "held"])
+def test_loss_identity_from_the_files_alone(which, storm_files, storm_held_files):
+    """For each venue and in total (the identity of :func:`check_accounting`): what the traders
+    put in (wallets at opening), less what they hold at the end and what closed positions got
+    back, plus the bad debt, plus what the fund's own trades made on its inventory (offloads
+    into the book and the inventory left at the final mark, against the takeover prices),
+    equals the change of the funds' equity (cash + inventory at the final mark - its cost),
+    plus what the other side of every closing trade gained against the trader's entry (book
+    fills, IOC fills, the fund's takeovers at the bankruptcy price or the vault's at the mark,
+    ADL), plus the funding the traders paid (to the counterparties we do not model): to the
+    cent, read from positions.parquet, liquidations.parquet and summary.json only. Binance
+    (bn) liquidates with IOC orders limited at the bankruptcy price, the fund taking over the
+    rest; Hyperliquid's (hl) vault holds what it backstops; both offload; 'held': both still
+    hold an inventory at the end."""
+    _, out = storm_files if which == "offloaded" else storm_held_files
     pos, liq, s = _read(out)
     assert list(pos.columns) == list(POSITION_COLUMNS)
     assert list(liq.columns) == list(LIQUIDATION_COLUMNS)
     done = liq[liq["fill_price"].notna()]
     kinds = set(done["kind"])
-    assert {"partial", "adl", "entry", "liquidation", "stop"} <= kinds, kinds
+    assert {"partial", "adl", "entry", "liquidation", "stop", "backstop"} <= kinds, kinds
     assert (pos["funding_paid_usd"] != 0).sum() > 100  # funding was paid, by many positions
     # funding: the positions' payments are what the summary says went to the others
     assert math.fsum(pos["funding_paid_usd"]) == pytest.approx(-s["funding_to_others_usd"],
                                                                abs=0.01)
-    check_accounting(pos, liq, s)
+    # takeovers happened on both rule sets, and the funds traded their inventories
+    bn, hl = done[done["venue"] == "bn"], done[done["venue"] == "hl"]
+    ioc = bn[bn["kind"] == "liquidation"]
+    assert (ioc["ioc_qty"] > 0).any() and (ioc["fund_qty"] > 0).any()
+    assert ((ioc["ioc_qty"] > 0) & (ioc["fund_qty"] > 0)).any()  # split between book and fund
+    assert (hl.loc[hl["kind"] == "backstop", "fund_qty"] > 0).any()
+    for name, sv in s["venues"].items():
+        assert sv["takeover_usd"] > 0 and sv["fund_offload_usd"] > 0, name
+        if which == "held":
+            assert abs(sv["fund_inventory_end_usd"]) > 1e4, name
+            assert sv["fund_equity_end_usd"] != sv["insurance_fund_end_usd"], name
+        else:
+            assert sv["fund_inventory_end_coin"] == 0, name
+    fund = check_accounting(pos, liq, s)
+    assert fund["takeover_usd"] == pytest.approx(s["takeover_usd"], rel=1e-9)
+    assert abs(fund["inventory_pnl_usd"]) > 1.0  # the fund's trades entered the identity
 
 
 def test_columns_mean_the_same_for_entries_and_held_positions(storm_files):

@@ -100,6 +100,8 @@ from cascade.engine.layout import (
     S_MARK,
     S_MSUM,
     S_NPART,
+    S_OFFCASH,
+    S_OFFCOIN,
     S_OFFLOAD,
     S_OQL,
     S_OQS,
@@ -558,8 +560,11 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
         r += 1
     ist[J_FPTR] = r
     if off_c > 0.0:
-        fund_trade_nb(st, -off_c if inv > 0.0 else off_c, fill)
+        d_off = -off_c if inv > 0.0 else off_c
+        fund_trade_nb(st, d_off, fill)
         st[S_OFFLOAD] += off_c * fill
+        st[S_OFFCOIN] += d_off
+        st[S_OFFCASH] += d_off * fill
     # state updates
     st[S_PERM] += phi * imp
     st[S_TRANS] += (1.0 - phi) * imp
