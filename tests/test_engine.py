@@ -21,8 +21,14 @@ from cascade.engine import (
     KIND_STOP,
     LIQUIDATED,
     N_ISTATE,
+    N_STATE,
     OPEN,
     RECORD_DTYPE,
+    Ladder,
+    Positions,
+    Tables,
+    VenueParams,
+    VenueState,
     scan_triggers_nb,
 )
 from cascade.model.market import (
@@ -157,10 +163,13 @@ def _scan(t, mark, last, side, qty, lp, status, n_long, sidx, spx, nls, liq_on_e
     prm[P_LIQ_EQ] = 1.0 if liq_on_equal else 0.0
     iprm = np.zeros(N_IPARAMS, np.int64)
     table = bracket_table("binance", "BTCUSDT")
-    return scan_triggers_nb(t, mark, last, side, qty, np.full(n, 100.0), np.full(n, 10.0), lp,
-                            status, np.arange(n, dtype=np.int32), np.full(n, -np.inf), n_long, n,
-                            sidx, spx, NOHEAP, NOHEAP, table.floor, table.cap, table.mmr,
-                            table.cum, prm, iprm, rec, ist)
+    pos = Positions(side, qty, np.full(n, 100.0), np.full(n, 10.0), lp, status,
+                    np.full(n, -np.inf))
+    lad = Ladder(n_long, n, np.arange(n, dtype=np.int32), sidx, spx, NOHEAP, NOHEAP)
+    tab = Tables(table.floor, table.cap, table.mmr, table.cum)
+    vs = VenueState(np.zeros(N_STATE), ist, rec, np.zeros((2, n), np.int32), np.zeros(n),
+                    np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1))
+    return scan_triggers_nb(t, mark, last, pos, lad, tab, VenueParams(prm, iprm), vs)
 
 
 def _scan_inputs(side, lp, stop_rows=(), stop_px=()):

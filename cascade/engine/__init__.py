@@ -5,6 +5,9 @@
 - :mod:`~cascade.engine.book`: the impact law of the order book;
 - :mod:`~cascade.engine.ladder`: records, heaps and the trigger scan over the sorted ladder;
 - :mod:`~cascade.engine.settle`: fills, the insurance fund, bad debt and ADL;
+- :mod:`~cascade.engine.structs`: the named structures the kernels take (namedtuples of arrays:
+  :class:`Positions`, :class:`Ladder`, :class:`Tables`, :class:`VenueParams`, :class:`VenueState`,
+  :class:`Market`, :class:`Inputs`);
 - :mod:`~cascade.engine.loop`: the jitted step loop (:func:`step_loop_nb`);
 - :mod:`~cascade.engine.state`: :class:`EngineState`, built once per run and advanced in chunks.
 
@@ -18,7 +21,17 @@ from cascade.engine.layout import __all__ as _layout_names
 from cascade.engine.loop import step_loop_nb
 from cascade.engine.settle import liquidate_nb, settle_nb
 from cascade.engine.state import EngineState
+from cascade.engine.structs import (
+    Inputs,
+    Ladder,
+    Market,
+    Positions,
+    Tables,
+    VenueParams,
+    VenueState,
+)
 
-__all__ = [*_layout_names, "EngineState", "heap_pop_nb", "heap_push_nb", "heapify_nb",
+__all__ = [*_layout_names, "EngineState", "Inputs", "Ladder", "Market", "Positions", "Tables",
+           "VenueParams", "VenueState", "heap_pop_nb", "heap_push_nb", "heapify_nb",
            "impact_curve_nb", "impact_integral_nb", "impact_nb", "liquidate_nb", "mean_impact_nb",
            "open_nb", "scan_triggers_nb", "settle_nb", "step_loop_nb"]

@@ -129,21 +129,20 @@ def heapify_nb(heap, size, lp, sgn):
 
 
 @jit
-def _requeue(i, side, lp, status, n_ladder, heap_l, heap_s, ist):
+def _requeue(i, pos, lad, vs):
     """Track row ``i`` (still open, with a new liquidation price) in its side's heap."""
-    if i < n_ladder:
-        status[i] = HEAPED
+    if i < lad.n_ladder:
+        pos.status[i] = HEAPED
     else:
-        status[i] = OPEN
-    if side[i] > 0:
-        ist[J_HL] = heap_push_nb(heap_l, ist[J_HL], i, lp, -1.0)
+        pos.status[i] = OPEN
+    if pos.side[i] > 0:
+        vs.ist[J_HL] = heap_push_nb(lad.heap_l, vs.ist[J_HL], i, pos.lp, -1.0)
     else:
-        ist[J_HS] = heap_push_nb(heap_s, ist[J_HS], i, lp, 1.0)
+        vs.ist[J_HS] = heap_push_nb(lad.heap_s, vs.ist[J_HS], i, pos.lp, 1.0)
 
 
 @jit
-def _liq_trigger(i, t, mark, last, side, qty, entry, wallet, status, tlp, floor, cap, mmr, cum,
-                 prm, iprm, rec, ist):
+def _liq_trigger(i, t, mark, last, pos, tab, vp, vs):
     """Trigger the liquidation of open row ``i`` by the venue's rule; returns its market flow.
 
     PARTIAL_NONE: one order for the whole position. PARTIAL_STEP_DOWN (Bybit, mechanics.md
@@ -151,34 +150,36 @@ def _liq_trigger(i, t, mark, last, side, qty, entry, wallet, status, tlp, floor,
     and the takeover of the rest are one order here). PARTIAL_HYPERLIQUID (section 3): below 2/3
     of MM the vault takes the position (no market order); above 100k USDC notional, 20 % at a
     time unless a partial was made in the last 30 s; else the whole position."""
-    lat = iprm[I_LAT]
-    rule = iprm[I_PARTIAL]
-    q = qty[i]
+    lat = vp.iprm[I_LAT]
+    rule = vp.iprm[I_PARTIAL]
+    q = pos.qty[i]
     kind = KIND_LIQ
     qc = q
     if rule == PARTIAL_HYPERLIQUID:
-        t_s = prm[P_T0] + t * prm[P_STEP]
-        action, c, _, _ = hl_liquidation_nb(side[i], q, entry[i], wallet[i], mark, t_s, tlp[i],
-                                            floor, cap, mmr, cum)
+        t_s = vp.prm[P_T0] + t * vp.prm[P_STEP]
+        action, c, _, _ = hl_liquidation_nb(pos.side[i], q, pos.entry[i], pos.wallet[i], mark,
+                                            t_s, pos.tlp[i], tab.floor, tab.cap, tab.mmr,
+                                            tab.cum)
         if action == HL_BACKSTOP:
             kind = KIND_BACKSTOP
         elif action == HL_PARTIAL:
             kind = KIND_PARTIAL
             qc = c
-            tlp[i] = t_s
+            pos.tlp[i] = t_s
     elif rule == PARTIAL_STEP_DOWN:
         outcome, _, closed, _, _, _, _ = tier_step_down_nb(
-            side[i], q, entry[i], wallet[i], mark, mark, floor, cap, mmr, cum,
+            pos.side[i], q, pos.entry[i], pos.wallet[i], mark, mark, tab.floor, tab.cap, tab.mmr,
+            tab.cum,
             BYBIT_TIERS_PER_STEP, BYBIT_MIN_TIER, BYBIT_MAX_STEPS, False, 0.0, True,
-            prm[P_LIQ_EQ] != 0.0)
+            vp.prm[P_LIQ_EQ] != 0.0)
         if outcome == OUTCOME_PARTIAL:
             kind = KIND_PARTIAL
             qc = closed
-    _record(rec, ist, i, kind, t, lat, mark, qc)
-    status[i] = TRIGGERED
+    _record(vs.rec, vs.ist, i, kind, t, lat, mark, qc)
+    pos.status[i] = TRIGGERED
     if kind == KIND_BACKSTOP:
         return 0.0
-    return -side[i] * qc * last
+    return -pos.side[i] * qc * last
 
 
 @jit
@@ -192,25 +193,23 @@ def _crossed_short(x, mark, liq_on_equal):
 
 
 @jit
-def _stop_or_entry(i, t, lat, last, status, qty, rec, ist):
+def _stop_or_entry(i, t, lat, last, pos, vs):
     """Trigger the conditional order of row ``i`` if it is still waiting: a stop-loss of an open
     position, or the entry of a dormant one. Returns True if it triggered."""
-    s = status[i]
+    s = pos.status[i]
     if s == OPEN or s == HEAPED:
-        _record(rec, ist, i, KIND_STOP, t, lat, last, qty[i])
-        status[i] = TRIGGERED
+        _record(vs.rec, vs.ist, i, KIND_STOP, t, lat, last, pos.qty[i])
+        pos.status[i] = TRIGGERED
         return True
     if s == DORMANT:
-        _record(rec, ist, i, KIND_ENTRY, t, lat, last, qty[i])
-        status[i] = TRIGGERED
+        _record(vs.rec, vs.ist, i, KIND_ENTRY, t, lat, last, pos.qty[i])
+        pos.status[i] = TRIGGERED
         return True
     return False
 
 
 @jit
-def scan_triggers_nb(t, mark, last, side, qty, entry, wallet, lp, status, order, tlp, n_long,
-                     n_ladder, stop_idx, stop_px, heap_l, heap_s, floor, cap, mmr, cum, prm,
-                     iprm, rec, ist):
+def scan_triggers_nb(t, mark, last, pos, lad, tab, vp, vs):
     """Trigger every open position whose liquidation price the mark has crossed (longs:
     ``lp >= mark``, shorts: ``lp <= mark``; strict when the venue liquidates only below MM) and
     every conditional order the last price has crossed: sells on a fall (long stops, breakdown-
@@ -225,80 +224,76 @@ def scan_triggers_nb(t, mark, last, side, qty, entry, wallet, lp, status, order,
     Moves the ladder pointers and heap sizes in ``ist``; appends records. Returns the signed USD
     flow of the new market orders at ``last`` (sells negative).
     """
-    liq_on_equal = prm[P_LIQ_EQ] != 0.0
-    lat = iprm[I_LAT]
+    liq_on_equal = vp.prm[P_LIQ_EQ] != 0.0
+    lat = vp.iprm[I_LAT]
     flow = 0.0
-    m = stop_idx.shape[0]
-    k = ist[J_LPTR]
+    m = lad.stop_idx.shape[0]
+    k = vs.ist[J_LPTR]
     while k > 0:
-        i = order[k - 1]
-        if status[i] == OPEN:
-            if not _crossed_long(lp[i], mark, liq_on_equal):
+        i = lad.order[k - 1]
+        if pos.status[i] == OPEN:
+            if not _crossed_long(pos.lp[i], mark, liq_on_equal):
                 break
-            flow += _liq_trigger(i, t, mark, last, side, qty, entry, wallet, status, tlp, floor,
-                                 cap, mmr, cum, prm, iprm, rec, ist)
+            flow += _liq_trigger(i, t, mark, last, pos, tab, vp, vs)
         k -= 1
-    ist[J_LPTR] = k
-    k = ist[J_SPTR]
-    while k < n_ladder:
-        i = order[k]
-        if status[i] == OPEN:
-            if not _crossed_short(lp[i], mark, liq_on_equal):
+    vs.ist[J_LPTR] = k
+    k = vs.ist[J_SPTR]
+    while k < lad.n_ladder:
+        i = lad.order[k]
+        if pos.status[i] == OPEN:
+            if not _crossed_short(pos.lp[i], mark, liq_on_equal):
                 break
-            flow += _liq_trigger(i, t, mark, last, side, qty, entry, wallet, status, tlp, floor,
-                                 cap, mmr, cum, prm, iprm, rec, ist)
+            flow += _liq_trigger(i, t, mark, last, pos, tab, vp, vs)
         k += 1
-    ist[J_SPTR] = k
-    size = ist[J_HL]
-    while size > 0 and _crossed_long(lp[heap_l[0]], mark, liq_on_equal):
-        i = heap_l[0]
-        size = heap_pop_nb(heap_l, size, lp, -1.0)
-        ist[J_HL] = size
-        if status[i] == OPEN or status[i] == HEAPED:
-            flow += _liq_trigger(i, t, mark, last, side, qty, entry, wallet, status, tlp, floor,
-                                 cap, mmr, cum, prm, iprm, rec, ist)
-    size = ist[J_HS]
-    while size > 0 and _crossed_short(lp[heap_s[0]], mark, liq_on_equal):
-        i = heap_s[0]
-        size = heap_pop_nb(heap_s, size, lp, 1.0)
-        ist[J_HS] = size
-        if status[i] == OPEN or status[i] == HEAPED:
-            flow += _liq_trigger(i, t, mark, last, side, qty, entry, wallet, status, tlp, floor,
-                                 cap, mmr, cum, prm, iprm, rec, ist)
-    k = ist[J_LSPTR]
-    while k > 0 and stop_px[k - 1] >= last:
+    vs.ist[J_SPTR] = k
+    size = vs.ist[J_HL]
+    while size > 0 and _crossed_long(pos.lp[lad.heap_l[0]], mark, liq_on_equal):
+        i = lad.heap_l[0]
+        size = heap_pop_nb(lad.heap_l, size, pos.lp, -1.0)
+        vs.ist[J_HL] = size
+        if pos.status[i] == OPEN or pos.status[i] == HEAPED:
+            flow += _liq_trigger(i, t, mark, last, pos, tab, vp, vs)
+    size = vs.ist[J_HS]
+    while size > 0 and _crossed_short(pos.lp[lad.heap_s[0]], mark, liq_on_equal):
+        i = lad.heap_s[0]
+        size = heap_pop_nb(lad.heap_s, size, pos.lp, 1.0)
+        vs.ist[J_HS] = size
+        if pos.status[i] == OPEN or pos.status[i] == HEAPED:
+            flow += _liq_trigger(i, t, mark, last, pos, tab, vp, vs)
+    k = vs.ist[J_LSPTR]
+    while k > 0 and lad.stop_px[k - 1] >= last:
         k -= 1
-        i = stop_idx[k]
-        if _stop_or_entry(i, t, lat, last, status, qty, rec, ist):
-            flow -= qty[i] * last
-    ist[J_LSPTR] = k
-    k = ist[J_SSPTR]
-    while k < m and stop_px[k] <= last:
-        i = stop_idx[k]
-        if _stop_or_entry(i, t, lat, last, status, qty, rec, ist):
-            flow += qty[i] * last
+        i = lad.stop_idx[k]
+        if _stop_or_entry(i, t, lat, last, pos, vs):
+            flow -= pos.qty[i] * last
+    vs.ist[J_LSPTR] = k
+    k = vs.ist[J_SSPTR]
+    while k < m and lad.stop_px[k] <= last:
+        i = lad.stop_idx[k]
+        if _stop_or_entry(i, t, lat, last, pos, vs):
+            flow += pos.qty[i] * last
         k += 1
-    ist[J_SSPTR] = k
+    vs.ist[J_SSPTR] = k
     return flow
 
 
 @jit
-def open_nb(r, fill, side, qty, entry, wallet, lp, status, n_ladder, heap_l, heap_s, floor, cap,
-            mmr, cum, rec, st, ist):
+def open_nb(r, fill, pos, lad, tab, vs):
     """Open the dormant position of entry record ``r`` at ``fill``: isolated margin
     ``qty * fill * wallet`` (before entry, ``wallet`` holds the initial-margin fraction
     1 / leverage), its liquidation price from the bracket table, and onto the heap of its side.
     Returns the notional opened, USD."""
-    i = rec[r].pos
-    q = qty[i]
-    entry[i] = fill
-    wallet[i] = q * fill * wallet[i]
-    p, _ = liq_price_nb(side[i], q, fill, wallet[i], 0.0, 0.0, floor, cap, mmr, cum)
-    lp[i] = p
-    rec[r].fill_price = fill
-    if side[i] > 0:
-        st[S_OQL] += q
+    i = vs.rec[r].pos
+    q = pos.qty[i]
+    pos.entry[i] = fill
+    pos.wallet[i] = q * fill * pos.wallet[i]
+    p, _ = liq_price_nb(pos.side[i], q, fill, pos.wallet[i], 0.0, 0.0, tab.floor, tab.cap,
+                        tab.mmr, tab.cum)
+    pos.lp[i] = p
+    vs.rec[r].fill_price = fill
+    if pos.side[i] > 0:
+        vs.st[S_OQL] += q
     else:
-        st[S_OQS] += q
-    _requeue(i, side, lp, status, n_ladder, heap_l, heap_s, ist)
+        vs.st[S_OQS] += q
+    _requeue(i, pos, lad, vs)
     return q * fill

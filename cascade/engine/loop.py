@@ -70,8 +70,6 @@ from cascade.engine.layout import (
     L_END,
     L_HEND,
     L_HOFF,
-    L_NLADDER,
-    L_NLONG,
     L_OFF,
     L_REND,
     L_ROFF,
@@ -127,6 +125,7 @@ from cascade.engine.settle import (
     liquidate_nb,
     settle_nb,
 )
+from cascade.engine.structs import Ladder, Positions, Tables, VenueParams, VenueState
 from cascade.model.market import (
     I_BWIN,
     I_LAT,
@@ -146,7 +145,6 @@ from cascade.model.market import (
     P_DIPRATE,
     P_DIPTHR,
     P_EMA,
-    P_FEE,
     P_FEEDBACK,
     P_FINT_S,
     P_FLOOR,
@@ -201,43 +199,34 @@ def _mark_nb(rule, p, index, basis_mean, ema, f_last, tau, interval, others, msu
 
 
 @jit
-def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, order, tlp, stop_idx,
-                 stop_px, heap_l, heap_s, tb_lay, floor, cap, mmr, cum, exo, noise, wick, prm,
-                 iprm, mprm, spot, spot_exo, spot_noise, st, ist, mst, sst, ring, bring, pend,
-                 marks, arb, comp_ring, rec, adl_buf, adl_rank, out):
+def step_loop_nb(t_begin, t_end, lay, tb_lay, pos, lad, tab, vp, vs, mk, inp, out):
     """Advance the market (one or more venues) from step ``t_begin`` to ``t_end`` (exclusive).
 
     Parameters (V venues, n rows over all venues, J spot venues, T steps)
     ----------
     lay : int64 (V, N_LAYOUT) row, stop, heap and record ranges of each venue (``L_*``); inside
-        a venue, rows are as :class:`cascade.model.population.Population` (ladder longs, ladder shorts,
-        conditional entries) and every index (``order``, ``stop_idx``, heaps, records' ``pos``)
-        is relative to the venue's first row
-    side, qty, entry, wallet, lp : (n,) rows (int8, float64 x4), in/out
-    status : int8 (n,) in/out, OPEN / TRIGGERED / LIQUIDATED / STOPPED / DORMANT / HEAPED /
-        DELEVERAGED
-    order : int32 (n,) ladder place -> row (re-sorted when funding moves liquidation prices)
-    tlp : float64 (n,) time of each row's last partial liquidation (Hyperliquid 30 s rule), s
-    stop_idx, stop_px : orders on last price, per venue: sells on a fall, then buys on a rise
-    heap_l, heap_s : int32 heaps of positions opened or re-queued during the run
-    tb_lay : int64 (V, 2) range of each venue's bracket table in floor, cap, mmr, cum
-    exo : float64 (V, T) exogenous flow per venue, USD; noise : float64 (T,) log increments
-    wick : float64 (V + 1, T) multiplier of each venue's last price (row V: of every spot price,
-        so of the index and the oracle)
-    prm, iprm : float64 (V, N_PARAMS), int64 (V, N_IPARAMS) (:func:`cascade.model.market.parameters`)
-    mprm : float64 (N_MPARAMS,) market-wide parameters (``M_*``)
-    spot : float64 (J, N_SPOT) spot venues of the index (``SP_*``); spot_exo, spot_noise (J, T)
-    st, ist : float64 (V, N_STATE), int64 (V, N_ISTATE) per-venue state, in/out
-    mst : float64 (N_MSTATE,) market state; sst : float64 (J, 2) spot state (deviation, imbalance)
-    ring : (V, max window) last prices; bring : (V, basis window) basis samples (last - index)
-    pend : (V, max latency + 1) forced flow queued; arb : (V, arbitrage delay + 1) arbitrage flow
-    marks : (V, max latency + 2) each venue's mark at the end of recent steps (slot t % width; the
-        start price before the first step), for the previous mark of a trigger executed later
-    comp_ring : (max spot lag + 1,) log composite price of the perpetual venues, by step
-    rec : RECORD_DTYPE records, per venue ranges; adl_buf : int32 (2, n) ; adl_rank : float64 (n,)
+        a venue, rows are as :class:`cascade.model.population.Population` (ladder longs, ladder
+        shorts, conditional entries) and every index (``lad.order``, ``lad.stop_idx``, heaps,
+        records' ``pos``) is relative to the venue's first row
+    tb_lay : int64 (V, 2) range of each venue's bracket table in ``tab``
+    pos : :class:`~cascade.engine.structs.Positions` (n,) rows, in/out
+    lad : :class:`~cascade.engine.structs.Ladder`, ``n_long``/``n_ladder`` int64 (V,) per venue
+        (relative to its first row); ``order`` (n,) is re-sorted when funding moves liquidation
+        prices
+    tab : :class:`~cascade.engine.structs.Tables` the venues' bracket tables, concatenated
+    vp : :class:`~cascade.engine.structs.VenueParams` float64 (V, N_PARAMS), int64
+        (V, N_IPARAMS) (:func:`cascade.model.market.parameters`)
+    vs : :class:`~cascade.engine.structs.VenueState` per-venue state, leading axis V; ``rec``
+        per venue ranges, ``adl_buf`` int32 (2, n), ``adl_rank`` float64 (n,); in/out
+    mk : :class:`~cascade.engine.structs.Market` market parameters and state, in/out
+    inp : :class:`~cascade.engine.structs.Inputs` exogenous paths
     out : float64 (V, T, len(COLUMNS)) per-step results, written for t_begin..t_end-1
     """
     nv = lay.shape[0]
+    spot = mk.spot
+    sst = mk.sst
+    mst = mk.mst
+    comp_ring = mk.comp_ring
     nsp = spot.shape[0]
     sp_px = np.empty(nsp)
     sp_w = spot[:, SP_WEIGHT].copy()
@@ -245,20 +234,21 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
     scratch = np.empty(nv)  # other venues' prices (Hyperliquid mark), arbitrage needs
     npc = comp_ring.shape[0]
     for t in range(t_begin, t_end):
-        mst[M_X] += noise[t]
+        mst[M_X] += inp.noise[t]
         # index: spot venues follow the perpetuals' composite price with a lag, plus their own
         # deviation (their share of the flow on their own book, decaying) and noise
         if nsp > 0:
             for j in range(nsp):
                 sst[j, 1] *= spot[j, SP_DECAY]
                 sst[j, 0] *= spot[j, SP_REVERT]
-                f = spot_exo[j, t]
+                f = inp.spot_exo[j, t]
                 if f != 0.0:
-                    sst[j, 0] += impact_nb(sst[j, 1], f, spot[j, SP_DEPTH], mprm[M_SPOT_ALPHA])
+                    sst[j, 0] += impact_nb(sst[j, 1], f, spot[j, SP_DEPTH],
+                                           mk.mprm[M_SPOT_ALPHA])
                     sst[j, 1] += f
                 lag = int(spot[j, SP_LAG])
                 c = comp_ring[(t - 1 - lag) % npc] if t - 1 - lag >= 0 else comp_ring[npc - 1]
-                sp_px[j] = exp(c + sst[j, 0] + spot_noise[j, t])
+                sp_px[j] = exp(c + sst[j, 0] + inp.spot_noise[j, t])
             index = 0.0
             den = 0.0
             for j in range(nsp):
@@ -269,40 +259,45 @@ def step_loop_nb(t_begin, t_end, lay, side, qty, entry, wallet, lp, status, orde
         else:
             index = exp(mst[M_COMP])
             oracle = index
-        index *= wick[nv, t]
-        oracle *= wick[nv, t]
+        index *= inp.wick[nv, t]
+        oracle *= inp.wick[nv, t]
         mst[M_ORACLE] = oracle
         mst[M_INDEX] = index
         for v in range(nv):
-            last_all[v] = st[v, S_PRICE]
+            last_all[v] = vs.st[v, S_PRICE]
         for v in range(nv):
+            ref = index
+            if vp.iprm[v, I_MARK] == MARK_HYPERLIQUID:
+                ref = oracle
             a = lay[v, L_OFF]
             b = lay[v, L_END]
+            s0 = lay[v, L_SOFF]
+            s1 = lay[v, L_SEND]
+            h0 = lay[v, L_HOFF]
+            h1 = lay[v, L_HEND]
             ta = tb_lay[v, 0]
             tb = tb_lay[v, 1]
-            ref = index
-            if iprm[v, I_MARK] == MARK_HYPERLIQUID:
-                ref = oracle
-            _venue_step(t, v, nv, ref, last_all, side[a:b], qty[a:b], entry[a:b], wallet[a:b],
-                        lp[a:b], status[a:b], order[a:b], tlp[a:b],
-                        lay[v, L_NLONG] - a, lay[v, L_NLADDER] - a,
-                        stop_idx[lay[v, L_SOFF]:lay[v, L_SEND]],
-                        stop_px[lay[v, L_SOFF]:lay[v, L_SEND]],
-                        heap_l[lay[v, L_HOFF]:lay[v, L_HEND]],
-                        heap_s[lay[v, L_HOFF]:lay[v, L_HEND]],
-                        floor[ta:tb], cap[ta:tb], mmr[ta:tb], cum[ta:tb], exo[v, t], noise[t],
-                        wick[v, t], prm[v], iprm[v], mprm, st[v], ist[v], mst, ring[v],
-                        bring[v], pend[v], marks[v], arb[v], rec[lay[v, L_ROFF]:lay[v, L_REND]],
-                        adl_buf[:, a:b], adl_rank[a:b], scratch, out[v, t])
+            _venue_step(
+                t, v, ref, last_all, scratch,
+                Positions(pos.side[a:b], pos.qty[a:b], pos.entry[a:b], pos.wallet[a:b],
+                          pos.lp[a:b], pos.status[a:b], pos.tlp[a:b]),
+                Ladder(lad.n_long[v], lad.n_ladder[v], lad.order[a:b], lad.stop_idx[s0:s1],
+                       lad.stop_px[s0:s1], lad.heap_l[h0:h1], lad.heap_s[h0:h1]),
+                Tables(tab.floor[ta:tb], tab.cap[ta:tb], tab.mmr[ta:tb], tab.cum[ta:tb]),
+                VenueParams(vp.prm[v], vp.iprm[v]),
+                VenueState(vs.st[v], vs.ist[v], vs.rec[lay[v, L_ROFF]:lay[v, L_REND]],
+                           vs.adl_buf[:, a:b], vs.adl_rank[a:b], vs.ring[v], vs.bring[v],
+                           vs.pend[v], vs.marks[v], vs.arb[v]),
+                mst, inp.exo[v, t], inp.wick[v, t], out[v, t])
         # composite of the perpetual venues (depth-weighted log price), and arbitrage between them
         comp = 0.0
         for v in range(nv):
-            comp += prm[v, P_DEPTH] * log(st[v, S_PRICE])
+            comp += vp.prm[v, P_DEPTH] * log(vs.st[v, S_PRICE])
         comp /= mst[M_DEPTH_SUM]
         mst[M_COMP] = comp
         comp_ring[t % npc] = comp
         if nv > 1:
-            _arbitrage(t, nv, comp, prm, mprm, st, arb, scratch)
+            _arbitrage(t, nv, comp, vp.prm, mk.mprm, vs.st, vs.arb, scratch)
 
 
 @jit
@@ -343,8 +338,7 @@ def _arbitrage(t, nv, comp, prm, mprm, st, arb, needs):
 
 
 @jit
-def _ioc_orders(r0, r1, y0, y_run, p_pre, wick_t, last, depth, alpha, feedback, side, qty, entry,
-                wallet, rec):
+def _ioc_orders(r0, r1, y0, y_run, p_pre, wick_t, last, depth, alpha, feedback, pos, rec):
     """Flow of the orders of records ``r0..r1-1`` (just triggered, in record order) when
     liquidations are IOC orders limited at the bankruptcy price (liquidation_order
     'ioc_bankruptcy'); returns the signed USD flow (sells negative).
@@ -363,11 +357,11 @@ def _ioc_orders(r0, r1, y0, y_run, p_pre, wick_t, last, depth, alpha, feedback, 
     for r in range(r0, r1):
         kind = rec[r].kind
         i = rec[r].pos
-        s = side[i]
+        s = pos.side[i]
         if kind == KIND_LIQ:
-            q = qty[i]
+            q = pos.qty[i]
             full = -s * q * last
-            bp = bankruptcy_price_nb(s, q, entry[i], wallet[i])
+            bp = bankruptcy_price_nb(s, q, pos.entry[i], pos.wallet[i])
             if s > 0 and bp <= 0.0:
                 f = full
             else:
@@ -404,98 +398,92 @@ def _ioc_orders(r0, r1, y0, y_run, p_pre, wick_t, last, depth, alpha, feedback, 
 
 
 @jit
-def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status, order, tlp,
-                n_long, n_ladder, stop_idx, stop_px, heap_l, heap_s, floor, cap, mmr, cum, exo_t,
-                noise_t, wick_t, prm, iprm, mprm, st, ist, mst, ring, bring, pend, marks, arb, rec,
-                adl_buf, adl_rank, scratch, o):
+def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_t, wick_t, o):
     """One step of one venue: price before orders, the trigger/impact fixed point, fills and
     settlement, state updates and the output row ``o``. ``index`` is the venue's reference
     spot price: the index (weighted mean of the spot venues, Binance) or, for the Hyperliquid
     mark rule, the oracle (their weighted median)."""
-    alpha = prm[P_ALPHA]
-    phi = prm[P_PHI]
-    decay = prm[P_DECAY]
-    depth0 = prm[P_DEPTH]
-    memd = prm[P_MEMDECAY]
-    refd = prm[P_REFDECAY]
-    fee_rate = prm[P_FEE]
-    feedback = prm[P_FEEDBACK] != 0.0
-    w = iprm[I_MARKW]
-    lat = iprm[I_LAT]
-    maxit = iprm[I_MAXIT]
-    rule = iprm[I_MARK]
-    liqord = iprm[I_LIQORD]
-    npend = pend.shape[0]
-    p_prev = st[S_PRICE]
-    prev_mark = st[S_MARK]
-    mult = 1.0 / (1.0 + prm[P_VOLSENS] * st[S_RV] / 0.1 + prm[P_LIQSENS] * st[S_LF])
-    mult = max(mult, prm[P_FLOOR])
+    alpha = vp.prm[P_ALPHA]
+    phi = vp.prm[P_PHI]
+    decay = vp.prm[P_DECAY]
+    depth0 = vp.prm[P_DEPTH]
+    memd = vp.prm[P_MEMDECAY]
+    refd = vp.prm[P_REFDECAY]
+    feedback = vp.prm[P_FEEDBACK] != 0.0
+    w = vp.iprm[I_MARKW]
+    lat = vp.iprm[I_LAT]
+    maxit = vp.iprm[I_MAXIT]
+    rule = vp.iprm[I_MARK]
+    liqord = vp.iprm[I_LIQORD]
+    npend = vs.pend.shape[0]
+    p_prev = vs.st[S_PRICE]
+    prev_mark = vs.st[S_MARK]
+    mult = 1.0 / (1.0 + vp.prm[P_VOLSENS] * vs.st[S_RV] / 0.1 + vp.prm[P_LIQSENS] * vs.st[S_LF])
+    mult = max(mult, vp.prm[P_FLOOR])
     depth = depth0 * mult
-    st[S_TRANS] *= decay
-    st[S_Y] *= decay
-    y = st[S_Y]
-    p_pre = exp(mst[M_X] + st[S_PERM] + st[S_TRANS])
-    ref = st[S_REF]
-    dd = (ref - p_pre) / ref * 100.0 - prm[P_DIPTHR]
+    vs.st[S_TRANS] *= decay
+    vs.st[S_Y] *= decay
+    y = vs.st[S_Y]
+    p_pre = exp(mst[M_X] + vs.st[S_PERM] + vs.st[S_TRANS])
+    ref = vs.st[S_REF]
+    dd = (ref - p_pre) / ref * 100.0 - vp.prm[P_DIPTHR]
     dip = 0.0
     if dd > 0.0:
-        dip = min(prm[P_DIPRATE] * dd, prm[P_DIPCAP])
+        dip = min(vp.prm[P_DIPRATE] * dd, vp.prm[P_DIPCAP])
     slot = t % npend
-    forced = pend[slot]
-    pend[slot] = 0.0
-    aslot = t % arb.shape[0]
-    arb_in = arb[aslot]
-    arb[aslot] = 0.0
+    forced = vs.pend[slot]
+    vs.pend[slot] = 0.0
+    aslot = t % vs.arb.shape[0]
+    arb_in = vs.arb[aslot]
+    vs.arb[aslot] = 0.0
     ext = exo_t + dip + arb_in
     # the fund (or vault) offloads its inventory: a market order of P_OFFLOAD x depth per minute
     off_c = 0.0
-    inv = st[S_INV]
-    if inv != 0.0 and prm[P_OFFLOAD] > 0.0:
-        off_c = min(abs(inv), prm[P_OFFLOAD] * depth * prm[P_STEP] / 60.0 / p_pre)
+    inv = vs.st[S_INV]
+    if inv != 0.0 and vp.prm[P_OFFLOAD] > 0.0:
+        off_c = min(abs(inv), vp.prm[P_OFFLOAD] * depth * vp.prm[P_STEP] / 60.0 / p_pre)
         forced += (-off_c if inv > 0.0 else off_c) * p_pre
-    take0 = st[S_TAKEOVER]
-    off0 = st[S_OFFLOAD]
-    ri = ist[J_RING]
-    old = ring[ri]
-    msum = st[S_MSUM]
+    take0 = vs.st[S_TAKEOVER]
+    off0 = vs.st[S_OFFLOAD]
+    ri = vs.ist[J_RING]
+    old = vs.ring[ri]
+    msum = vs.st[S_MSUM]
     # Binance P1 / P2 and Hyperliquid's basis EMA use the samples of previous steps
-    nb = ist[J_BCOUNT]
-    basis_mean = st[S_BSUM] / nb if nb > 0 else 0.0
-    interval = prm[P_FINT_S]
+    nb = vs.ist[J_BCOUNT]
+    basis_mean = vs.st[S_BSUM] / nb if nb > 0 else 0.0
+    interval = vp.prm[P_FINT_S]
     tau = 0.0
     if interval > 0.0:
-        tau = time_to_next_funding_nb(prm[P_T0] + t * prm[P_STEP], interval)
+        tau = time_to_next_funding_nb(vp.prm[P_T0] + t * vp.prm[P_STEP], interval)
     others = np.nan
     if rule == MARK_HYPERLIQUID:
-        others = _median_others(v, last_all, nv, scratch)
+        others = _median_others(v, last_all, last_all.shape[0], scratch)
     it = 0
     while True:
         imp = impact_nb(y, ext + forced if feedback else ext, depth, alpha)
         p = p_pre * exp(imp)
         last = p * wick_t
-        mark = _mark_nb(rule, last, index, basis_mean, st[S_EMA], st[S_FLAST], tau, interval,
+        mark = _mark_nb(rule, last, index, basis_mean, vs.st[S_EMA], vs.st[S_FLAST], tau, interval,
                         others, msum, old, w)
-        before = ist[J_NREC]
-        new_flow = scan_triggers_nb(t, mark, last, side, qty, entry, wallet, lp, status, order,
-                                    tlp, n_long, n_ladder, stop_idx, stop_px, heap_l, heap_s,
-                                    floor, cap, mmr, cum, prm, iprm, rec, ist)
+        before = vs.ist[J_NREC]
+        new_flow = scan_triggers_nb(t, mark, last, pos, lad, tab, vp, vs)
         it += 1
-        if ist[J_NREC] == before:
+        if vs.ist[J_NREC] == before:
             break
         if liqord == LIQORD_IOC:
             y_run = y + ext + (forced if feedback else 0.0)
-            new_flow = _ioc_orders(before, ist[J_NREC], y, y_run, p_pre, wick_t, last, depth,
-                                   alpha, feedback, side, qty, entry, wallet, rec)
+            new_flow = _ioc_orders(before, vs.ist[J_NREC], y, y_run, p_pre, wick_t, last, depth,
+                                   alpha, feedback, pos, vs.rec)
         if lat == 0:
             forced += new_flow
         else:
-            pend[(t + lat) % npend] += new_flow
+            vs.pend[(t + lat) % npend] += new_flow
         if it >= maxit or not feedback or lat > 0:
             # triggers found at the cap carry their flow; those not yet found wait a step
             imp = impact_nb(y, ext + forced if feedback else ext, depth, alpha)
             p = p_pre * exp(imp)
             last = p * wick_t
-            mark = _mark_nb(rule, last, index, basis_mean, st[S_EMA], st[S_FLAST], tau,
+            mark = _mark_nb(rule, last, index, basis_mean, vs.st[S_EMA], vs.st[S_FLAST], tau,
                             interval, others, msum, old, w)
             break
     net = ext + forced if feedback else ext
@@ -504,103 +492,96 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
     liq_s = 0.0
     stop_usd = 0.0
     entry_usd = 0.0
-    adl_usd0 = st[S_ADLUSD]
-    adl_n0 = st[S_ADLN]
-    part0 = st[S_NPART]
-    back0 = st[S_BACKSTOP]
+    adl_usd0 = vs.st[S_ADLUSD]
+    adl_n0 = vs.st[S_ADLN]
+    part0 = vs.st[S_NPART]
+    back0 = vs.st[S_BACKSTOP]
     handed = 0.0
     nliq = 0
-    r = ist[J_FPTR]
-    while r < ist[J_NREC] and rec[r].exec_step <= t:
-        kind = rec[r].kind
+    r = vs.ist[J_FPTR]
+    while r < vs.ist[J_NREC] and vs.rec[r].exec_step <= t:
+        kind = vs.rec[r].kind
         if kind == KIND_ENTRY:
-            entry_usd += open_nb(r, fill, side, qty, entry, wallet, lp, status, n_ladder, heap_l,
-                                 heap_s, floor, cap, mmr, cum, rec, st, ist)
+            entry_usd += open_nb(r, fill, pos, lad, tab, vs)
         elif kind == KIND_STOP:
-            stop_usd += settle_nb(r, fill, side, qty, entry, wallet, fee_rate, status, rec, st)
+            stop_usd += settle_nb(r, fill, pos, vp, vs)
         elif kind == KIND_LIQ and liqord == LIQORD_IOC:
-            usd = liquidate_ioc_nb(r, mark, side, qty, entry, wallet, lp, status, n_ladder,
-                                   heap_l, heap_s, floor, cap, mmr, cum, fee_rate, prm, iprm,
-                                   rec, st, ist, adl_buf, adl_rank)
+            usd = liquidate_ioc_nb(r, mark, pos, lad, tab, vp, vs)
             nliq += 1
-            if side[rec[r].pos] > 0:
+            if pos.side[vs.rec[r].pos] > 0:
                 liq_l += usd
             else:
                 liq_s += usd
         elif kind == KIND_BACKSTOP and liqord == LIQORD_BACKSTOP:
             pm = prev_mark
-            if rec[r].trigger_step < t:  # as below: the mark before its trigger's
-                nm = marks.shape[0]
-                pm = marks[(rec[r].trigger_step - 1 + nm) % nm]
-            usd = backstop_hold_nb(r, mark, pm, side, qty, entry, wallet, lp, status, n_ladder,
-                                   heap_l, heap_s, floor, cap, mmr, cum, prm, iprm, rec, st, ist,
-                                   adl_buf, adl_rank)
+            if vs.rec[r].trigger_step < t:  # as below: the mark before its trigger's
+                nm = vs.marks.shape[0]
+                pm = vs.marks[(vs.rec[r].trigger_step - 1 + nm) % nm]
+            usd = backstop_hold_nb(r, mark, pm, pos, lad, tab, vp, vs)
             nliq += 1
-            if side[rec[r].pos] > 0:
+            if pos.side[vs.rec[r].pos] > 0:
                 liq_l += usd
             else:
                 liq_s += usd
         elif kind != KIND_ADL:
             pm = prev_mark
-            if kind == KIND_BACKSTOP and rec[r].trigger_step < t:
+            if kind == KIND_BACKSTOP and vs.rec[r].trigger_step < t:
                 # the vault took the position at the mark of its trigger (latency): the mark
                 # before that one, not the one before this step, is its previous mark
-                nm = marks.shape[0]
-                pm = marks[(rec[r].trigger_step - 1 + nm) % nm]
-            usd, _, done = liquidate_nb(r, fill, mark, pm, side, qty, entry, wallet, lp,
-                                        status, n_ladder, heap_l, heap_s, floor, cap, mmr, cum,
-                                        fee_rate, prm, iprm, rec, st, ist, adl_buf, adl_rank)
-            handed += -side[rec[r].pos] * done * fill
+                nm = vs.marks.shape[0]
+                pm = vs.marks[(vs.rec[r].trigger_step - 1 + nm) % nm]
+            usd, _, done = liquidate_nb(r, fill, mark, pm, pos, lad, tab, vp, vs)
+            handed += -pos.side[vs.rec[r].pos] * done * fill
             if kind != KIND_PARTIAL:
                 nliq += 1
-            if side[rec[r].pos] > 0:
+            if pos.side[vs.rec[r].pos] > 0:
                 liq_l += usd
             else:
                 liq_s += usd
         r += 1
-    ist[J_FPTR] = r
+    vs.ist[J_FPTR] = r
     if off_c > 0.0:
         d_off = -off_c if inv > 0.0 else off_c
-        fund_trade_nb(st, d_off, fill)
-        st[S_OFFLOAD] += off_c * fill
-        st[S_OFFCOIN] += d_off
-        st[S_OFFCASH] += d_off * fill
+        fund_trade_nb(vs.st, d_off, fill)
+        vs.st[S_OFFLOAD] += off_c * fill
+        vs.st[S_OFFCOIN] += d_off
+        vs.st[S_OFFCASH] += d_off * fill
     # state updates
-    st[S_PERM] += phi * imp
-    st[S_TRANS] += (1.0 - phi) * imp
+    vs.st[S_PERM] += phi * imp
+    vs.st[S_TRANS] += (1.0 - phi) * imp
     # coins handed to ADL never reached the book: take them off the outstanding imbalance
-    st[S_Y] = y + net - (handed if feedback else 0.0)
-    st[S_PRICE] = p
-    st[S_MARK] = mark
-    marks[t % marks.shape[0]] = mark
-    ring[ri] = last
+    vs.st[S_Y] = y + net - (handed if feedback else 0.0)
+    vs.st[S_PRICE] = p
+    vs.st[S_MARK] = mark
+    vs.marks[t % vs.marks.shape[0]] = mark
+    vs.ring[ri] = last
     msum += last - old
     ri += 1
     if ri == w:
         ri = 0
         msum = 0.0
         for j in range(w):  # exact re-sum once per window: no drift over long runs
-            msum += ring[j]
-    ist[J_RING] = ri
-    st[S_MSUM] = msum
+            msum += vs.ring[j]
+    vs.ist[J_RING] = ri
+    vs.st[S_MSUM] = msum
     if rule != MARK_LAST_AVERAGE:
         sample = last - index
-        bw = iprm[I_BWIN]
-        k = ist[J_BRING]
+        bw = vp.iprm[I_BWIN]
+        k = vs.ist[J_BRING]
         if nb >= bw:
-            st[S_BSUM] -= bring[k]
+            vs.st[S_BSUM] -= vs.bring[k]
         else:
-            ist[J_BCOUNT] = nb + 1
-        bring[k] = sample
-        st[S_BSUM] += sample
-        ist[J_BRING] = (k + 1) % bw
-        st[S_EMA] += prm[P_EMA] * (sample - st[S_EMA])
-        st[S_PACC] += (last - index) / index
-        st[S_PCNT] += 1.0
-    st[S_RV] = memd * st[S_RV] + (1.0 - memd) * abs(log(p / p_prev)) * 100.0
+            vs.ist[J_BCOUNT] = nb + 1
+        vs.bring[k] = sample
+        vs.st[S_BSUM] += sample
+        vs.ist[J_BRING] = (k + 1) % bw
+        vs.st[S_EMA] += vp.prm[P_EMA] * (sample - vs.st[S_EMA])
+        vs.st[S_PACC] += (last - index) / index
+        vs.st[S_PCNT] += 1.0
+    vs.st[S_RV] = memd * vs.st[S_RV] + (1.0 - memd) * abs(log(p / p_prev)) * 100.0
     if feedback:
-        st[S_LF] = memd * st[S_LF] + (1.0 - memd) * abs(forced) / depth0
-    st[S_REF] = refd * st[S_REF] + (1.0 - refd) * p
+        vs.st[S_LF] = memd * vs.st[S_LF] + (1.0 - memd) * abs(forced) / depth0
+    vs.st[S_REF] = refd * vs.st[S_REF] + (1.0 - refd) * p
     o[C_LAST] = last
     o[C_MARK] = mark
     o[C_LIQL] = liq_l
@@ -610,21 +591,21 @@ def _venue_step(t, v, nv, index, last_all, side, qty, entry, wallet, lp, status,
     o[C_EXO] = exo_t
     o[C_DIP] = dip
     o[C_FORCED] = forced
-    o[C_OI] = (st[S_OQL] + st[S_OQS]) * mark
+    o[C_OI] = (vs.st[S_OQL] + vs.st[S_OQS]) * mark
     o[C_DEPTH] = depth
-    o[C_FUND] = st[S_FUND]
-    o[C_BAD] = st[S_BAD]
+    o[C_FUND] = vs.st[S_FUND]
+    o[C_BAD] = vs.st[S_BAD]
     o[C_ITER] = it
     o[C_FILL] = fill
     o[C_ENTRY] = entry_usd
     o[C_INDEX] = index
-    o[C_ADL] = st[S_ADLUSD] - adl_usd0
-    o[C_ADLN] = st[S_ADLN] - adl_n0
-    o[C_PART] = st[S_NPART] - part0
-    o[C_FRATE] = st[S_FLAST]
+    o[C_ADL] = vs.st[S_ADLUSD] - adl_usd0
+    o[C_ADLN] = vs.st[S_ADLN] - adl_n0
+    o[C_PART] = vs.st[S_NPART] - part0
+    o[C_FRATE] = vs.st[S_FLAST]
     o[C_ARB] = arb_in
-    o[C_BACK] = st[S_BACKSTOP] - back0
-    o[C_FINV] = st[S_INV] * mark
-    o[C_FEQ] = st[S_FUND] + st[S_INV] * mark - st[S_INVCOST]
-    o[C_TAKE] = st[S_TAKEOVER] - take0
-    o[C_OFFL] = st[S_OFFLOAD] - off0
+    o[C_BACK] = vs.st[S_BACKSTOP] - back0
+    o[C_FINV] = vs.st[S_INV] * mark
+    o[C_FEQ] = vs.st[S_FUND] + vs.st[S_INV] * mark - vs.st[S_INVCOST]
+    o[C_TAKE] = vs.st[S_TAKEOVER] - take0
+    o[C_OFFL] = vs.st[S_OFFLOAD] - off0

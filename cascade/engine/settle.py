@@ -38,6 +38,7 @@ from cascade.model.market import (
     ADL_HYPERLIQUID,
     ADL_NONE,
     I_ADL,
+    P_FEE,
     P_FUNDCAP,
 )
 from cascade.rules.adl import binance_adl_rank_nb, hl_adl_rank_nb
@@ -63,7 +64,7 @@ def _close_qty(st, s, q):
 
 
 @jit
-def settle_nb(r, fill, side, qty, entry, wallet, fee_rate, status, rec, st):
+def settle_nb(r, fill, pos, vp, vs):
     """Close record ``r`` (a whole position: liquidation or stop-loss) at ``fill`` and book it.
 
     Liquidation (Binance rules, mechanics.md section 1): the trader loses the whole wallet; the
@@ -73,39 +74,41 @@ def settle_nb(r, fill, side, qty, entry, wallet, fee_rate, status, rec, st):
     What the fund cannot pay becomes bad debt (see :func:`_liquidate_nb` for ADL). Returns the
     notional at the fill, USD.
     """
-    i = rec[r].pos
-    s = side[i]
-    q = qty[i]
-    equity = wallet[i] + s * q * (fill - entry[i])
-    if rec[r].kind == KIND_LIQ:
-        fee = min(fee_rate * q * fill, max(equity, 0.0))
+    i = vs.rec[r].pos
+    s = pos.side[i]
+    q = pos.qty[i]
+    equity = pos.wallet[i] + s * q * (fill - pos.entry[i])
+    if vs.rec[r].kind == KIND_LIQ:
+        fee = min(vp.prm[P_FEE] * q * fill, max(equity, 0.0))
         delta = equity
-        status[i] = LIQUIDATED
+        pos.status[i] = LIQUIDATED
     else:
         fee = 0.0
         delta = min(equity, 0.0)
-        status[i] = STOPPED
-    rec[r].fill_price = fill
-    rec[r].fund_delta = delta
-    rec[r].fee = fee
-    _book_fund(st, delta)
-    _close_qty(st, s, q)
+        pos.status[i] = STOPPED
+    vs.rec[r].fill_price = fill
+    vs.rec[r].fund_delta = delta
+    vs.rec[r].fee = fee
+    _book_fund(vs.st, delta)
+    _close_qty(vs.st, s, q)
     return q * fill
 
 
 @jit
-def _adl_order_nb(want, t, mark, side, qty, entry, wallet, status, rank, buf, iprm):
+def _adl_order_nb(want, mark, pos, vp, rank, buf):
     """Rows of side ``want`` that are open, best ADL rank first, into ``buf``; returns the count.
     Rank: Binance ``PnL% * EffLev`` (``PnL% / EffLev`` at a loss), Hyperliquid
     ``(mark/entry) * (notional/account value)`` (cascade.rules.adl)."""
     m = 0
-    hl = iprm[I_ADL] == ADL_HYPERLIQUID
-    for i in range(side.shape[0]):
-        if side[i] == want and (status[i] == OPEN or status[i] == HEAPED):
+    hl = vp.iprm[I_ADL] == ADL_HYPERLIQUID
+    for i in range(pos.side.shape[0]):
+        if pos.side[i] == want and (pos.status[i] == OPEN or pos.status[i] == HEAPED):
             if hl:
-                rank[m] = -hl_adl_rank_nb(side[i], qty[i], entry[i], wallet[i], mark)
+                rank[m] = -hl_adl_rank_nb(pos.side[i], pos.qty[i], pos.entry[i], pos.wallet[i],
+                                          mark)
             else:
-                rank[m] = -binance_adl_rank_nb(side[i], qty[i], entry[i], wallet[i], mark)
+                rank[m] = -binance_adl_rank_nb(pos.side[i], pos.qty[i], pos.entry[i],
+                                               pos.wallet[i], mark)
             buf[m] = i
             m += 1
     o = np.argsort(rank[:m], kind="mergesort")
@@ -116,65 +119,62 @@ def _adl_order_nb(want, t, mark, side, qty, entry, wallet, status, rank, buf, ip
 
 
 @jit
-def _adl_nb(r, t, deficit, gap, price, mark, side, qty, entry, wallet, lp, status, n_ladder,
-            heap_l, heap_s, floor, cap, mmr, cum, iprm, rec, st, ist, adl_buf, adl_rank):
+def _adl_nb(r, t, deficit, gap, price, mark, pos, lad, tab, vp, vs):
     """Close opposite-side positions of record ``r``'s position, best rank first, at ``price``
     until ``deficit / gap`` coin are covered (each coin closed at ``price`` instead of the
     market fill saves ``gap`` USD). The last one may be closed in part: it stays open with its
     realised PnL in its wallet and a new liquidation price. Returns the coin covered."""
-    i0 = rec[r].pos
-    want = -1 if side[i0] > 0 else 1
-    need = min(deficit / gap, rec[r].qty)
+    i0 = vs.rec[r].pos
+    want = -1 if pos.side[i0] > 0 else 1
+    need = min(deficit / gap, vs.rec[r].qty)
     # the ranking is computed once per step and side, then walked
     slot = 0 if want > 0 else 1
-    if ist[J_ADLT + slot] != t + 1:
-        ist[J_ADLN + slot] = _adl_order_nb(want, t, mark, side, qty, entry, wallet, status,
-                                           adl_rank, adl_buf[slot], iprm)
-        ist[J_ADLP + slot] = 0
-        ist[J_ADLT + slot] = t + 1
-    buf = adl_buf[slot]
+    if vs.ist[J_ADLT + slot] != t + 1:
+        vs.ist[J_ADLN + slot] = _adl_order_nb(want, mark, pos, vp, vs.adl_rank,
+                                              vs.adl_buf[slot])
+        vs.ist[J_ADLP + slot] = 0
+        vs.ist[J_ADLT + slot] = t + 1
+    buf = vs.adl_buf[slot]
     done = 0.0
     touched_heap = False
-    while done < need and ist[J_ADLP + slot] < ist[J_ADLN + slot]:
-        i = buf[ist[J_ADLP + slot]]
-        if not (status[i] == OPEN or status[i] == HEAPED):
-            ist[J_ADLP + slot] += 1
+    while done < need and vs.ist[J_ADLP + slot] < vs.ist[J_ADLN + slot]:
+        i = buf[vs.ist[J_ADLP + slot]]
+        if not (pos.status[i] == OPEN or pos.status[i] == HEAPED):
+            vs.ist[J_ADLP + slot] += 1
             continue
-        c = min(qty[i], need - done)
-        n = _record(rec, ist, i, KIND_ADL, t, 0, price, c)
-        rec[n].exec_step = t
-        rec[n].fill_price = price
-        s = side[i]
-        st[S_ADLUSD] += c * price
-        st[S_ADLN] += 1.0
-        _close_qty(st, s, c)
-        if c < qty[i]:  # closed in part: realised PnL into the wallet, a new liquidation price
-            wallet[i] += s * c * (price - entry[i])
-            qty[i] -= c
-            lp[i], _ = liq_price_nb(s, qty[i], entry[i], wallet[i], 0.0, 0.0, floor, cap, mmr,
-                                    cum)
-            if status[i] == HEAPED or i >= n_ladder:
+        c = min(pos.qty[i], need - done)
+        n = _record(vs.rec, vs.ist, i, KIND_ADL, t, 0, price, c)
+        vs.rec[n].exec_step = t
+        vs.rec[n].fill_price = price
+        s = pos.side[i]
+        vs.st[S_ADLUSD] += c * price
+        vs.st[S_ADLN] += 1.0
+        _close_qty(vs.st, s, c)
+        if c < pos.qty[i]:  # closed in part: realised PnL into the wallet, a new liquidation price
+            pos.wallet[i] += s * c * (price - pos.entry[i])
+            pos.qty[i] -= c
+            pos.lp[i], _ = liq_price_nb(s, pos.qty[i], pos.entry[i], pos.wallet[i], 0.0, 0.0,
+                                        tab.floor, tab.cap, tab.mmr, tab.cum)
+            if pos.status[i] == HEAPED or i >= lad.n_ladder:
                 touched_heap = True
             else:
-                _requeue(i, side, lp, status, n_ladder, heap_l, heap_s, ist)
+                _requeue(i, pos, lad, vs)
         else:
-            eq = wallet[i] + s * c * (price - entry[i])
+            eq = pos.wallet[i] + s * c * (price - pos.entry[i])
             if eq < 0.0:  # ranked last, but a losing position can be reached: the fund pays
-                rec[n].fund_delta = eq
-                _book_fund(st, eq)
-            status[i] = DELEVERAGED
-            ist[J_ADLP + slot] += 1
+                vs.rec[n].fund_delta = eq
+                _book_fund(vs.st, eq)
+            pos.status[i] = DELEVERAGED
+            vs.ist[J_ADLP + slot] += 1
         done += c
     if touched_heap:
-        heapify_nb(heap_l, ist[J_HL], lp, -1.0)
-        heapify_nb(heap_s, ist[J_HS], lp, 1.0)
+        heapify_nb(lad.heap_l, vs.ist[J_HL], pos.lp, -1.0)
+        heapify_nb(lad.heap_s, vs.ist[J_HS], pos.lp, 1.0)
     return done
 
 
 @jit
-def liquidate_nb(r, fill, mark, prev_mark, side, qty, entry, wallet, lp, status, n_ladder,
-                 heap_l, heap_s, floor, cap, mmr, cum, fee_rate, prm, iprm, rec, st, ist,
-                 adl_buf, adl_rank):
+def liquidate_nb(r, fill, mark, prev_mark, pos, lad, tab, vp, vs):
     """Execute liquidation record ``r`` at ``fill``; returns (notional liquidated, USD, coin
     closed in the market, coin handed to ADL).
 
@@ -189,49 +189,49 @@ def liquidate_nb(r, fill, mark, prev_mark, side, qty, entry, wallet, lp, status,
     the rest is re-queued with a new liquidation price. KIND_BACKSTOP: the vault takes position
     and margin at the mark of the trigger (``E`` at that mark to the fund), no market order.
     """
-    i = rec[r].pos
-    s = side[i]
-    kind = rec[r].kind
-    rec[r].fill_price = fill
+    i = vs.rec[r].pos
+    s = pos.side[i]
+    kind = vs.rec[r].kind
+    vs.rec[r].fill_price = fill
     if kind == KIND_PARTIAL:
-        c = rec[r].qty
-        wallet[i] += s * c * (fill - entry[i])
-        qty[i] -= c
-        _close_qty(st, s, c)
-        lp[i], _ = liq_price_nb(s, qty[i], entry[i], wallet[i], 0.0, 0.0, floor, cap, mmr, cum)
-        _requeue(i, side, lp, status, n_ladder, heap_l, heap_s, ist)
-        st[S_NPART] += 1.0
+        c = vs.rec[r].qty
+        pos.wallet[i] += s * c * (fill - pos.entry[i])
+        pos.qty[i] -= c
+        _close_qty(vs.st, s, c)
+        pos.lp[i], _ = liq_price_nb(s, pos.qty[i], pos.entry[i], pos.wallet[i], 0.0, 0.0, tab.floor,
+                                    tab.cap, tab.mmr, tab.cum)
+        _requeue(i, pos, lad, vs)
+        vs.st[S_NPART] += 1.0
         return c * fill, c, 0.0
-    q = qty[i]
+    q = pos.qty[i]
     px = fill
     if kind == KIND_BACKSTOP:
-        px = rec[r].trigger_price
-        rec[r].fill_price = px
-    equity = wallet[i] + s * q * (px - entry[i])
+        px = vs.rec[r].trigger_price
+        vs.rec[r].fill_price = px
+    equity = pos.wallet[i] + s * q * (px - pos.entry[i])
     fee = 0.0
     if kind == KIND_LIQ:
-        fee = min(fee_rate * q * px, max(equity, 0.0))
+        fee = min(vp.prm[P_FEE] * q * px, max(equity, 0.0))
     done = 0.0
-    if equity < 0.0 and -equity > st[S_FUND] and iprm[I_ADL] != ADL_NONE:
-        if iprm[I_ADL] == ADL_HYPERLIQUID:
+    if equity < 0.0 and -equity > vs.st[S_FUND] and vp.iprm[I_ADL] != ADL_NONE:
+        if vp.iprm[I_ADL] == ADL_HYPERLIQUID:
             p_adl = prev_mark
         else:
-            p_adl = bankruptcy_price_nb(s, q, entry[i], wallet[i])
+            p_adl = bankruptcy_price_nb(s, q, pos.entry[i], pos.wallet[i])
         gap = s * (p_adl - px)
         if gap > 0.0:
-            done = _adl_nb(r, rec[r].trigger_step, -equity - st[S_FUND], gap, p_adl, mark, side,
-                           qty, entry, wallet, lp, status, n_ladder, heap_l, heap_s, floor, cap,
-                           mmr, cum, iprm, rec, st, ist, adl_buf, adl_rank)
+            done = _adl_nb(r, vs.rec[r].trigger_step, -equity - vs.st[S_FUND], gap, p_adl, mark,
+                           pos, lad, tab, vp, vs)
             equity += s * done * (p_adl - px)
-            rec[r].adl_qty = done
-            rec[r].adl_price = p_adl
-    rec[r].fund_delta = equity
-    rec[r].fee = fee
-    status[i] = LIQUIDATED
-    _book_fund(st, equity)
-    _close_qty(st, s, q)
+            vs.rec[r].adl_qty = done
+            vs.rec[r].adl_price = p_adl
+    vs.rec[r].fund_delta = equity
+    vs.rec[r].fee = fee
+    pos.status[i] = LIQUIDATED
+    _book_fund(vs.st, equity)
+    _close_qty(vs.st, s, q)
     if kind == KIND_BACKSTOP:
-        st[S_BACKSTOP] += q * px
+        vs.st[S_BACKSTOP] += q * px
         return q * px, 0.0, 0.0
     return q * fill, q - done, done
 
@@ -277,8 +277,7 @@ def _fund_room(s, px, prm, st):
 
 
 @jit
-def liquidate_ioc_nb(r, mark, side, qty, entry, wallet, lp, status, n_ladder, heap_l, heap_s,
-                     floor, cap, mmr, cum, fee_rate, prm, iprm, rec, st, ist, adl_buf, adl_rank):
+def liquidate_ioc_nb(r, mark, pos, lad, tab, vp, vs):
     """Execute liquidation record ``r`` of an IOC order limited at the bankruptcy price ``BP``
     (Binance, mechanics.md sections 1 and 5; FAQ 360033525371). Returns the notional
     liquidated, USD (filled part at its fill, the rest at BP).
@@ -291,41 +290,39 @@ def liquidate_ioc_nb(r, mark, side, qty, entry, wallet, lp, status, n_ladder, he
     ``E = WB + s*q_f*(fill - EP) + s*u*(BP - EP) = s*q_f*(fill - BP) >= 0``: it goes to the fund,
     the clearance fee ``min(fee_rate * q_f * fill, E)`` first (none on the part taken over).
     """
-    i = rec[r].pos
-    s = side[i]
-    q = qty[i]
-    qf = rec[r].ioc_qty
+    i = vs.rec[r].pos
+    s = pos.side[i]
+    q = pos.qty[i]
+    qf = vs.rec[r].ioc_qty
     u = q - qf
-    bp = bankruptcy_price_nb(s, q, entry[i], wallet[i])
-    f = rec[r].ioc_fill if qf > 0.0 else bp
-    rec[r].fill_price = f
+    bp = bankruptcy_price_nb(s, q, pos.entry[i], pos.wallet[i])
+    f = vs.rec[r].ioc_fill if qf > 0.0 else bp
+    vs.rec[r].fill_price = f
     take = u
     done = 0.0
     if u > 0.0:
-        if iprm[I_ADL] != ADL_NONE:
-            take = min(u, _fund_room(s, bp, prm, st))
+        if vp.iprm[I_ADL] != ADL_NONE:
+            take = min(u, _fund_room(s, bp, vp.prm, vs.st))
             if u - take > 0.0:
-                done = _adl_nb(r, rec[r].trigger_step, u - take, 1.0, bp, mark, side, qty,
-                               entry, wallet, lp, status, n_ladder, heap_l, heap_s, floor, cap,
-                               mmr, cum, iprm, rec, st, ist, adl_buf, adl_rank)
+                done = _adl_nb(r, vs.rec[r].trigger_step, u - take, 1.0, bp, mark, pos, lad, tab,
+                               vp, vs)
                 take = u - done
-                rec[r].adl_qty = done
-                rec[r].adl_price = bp
-        fund_trade_nb(st, s * take, bp)
-        st[S_TAKEOVER] += take * bp
-    rec[r].fund_qty = take
-    equity = wallet[i] + s * qf * (f - entry[i]) + s * u * (bp - entry[i])
-    rec[r].fund_delta = equity
-    rec[r].fee = min(fee_rate * qf * f, max(equity, 0.0))
-    status[i] = LIQUIDATED
-    _book_fund(st, equity)
-    _close_qty(st, s, q)
+                vs.rec[r].adl_qty = done
+                vs.rec[r].adl_price = bp
+        fund_trade_nb(vs.st, s * take, bp)
+        vs.st[S_TAKEOVER] += take * bp
+    vs.rec[r].fund_qty = take
+    equity = pos.wallet[i] + s * qf * (f - pos.entry[i]) + s * u * (bp - pos.entry[i])
+    vs.rec[r].fund_delta = equity
+    vs.rec[r].fee = min(vp.prm[P_FEE] * qf * f, max(equity, 0.0))
+    pos.status[i] = LIQUIDATED
+    _book_fund(vs.st, equity)
+    _close_qty(vs.st, s, q)
     return qf * f + u * bp
 
 
 @jit
-def backstop_hold_nb(r, mark, prev_mark, side, qty, entry, wallet, lp, status, n_ladder, heap_l,
-                     heap_s, floor, cap, mmr, cum, prm, iprm, rec, st, ist, adl_buf, adl_rank):
+def backstop_hold_nb(r, mark, prev_mark, pos, lad, tab, vp, vs):
     """Execute backstop record ``r`` with the vault holding what it takes (liquidation_order
     'backstop', mechanics.md section 3): the vault takes the position at the mark of its trigger
     ``px`` into its inventory, within its room (net inventory notional at most ``P_FUNDCAP`` x its
@@ -333,31 +330,30 @@ def backstop_hold_nb(r, mark, prev_mark, side, qty, entry, wallet, lp, status, n
     ``prev_mark`` (Hyperliquid's ADL price); what ADL cannot cover the vault takes anyway. The
     trader's equity ``WB + s*t*(px - EP) + s*a*(prev_mark - EP)`` (its margin) goes to the
     vault. Returns the notional backstopped, USD (at ``px``)."""
-    i = rec[r].pos
-    s = side[i]
-    q = qty[i]
-    px = rec[r].trigger_price
-    rec[r].fill_price = px
+    i = vs.rec[r].pos
+    s = pos.side[i]
+    q = pos.qty[i]
+    px = vs.rec[r].trigger_price
+    vs.rec[r].fill_price = px
     take = q
     done = 0.0
-    if iprm[I_ADL] != ADL_NONE:
-        take = min(q, _fund_room(s, px, prm, st))
+    if vp.iprm[I_ADL] != ADL_NONE:
+        take = min(q, _fund_room(s, px, vp.prm, vs.st))
         if q - take > 0.0:
-            done = _adl_nb(r, rec[r].trigger_step, q - take, 1.0, prev_mark, mark, side, qty,
-                           entry, wallet, lp, status, n_ladder, heap_l, heap_s, floor, cap, mmr,
-                           cum, iprm, rec, st, ist, adl_buf, adl_rank)
+            done = _adl_nb(r, vs.rec[r].trigger_step, q - take, 1.0, prev_mark, mark, pos, lad,
+                           tab, vp, vs)
             take = q - done
-            rec[r].adl_qty = done
-            rec[r].adl_price = prev_mark
-    fund_trade_nb(st, s * take, px)
-    st[S_TAKEOVER] += take * px
-    rec[r].fund_qty = take
-    equity = wallet[i] + s * take * (px - entry[i])
+            vs.rec[r].adl_qty = done
+            vs.rec[r].adl_price = prev_mark
+    fund_trade_nb(vs.st, s * take, px)
+    vs.st[S_TAKEOVER] += take * px
+    vs.rec[r].fund_qty = take
+    equity = pos.wallet[i] + s * take * (px - pos.entry[i])
     if done > 0.0:
-        equity += s * done * (prev_mark - entry[i])
-    rec[r].fund_delta = equity
-    status[i] = LIQUIDATED
-    _book_fund(st, equity)
-    _close_qty(st, s, q)
-    st[S_BACKSTOP] += q * px
+        equity += s * done * (prev_mark - pos.entry[i])
+    vs.rec[r].fund_delta = equity
+    pos.status[i] = LIQUIDATED
+    _book_fund(vs.st, equity)
+    _close_qty(vs.st, s, q)
+    vs.st[S_BACKSTOP] += q * px
     return q * px

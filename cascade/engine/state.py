@@ -56,6 +56,15 @@ from cascade.engine.layout import (
     TRIGGERED,
 )
 from cascade.engine.loop import step_loop_nb
+from cascade.engine.structs import (
+    Inputs,
+    Ladder,
+    Market,
+    Positions,
+    Tables,
+    VenueParams,
+    VenueState,
+)
 from cascade.model.market import (
     I_BWIN,
     I_LAT,
@@ -225,14 +234,20 @@ class EngineState:
     def advance(self, exo, noise, prm, iprm, t_begin: int, t_end: int) -> None:
         """Run steps ``[t_begin, t_end)``. ``exo``: (T,) or (V, T) USD per step; ``noise``: (T,)
         log increments; ``prm``/``iprm``: one venue's vectors or (V, ...) arrays."""
-        step_loop_nb(t_begin, t_end, self.lay, self.side, self.qty, self.entry, self.wallet,
-                     self.lp, self.status, self.order, self.tlp, self.stop_idx, self.stop_px,
-                     self.heap_l, self.heap_s, self.tb_lay, self.floor, self.cap, self.mmr,
-                     self.cum, np.atleast_2d(exo), noise, self.wick, np.atleast_2d(prm),
-                     np.atleast_2d(iprm), self.mprm, self.spot, self.spot_exo, self.spot_noise,
-                     self.st, self.ist, self.mst, self.sst, self.ring, self.bring, self.pend,
-                     self.marks, self.arb, self.comp_ring, self.rec, self.adl_buf, self.adl_rank,
-                     self.outs)
+        lay = self.lay
+        step_loop_nb(
+            t_begin, t_end, lay, self.tb_lay,
+            Positions(self.side, self.qty, self.entry, self.wallet, self.lp, self.status,
+                      self.tlp),
+            Ladder(lay[:, L_NLONG] - lay[:, L_OFF], lay[:, L_NLADDER] - lay[:, L_OFF],
+                   self.order, self.stop_idx, self.stop_px, self.heap_l, self.heap_s),
+            Tables(self.floor, self.cap, self.mmr, self.cum),
+            VenueParams(np.atleast_2d(prm), np.atleast_2d(iprm)),
+            VenueState(self.st, self.ist, self.rec, self.adl_buf, self.adl_rank, self.ring,
+                       self.bring, self.pend, self.marks, self.arb),
+            Market(self.mprm, self.spot, self.mst, self.sst, self.comp_ring),
+            Inputs(np.atleast_2d(exo), noise, self.wick, self.spot_exo, self.spot_noise),
+            self.outs)
 
     # ------------------------------------------------------------------------------ funding
     def pay_funding(self, v: int, rate: float, price: float) -> dict:
