@@ -3,8 +3,8 @@
 Python builds every input before the loop and wraps the outputs after; nothing runs in Python per
 step. The loop runs in chunks of steps only so that a progress bar can move between chunks and
 funding can be paid at its instants (:meth:`EngineState.pay_funding`); all mutable state lives in
-the ``st``/``ist``/``mst`` vectors and the arrays passed in, so chunking does not change a single
-bit of the result.
+the ``st``/``ist``/``mst`` vectors and the arrays passed in (grouped in the namedtuples of
+:mod:`cascade.engine.structs`), so chunking does not change a single bit of the result.
 
 Cost per step: O(positions crossed + iterations), never O(positions): each venue's positions are
 sorted by liquidation price (see :mod:`cascade.model.population`), a pointer per side only ever moves
@@ -402,7 +402,10 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
     """One step of one venue: price before orders, the trigger/impact fixed point, fills and
     settlement, state updates and the output row ``o``. ``index`` is the venue's reference
     spot price: the index (weighted mean of the spot venues, Binance) or, for the Hyperliquid
-    mark rule, the oracle (their weighted median)."""
+    mark rule, the oracle (their weighted median). ``pos``, ``lad``, ``tab``, ``vp``, ``vs``:
+    the venue's views (:mod:`cascade.engine.structs`); ``last_all`` float64 (V,) every venue's
+    last price before this step; ``scratch`` float64 (>= V,); ``mst`` the market state
+    (``M_*``); ``exo_t`` its exogenous flow, USD; ``wick_t`` its wick multiplier."""
     alpha = vp.prm[P_ALPHA]
     phi = vp.prm[P_PHI]
     decay = vp.prm[P_DECAY]

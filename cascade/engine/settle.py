@@ -69,10 +69,16 @@ def settle_nb(r, fill, pos, vp, vs):
 
     Liquidation (Binance rules, mechanics.md section 1): the trader loses the whole wallet; the
     equity left at the fill, ``E = WB + s*Q*(fill - EP)``, goes to the insurance fund (clearance
-    fee ``min(fee_rate*Q*fill, E)`` first, the rest as surplus); a negative ``E`` is paid by the
+    fee ``min(fee_rate*Q*fill, E)``, ``fee_rate = vp.prm[P_FEE]``, first, the rest as surplus); a negative ``E`` is paid by the
     fund. Stop-loss: the trader keeps ``E`` when positive; a negative ``E`` is paid by the fund.
-    What the fund cannot pay becomes bad debt (see :func:`_liquidate_nb` for ADL). Returns the
+    What the fund cannot pay becomes bad debt (see :func:`liquidate_nb` for ADL). Returns the
     notional at the fill, USD.
+
+    Arguments: :class:`~cascade.engine.structs.Positions` ``pos``,
+    :class:`~cascade.engine.structs.VenueParams` ``vp`` and
+    :class:`~cascade.engine.structs.VenueState` ``vs`` of one venue (views; as every kernel
+    below, with :class:`~cascade.engine.structs.Ladder` ``lad`` and
+    :class:`~cascade.engine.structs.Tables` ``tab``).
     """
     i = vs.rec[r].pos
     s = pos.side[i]

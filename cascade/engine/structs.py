@@ -1,10 +1,13 @@
 """Named structures the jitted kernels take: namedtuples of arrays.
 
-numba compiles a namedtuple of arrays into a plain struct of array descriptors: ``pos.qty[i]`` is
-a field load then the same indexed load as ``qty[i]``, nothing is allocated and the machine code
-is cached like any other (measured against positional arguments and
-``numba.experimental.structref`` in issue 10: no slower on the October step loop; a structref is
-a heap-allocated, reference-counted object and needs a proxy class per type for no gain here).
+numba compiles a namedtuple of arrays into a plain struct of array descriptors passed by value:
+``pos.qty[i]`` is a field load then the same indexed load as ``qty[i]``; packing a venue's views
+into one allocates nothing, and the kernels are cached like any other. Measured against the
+positional arguments and against ``numba.experimental.structref`` (issue 10, October step loop,
+200,000 positions): the three run in the same time within noise, but a structref is a
+heap-allocated, reference-counted object (building the per-venue views each step would allocate),
+needs a registered type and proxy class per structure, and its generated constructor reserves the
+name ``st``.
 
 The same class holds the arrays of all venues (built once in Python by
 :meth:`cascade.engine.state.EngineState.advance`) or one venue's views (built inside
