@@ -171,6 +171,9 @@ def test_calibrate_cli_writes_the_law_and_the_fit_table(small, tmp_path, capsys)
     assert law.startswith("# Fitted by `cascade ") and "objective 0 " in law
     doc = tomllib.loads(law)
     assert list(doc) == ["market"]  # only the [market] table, as the shared law file
+    from cascade.model.scenario import SCHEMA
+
+    assert set(doc["market"]) <= set(SCHEMA["market"])  # usable as an `extends` file as written
     assert doc["market"]["depth_usd"] == pytest.approx(TRUE_DEPTH, rel=0.1)
     assert doc["market"]["impact_exponent"] == ev.market.impact_exponent  # unfitted, shared
     fit = json.loads((out / "fit.json").read_text())

@@ -411,9 +411,13 @@ def _median_text(t: Target, values: list, day) -> str:
 def _shared_market(events: list[Event]) -> tuple[dict, dict]:
     """[market] keys with one value in every event (validated values, defaults included), and
     {key: [(event, value)]} for those that differ."""
+    from cascade.model.scenario import SCHEMA
+
     per = [vars(e.scenario.market) for e in events]
     common, differ = {}, {}
     for key in per[0]:
+        if key not in SCHEMA["market"]:  # derived while parsing (e.g. depth_from_oi), not a key
+            continue
         vals = [m.get(key) for m in per]
         if all(v is None for v in vals):
             continue
