@@ -179,16 +179,15 @@ class Result:
         minutes both cover, in percent, and ``reference_minutes``; keeps the candles for the plot.
         """
         from cascade.errors import CascadeError
+        from cascade.io.klines import path_log_diff, path_rmse_pct
 
-        sim = self.steps["last_price"].resample("1min").last()
-        both = sim.index.intersection(klines.index)
-        if len(both) == 0:
+        minutes = path_log_diff(self.steps["last_price"], klines).size
+        if minutes == 0:
             raise CascadeError(f"--reference {source}: expected candles inside the scenario window "
                                f"{self.steps.index[0]} to {self.steps.index[-1]}, got "
                                f"{klines.index[0]} to {klines.index[-1]}")
-        diff = np.log(sim.loc[both].to_numpy() / klines.loc[both, "close"].to_numpy())
-        self.summary["path_rmse_pct"] = float(np.sqrt(np.mean(diff ** 2)) * 100.0)
-        self.summary["reference_minutes"] = len(both)
+        self.summary["path_rmse_pct"] = path_rmse_pct(self.steps["last_price"], klines)
+        self.summary["reference_minutes"] = minutes
         self.reference = klines
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cascade.rules.brackets import bracket_table
+from cascade.rules.brackets import BracketArrays, bracket_table
 from cascade.rules.margin import bankruptcy_price_nb, liq_price_nb, maintenance_margin_nb
 from cascade.rules.partial import (
     BYBIT_MAX_STEPS,
@@ -20,6 +20,7 @@ from cascade.rules.partial import (
     OUTCOME_NONE,
     OUTCOME_PARTIAL,
     OUTCOME_TAKEOVER,
+    StepDownRule,
     bybit_partial,
     hl_backstop_nb,
     hl_liquidation_nb,
@@ -113,8 +114,10 @@ def test_okx_repeats_two_tiers_at_a_time():
     assert r["outcome"] == "partial" and r["steps"] == 1 and r["tier_left"] == 2
     assert r["qty_left"] * 104_000.0 <= 3e6
     # With a fill 10 % worse the reduction itself eats the equity: keep stepping or take over
-    res = tier_step_down_nb(-1, 200.0, 100_000.0, 1_150_000.0, 104_000.0, 106_000.0, *ARR,
-                            OKX_TIERS_PER_STEP, OKX_MIN_TIER, BIG, True, 0.0, False, True)
+    res = tier_step_down_nb(-1, 200.0, 100_000.0, 1_150_000.0, 104_000.0, 106_000.0,
+                            BracketArrays(*ARR),
+                            StepDownRule(OKX_TIERS_PER_STEP, OKX_MIN_TIER, BIG, True, 0.0, False,
+                                         True))
     ref = naive.tier_step_down(-1, 200.0, 100_000.0, 1_150_000.0, 104_000.0, 106_000.0, *ARR,
                                OKX_TIERS_PER_STEP, OKX_MIN_TIER, BIG, True, 0.0, False, True)
     assert tuple(res) == pytest.approx(ref, rel=1e-15)
@@ -188,7 +191,8 @@ def test_step_down_random_vs_naive(preset, table):
         equity = mm * rng.uniform(0.3, 1.3)
         wallet = equity - side * qty * (mark - entry)
         fill = mark * (1 - side * abs(rng.normal(0.0, 0.002)))
-        got = tier_step_down_nb(side, qty, entry, wallet, mark, fill, *arr, *params)
+        got = tier_step_down_nb(side, qty, entry, wallet, mark, fill, BracketArrays(*arr),
+                                StepDownRule(*params))
         ref = naive.tier_step_down(side, qty, entry, wallet, mark, fill, *arr, *params)
         assert got[0] == ref[0] and got[1] == ref[1] and got[6] == ref[6]
         np.testing.assert_allclose(got[2:6], ref[2:6], rtol=1e-12, atol=1e-9)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cascade.errors import CascadeError
+from cascade.io.klines import path_rmse_pct
 
 # ---------------------------------------------------------------------------------------------
 # Metrics. Each takes the per-step frame (UTC DatetimeIndex, columns of cascade.engine.COLUMNS)
@@ -165,29 +166,6 @@ def _zigzag(high: np.ndarray, low: np.ndarray, times, reversal_pct: float) -> li
     if not up:
         out.append((float(peak), float(trough), times[ip], times[it]))
     return out
-
-
-def path_rmse_pct(price: pd.Series, klines: pd.DataFrame, start=None, end=None
-                  ) -> float | None:
-    """Log-price RMSE against real candles, percent.
-
-    ``sqrt(mean(log(sim_m / close_m)^2)) * 100`` over the minutes ``m`` in [start, end) that
-    both cover, where ``sim_m`` is the last simulated price of minute ``m`` (the step last price
-    resampled to 1-minute bars, labelled by their start like Binance's open times) and
-    ``close_m`` the candle's close. ``klines``: a :func:`cascade.io.klines.read_klines` frame of
-    1-minute candles. None when no minute is covered by both.
-    """
-    sim = price.resample("1min").last().dropna()
-    close = klines["close"]
-    both = sim.index.intersection(close.index)
-    if start is not None:
-        both = both[both >= pd.Timestamp(start)]
-    if end is not None:
-        both = both[both < pd.Timestamp(end)]
-    if len(both) == 0:
-        return None
-    diff = np.log(sim.loc[both].to_numpy() / close.loc[both].to_numpy(dtype=float))
-    return float(np.sqrt(np.mean(diff ** 2)) * 100.0)
 
 
 def venue_prefix(steps: pd.DataFrame, venue: str | None) -> str:

@@ -43,6 +43,7 @@ from cascade.rules.partial import (
     HL_BACKSTOP,
     HL_PARTIAL,
     OUTCOME_PARTIAL,
+    StepDownRule,
     hl_liquidation_nb,
     tier_step_down_nb,
 )
@@ -168,10 +169,9 @@ def _liq_trigger(i, t, mark, last, pos, tab, vp, vs):
             pos.tlp[i] = t_s
     elif rule == PARTIAL_STEP_DOWN:
         outcome, _, closed, _, _, _, _ = tier_step_down_nb(
-            pos.side[i], q, pos.entry[i], pos.wallet[i], mark, mark, tab.floor, tab.cap, tab.mmr,
-            tab.cum,
-            BYBIT_TIERS_PER_STEP, BYBIT_MIN_TIER, BYBIT_MAX_STEPS, False, 0.0, True,
-            vp.prm[P_LIQ_EQ] != 0.0)
+            pos.side[i], q, pos.entry[i], pos.wallet[i], mark, mark, tab,
+            StepDownRule(BYBIT_TIERS_PER_STEP, BYBIT_MIN_TIER, BYBIT_MAX_STEPS, False, 0.0, True,
+                         vp.prm[P_LIQ_EQ] != 0.0))
         if outcome == OUTCOME_PARTIAL:
             kind = KIND_PARTIAL
             qc = closed

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from cascade.rules.brackets import BracketArrays
+
 Positions = namedtuple("Positions", "side qty entry wallet lp status tlp")
 Positions.__doc__ = """Positions, structure of arrays (n rows).
 
@@ -41,10 +43,8 @@ on a rise. heap_l, heap_s : int32 binary heaps of positions opened or re-queued 
 (their sizes in ``ist[J_HL]``, ``ist[J_HS]``).
 """
 
-Tables = namedtuple("Tables", "floor cap mmr cum")
-Tables.__doc__ = """A venue's margin bracket table (:func:`cascade.rules.brackets.bracket_table`):
-float64 (brackets,) notional floor and cap, USD, maintenance margin rate, maintenance amount, USD.
-At the market level the venues' tables are concatenated (ranges in ``tb_lay``)."""
+# a venue's margin bracket table; at the market level the venues' tables are concatenated
+Tables = BracketArrays
 
 VenueParams = namedtuple("VenueParams", "prm iprm")
 VenueParams.__doc__ = """A venue's parameters: float64 (N_PARAMS,) ``P_*`` and int64

@@ -527,6 +527,32 @@ def synthetic_klines(
 # ---------------------------------------------------------------------------------------------
 
 
+def path_log_diff(price: pd.Series, klines: pd.DataFrame, start=None, end=None) -> np.ndarray:
+    """float64 (minutes,): ``log(sim_m / close_m)`` over the minutes ``m`` in [start, end) that
+    both cover, where ``sim_m`` is the last simulated price of minute ``m`` (``price``, a per-step
+    series with a UTC index, resampled to 1-minute bars labelled by their start like Binance's
+    open times) and ``close_m`` the candle's close (``klines``: a :func:`read_klines` frame of
+    1-minute candles)."""
+    sim = price.resample("1min").last().dropna()
+    close = klines["close"]
+    both = sim.index.intersection(close.index)
+    if start is not None:
+        both = both[both >= pd.Timestamp(start)]
+    if end is not None:
+        both = both[both < pd.Timestamp(end)]
+    return np.log(sim.loc[both].to_numpy() / close.loc[both].to_numpy(dtype=float))
+
+
+def path_rmse_pct(price: pd.Series, klines: pd.DataFrame, start=None, end=None
+                  ) -> float | None:
+    """Log-price RMSE against real candles, percent: ``sqrt(mean(d^2)) * 100`` over
+    :func:`path_log_diff`'s minutes ``d``; None when no minute is covered by both."""
+    diff = path_log_diff(price, klines, start, end)
+    if diff.size == 0:
+        return None
+    return float(np.sqrt(np.mean(diff ** 2)) * 100.0)
+
+
 def price_path(df: pd.DataFrame, times) -> np.ndarray:
     """Close price linearly interpolated at the given times.
 

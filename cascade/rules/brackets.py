@@ -28,6 +28,7 @@ Coverage (:func:`coverage_start`; :func:`bracket_table` raises
 from __future__ import annotations
 
 import datetime
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,13 @@ VENUES: tuple[str, ...] = ("binance", "hyperliquid")
 # Earliest date any table covers (Binance; Hyperliquid's tables start later, see
 # :func:`coverage_start`).
 COVERAGE_START = datetime.date(2020, 1, 1)
+
+
+BracketArrays = namedtuple("BracketArrays", "floor cap mmr cum")
+BracketArrays.__doc__ = """A margin bracket table as the jitted kernels take it: float64 (brackets,)
+notional floor and cap, USD, maintenance margin rate, maintenance amount, USD
+(:attr:`BracketTable.arrays`). In the engine several venues' tables may be concatenated (ranges
+in ``tb_lay``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,6 +102,11 @@ class BracketTable:
     def covers(self, on: datetime.date) -> bool:
         """Whether the table is in force on ``on``."""
         return self.valid_from <= on and (self.valid_to is None or on < self.valid_to)
+
+    @property
+    def arrays(self) -> BracketArrays:
+        """floor, cap, mmr and cum as one :data:`BracketArrays` for the kernels."""
+        return BracketArrays(self.floor, self.cap, self.mmr, self.cum)
 
     @property
     def n(self) -> int:

@@ -49,6 +49,8 @@ How the kernels read those rules where mechanics.md is silent (each listed as a 
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 
 from cascade._numba import jit
@@ -76,6 +78,7 @@ __all__ = [
     "hl_liquidation_nb",
     "okx_liq_prices_nb",
     "okx_partial",
+    "StepDownRule",
     "tier_step_down_nb",
 ]
 
@@ -122,10 +125,16 @@ def _liquidatable(equity, requirement, liq_on_equal):
     return equity < requirement or (liq_on_equal and equity == requirement)
 
 
+StepDownRule = namedtuple("StepDownRule", "tiers_per_step min_tier max_steps tier1_guard "
+                                          "fee_rate use_cum liq_on_equal")
+StepDownRule.__doc__ = """The parameters of a tiered step-down (:func:`tier_step_down_nb`):
+tiers_per_step, min_tier, max_steps : int; tier1_guard : bool; fee_rate : float64, fraction
+added to every tier's MMR (OKX taker fee; 0 otherwise); use_cum : bool, subtract the tier's
+maintenance amount; liq_on_equal : bool, liquidated when equity == requirement."""
+
+
 @jit
-def tier_step_down_nb(side, qty, entry, wallet, mark, fill, floor, cap, mmr, cum,
-                      tiers_per_step, min_tier, max_steps, tier1_guard, fee_rate, use_cum,
-                      liq_on_equal):
+def tier_step_down_nb(side, qty, entry, wallet, mark, fill, tab, rule):
     """Tiered partial liquidation ("step down tiers; recheck", mechanics.md sections 2 and 5,
     read 2026-11-21).
 
@@ -139,8 +148,9 @@ def tier_step_down_nb(side, qty, entry, wallet, mark, fill, floor, cap, mmr, cum
        ``cap_t / mark`` coin, close the rest at ``fill`` (realised PnL into the wallet), recompute
        ``E`` and ``b`` and recheck.
 
-    Presets: Bybit ``(1, 1, 1, False, 0.0, True, True)``, OKX ``(2, 2, large, True, taker fee,
-    False, True)`` (see :func:`bybit_partial`, :func:`okx_partial`).
+    Presets (:data:`StepDownRule` fields in order): Bybit ``(1, 1, 1, False, 0.0, True, True)``,
+    OKX ``(2, 2, large, True, taker fee, False, True)`` (see :func:`bybit_partial`,
+    :func:`okx_partial`).
 
     Parameters
     ----------
@@ -148,12 +158,8 @@ def tier_step_down_nb(side, qty, entry, wallet, mark, fill, floor, cap, mmr, cum
     qty, entry, wallet : float64; coin (> 0), USD per coin, USD (isolated wallet)
     mark : float64, USD per coin, > 0; the price the check and the tier use
     fill : float64, USD per coin; the price the reductions fill at
-    floor, cap, mmr, cum : float64 arrays, shape (k,), tier table (notional, USD)
-    tiers_per_step, min_tier, max_steps : int
-    tier1_guard : bool
-    fee_rate : float64, fraction added to every tier's MMR (OKX taker fee; 0 otherwise)
-    use_cum : bool, subtract the tier's maintenance amount
-    liq_on_equal : bool, liquidated when equity == requirement
+    tab : :data:`cascade.rules.brackets.BracketArrays`, the tier table (notional, USD)
+    rule : :data:`StepDownRule`
 
     Returns
     -------
@@ -167,6 +173,8 @@ def tier_step_down_nb(side, qty, entry, wallet, mark, fill, floor, cap, mmr, cum
         realized_pnl : float64, USD, ``s * closed_qty * (fill - EP)``, summed over the steps
         tier_left : int, tier of ``qty_left * mark``
     """
+    cap, mmr, cum = tab.cap, tab.mmr, tab.cum
+    tiers_per_step, min_tier, max_steps, tier1_guard, fee_rate, use_cum, liq_on_equal = rule
     s = 1.0 if side > 0 else -1.0
     q = qty
     w = wallet
@@ -320,11 +328,11 @@ def bybit_partial(side, qty, entry, wallet, mark, fill=None, table=None) -> dict
     formula as cascade.rules.margin).
     """
     table = _default_table(table)
-    arrays = (table.floor, table.cap, table.mmr, table.cum)
+    arrays = table.arrays
     res = tier_step_down_nb(int(side), float(qty), float(entry), float(wallet), float(mark),
-                            float(mark if fill is None else fill), *arrays,
-                            BYBIT_TIERS_PER_STEP, BYBIT_MIN_TIER, BYBIT_MAX_STEPS, False, 0.0,
-                            True, True)
+                            float(mark if fill is None else fill), arrays,
+                            StepDownRule(BYBIT_TIERS_PER_STEP, BYBIT_MIN_TIER, BYBIT_MAX_STEPS,
+                                         False, 0.0, True, True))
     return _result(res, side, entry, mark, arrays)
 
 
@@ -350,9 +358,10 @@ def okx_partial(side, qty, entry, wallet, mark, fill=None, table=None, taker_fee
     """
     table = _default_table(table)
     res = tier_step_down_nb(int(side), float(qty), float(entry), float(wallet), float(mark),
-                            float(mark if fill is None else fill), table.floor, table.cap,
-                            table.mmr, table.cum, OKX_TIERS_PER_STEP, OKX_MIN_TIER,
-                            np.iinfo(np.int64).max, True, float(taker_fee), False, True)
+                            float(mark if fill is None else fill), table.arrays,
+                            StepDownRule(OKX_TIERS_PER_STEP, OKX_MIN_TIER,
+                                         int(np.iinfo(np.int64).max), True, float(taker_fee),
+                                         False, True))
     out = _result(res, side, entry, mark, None)
     if res[0] == OUTCOME_PARTIAL:
         down, up = okx_liq_prices_nb(int(side), out["qty_left"], float(entry),
