@@ -105,6 +105,12 @@ def _compare_with_naive(sc):
     return res
 
 
+# counter-trend orders both ways (the squeeze lifts the price past the reference) and news flows
+# whose impact stays while the forced orders' decays (issue 15)
+COUNTER_TREND_NEWS = {"market.dip_buy_threshold_pct": 0.5, "market.news_permanent_share": 0.9,
+                      "market.permanent_share": 0.1, "market.depth_liq_sensitivity": 50.0}
+
+
 @pytest.mark.parametrize("overrides", [
     {},
     {"engine.feedback": False},
@@ -115,6 +121,7 @@ def _compare_with_naive(sc):
     ENTRIES,
     {**ENTRIES, "engine.latency_s": 2.0},
     {**ENTRIES, "engine.max_iterations": 1, "population.entry_order_long_share": 0.6},
+    COUNTER_TREND_NEWS,
 ])
 def test_step_loop_matches_naive(overrides):
     res = _compare_with_naive(make_scenario(**overrides))
@@ -125,6 +132,9 @@ def test_step_loop_matches_naive(overrides):
         opened = liq[liq["kind"] == "entry"]
         assert set(opened["side"]) == {"long", "short"}
         assert (liq["kind"].eq("liquidation") & liq["row"].isin(opened["row"])).any()
+    if overrides is COUNTER_TREND_NEWS:
+        dip = res.steps["dip_flow_usd"]
+        assert (dip > 0).any() and (dip < 0).any()
     if overrides.get("engine.feedback") is not False:
         # the scenario is built to liquidate both sides and fire stops
         assert s["liquidated_long_usd"] > 0 and s["liquidated_short_usd"] > 0

@@ -534,7 +534,7 @@ def ioc_raw():
     raw = market()
     venue(raw, "bn")["insurance_fund_usd"] = 3e5
     venue(raw, "hl")["insurance_fund_usd"] = 1e5
-    raw["flows"][0]["usd_per_min"] = 2e7
+    raw["flows"][0]["usd_per_min"] = 3e7
     return raw
 
 
@@ -710,6 +710,9 @@ def test_selling_on_one_venue_reaches_the_other_after_the_arbitrage_delay(delay_
 # ------------------------------------------------------------------------- slow reference
 def _naive_cases():
     a = market()
+    # counter-trend orders both ways, news impact that stays, forced-flow thinning (issue 15)
+    a["market"].update(dip_buy_threshold_pct=0.5, news_permanent_share=0.9, permanent_share=0.1,
+                       depth_liq_sensitivity=50.0)
     b = market()
     b["population"].update(ENTRIES)
     venue(b, "bn").update(partial="step_down", latency_s=2.0, mark="last_average",

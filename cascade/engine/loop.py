@@ -89,6 +89,7 @@ from cascade.engine.layout import (
     S_BACKSTOP,
     S_BAD,
     S_BSUM,
+    S_DEPTHNOW,
     S_EMA,
     S_FLAST,
     S_FUND,
@@ -150,6 +151,7 @@ from cascade.model.market import (
     P_FLOOR,
     P_LIQSENS,
     P_MEMDECAY,
+    P_NEWSPHI,
     P_OFFLOAD,
     P_PHI,
     P_REFDECAY,
@@ -320,10 +322,10 @@ def _arbitrage(t, nv, comp, prm, mprm, st, arb, needs):
         for k in range(arb.shape[1]):
             sent += arb[v, k]
         if gap > band:
-            needs[v] = min(-(gap - band) * 100.0 * prm[v, P_DEPTH] - sent, 0.0)
+            needs[v] = min(-(gap - band) * 100.0 * st[v, S_DEPTHNOW] - sent, 0.0)
             need_sell -= needs[v]
         elif gap < -band:
-            needs[v] = max((-gap - band) * 100.0 * prm[v, P_DEPTH] - sent, 0.0)
+            needs[v] = max((-gap - band) * 100.0 * st[v, S_DEPTHNOW] - sent, 0.0)
             need_buy += needs[v]
     matched = min(need_buy, need_sell, mprm[M_ARB_CAP])
     if matched <= 0.0:
@@ -430,9 +432,15 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
     p_pre = exp(mst[M_X] + vs.st[S_PERM] + vs.st[S_TRANS])
     ref = vs.st[S_REF]
     dd = (ref - p_pre) / ref * 100.0 - vp.prm[P_DIPTHR]
+    # counter-trend traders: buy below the slow reference, sell above it, beyond the threshold,
+    # in proportion to the depth the book has now
     dip = 0.0
     if dd > 0.0:
-        dip = min(vp.prm[P_DIPRATE] * dd, vp.prm[P_DIPCAP])
+        dip = min(vp.prm[P_DIPRATE] * dd, vp.prm[P_DIPCAP]) * mult
+    else:
+        du = (p_pre - ref) / ref * 100.0 - vp.prm[P_DIPTHR]
+        if du > 0.0:
+            dip = -min(vp.prm[P_DIPRATE] * du, vp.prm[P_DIPCAP]) * mult
     slot = t % npend
     forced = vs.pend[slot]
     vs.pend[slot] = 0.0
@@ -549,9 +557,13 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
         vs.st[S_OFFLOAD] += off_c * fill
         vs.st[S_OFFCOIN] += d_off
         vs.st[S_OFFCASH] += d_off * fill
-    # state updates
-    vs.st[S_PERM] += phi * imp
-    vs.st[S_TRANS] += (1.0 - phi) * imp
+    # state updates: the news flows' share of this step's order flow is informed, its impact
+    # keeps P_NEWSPHI; the rest (forced, fund, arbitrage, counter-trend orders) keeps phi
+    phi_t = phi
+    if exo_t * net > 0.0:
+        phi_t += (vp.prm[P_NEWSPHI] - phi) * min(exo_t / net, 1.0)
+    vs.st[S_PERM] += phi_t * imp
+    vs.st[S_TRANS] += (1.0 - phi_t) * imp
     # coins handed to ADL never reached the book: take them off the outstanding imbalance
     vs.st[S_Y] = y + net - (handed if feedback else 0.0)
     vs.st[S_PRICE] = p
@@ -596,6 +608,7 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
     o[C_FORCED] = forced
     o[C_OI] = (vs.st[S_OQL] + vs.st[S_OQS]) * mark
     o[C_DEPTH] = depth
+    vs.st[S_DEPTHNOW] = depth
     o[C_FUND] = vs.st[S_FUND]
     o[C_BAD] = vs.st[S_BAD]
     o[C_ITER] = it

@@ -43,6 +43,7 @@ from cascade.engine.layout import (
     N_STATE,
     OPEN,
     RECORD_DTYPE,
+    S_DEPTHNOW,
     S_FUND,
     S_FUNDPAID_L,
     S_FUNDPAID_S,
@@ -192,6 +193,7 @@ class EngineState:
         for v, p in enumerate(pops):
             st[v, S_PRICE] = st[v, S_REF] = st[v, S_MARK] = p0
             st[v, S_FUND] = funds[v]
+            st[v, S_DEPTHNOW] = prm[v, P_DEPTH]
             st[v, S_OQL] = float(p.qty[: p.n_long].sum())
             st[v, S_OQS] = float(p.qty[p.n_long: p.n_ladder].sum())
             st[v, S_MSUM] = p0 * int(iprm[v, I_MARKW])

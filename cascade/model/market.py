@@ -10,7 +10,7 @@ The price model (applied inside the engine's step loop, :mod:`cascade.engine`), 
                  g(u) = u for u < 1, u ** alpha beyond          (linear sweep, then concave)
     Y          = Y_{t-1} * d                                   imbalance the book has not absorbed
     I          = G(Y + F) - G(Y);  Y += F                      this step's impact, log units
-    log P      = log P_pre + I;  perm += phi * I;  trans += (1 - phi) * I
+    log P      = log P_pre + I;  perm += phi_t * I;  trans += (1 - phi_t) * I
     d          = 2 ** (-step_s / resilience_half_life_s)       the book refills: trans and Y decay
     D_t        = depth_usd * max(floor, 1 / (1 + a * v / 0.1% + b * l))
                  v: moving average of |log return| per step in %, l: of forced flow / depth_usd
@@ -20,11 +20,18 @@ Impact is linear for imbalances below ``depth_usd`` (small orders sweep a book o
 constant density) and concave beyond (the square-root law of large metaorders when alpha = 0.5).
 Because it is a function of the cumulative imbalance, the same block sold at once or over a few
 steps moves the price alike, less what the book refilled in between.
-Dip buyers add ``rate * (drawdown below a slow moving average - threshold)`` USD per second, up
-to a cap; rate and cap are shares of ``depth_usd`` (``dip_buy_depth_share_per_pct``,
-``dip_buy_max_depth_share``), and ``depth_usd`` itself is ``depth_oi_ratio`` times the open
+Counter-trend traders buy ``rate * (drawdown below a slow moving average - threshold)`` USD per
+second, and sell alike above it, up to a cap; rate and cap are shares of the depth
+(``dip_buy_depth_share_per_pct``, ``dip_buy_max_depth_share``) scaled by the thinning of this
+step (``D_t / depth_usd``): into a book thinned 20x they send a twentieth, so their orders never
+move a thin book more than a full one. ``depth_usd`` itself is ``depth_oi_ratio`` times the open
 interest unless the event cites a figure, so the law is scale-free: a market half the size, with
 shocks half the size, follows the same path.
+Impact splits into a permanent and a transient part by who sent the flow: the scenario's
+exogenous flows are news (informed) and keep ``news_permanent_share`` of their impact; forced,
+fund, arbitrage and counter-trend orders are uninformed and keep ``permanent_share`` (for a step
+whose net flow mixes both, the news flow's share of the net flow, when they agree in sign).
+Arbitrage between venues sizes its orders by each venue's current (thinned) depth.
 Random draws come from a seeded generator independent of the population, so the price path with
 feedback off does not depend on the positions at all.
 """
@@ -38,10 +45,11 @@ SECONDS_PER_YEAR = 365.0 * 86400.0
 # indices into the float parameter vector passed to the step loop
 (P_STEP, P_DEPTH, P_ALPHA, P_PHI, P_DECAY, P_FLOOR, P_VOLSENS, P_LIQSENS, P_MEMDECAY,
  P_DIPRATE, P_DIPTHR, P_DIPCAP, P_REFDECAY, P_FEE, P_FEEDBACK, P_LIQ_EQ, P_EMA, P_FINT_S,
- P_T0, P_OFFLOAD, P_FUNDCAP) = range(21)
-N_PARAMS = 21
+ P_T0, P_OFFLOAD, P_FUNDCAP, P_NEWSPHI) = range(22)
+N_PARAMS = 22
 # P_OFFLOAD: share of the venue's (thinned) depth the fund offloads per minute; P_FUNDCAP: the
-# fund's (vault's) net inventory notional may reach this multiple of its balance
+# fund's (vault's) net inventory notional may reach this multiple of its balance; P_NEWSPHI: the
+# permanent share of the exogenous (news) flows' impact
 # indices into the integer parameter vector
 I_MARKW, I_LAT, I_MAXIT, I_MARK, I_PARTIAL, I_ADL, I_BWIN, I_LIQORD = range(8)
 N_IPARAMS = 8
@@ -94,6 +102,13 @@ def background_noise(sc, seed: int) -> np.ndarray:
     return rng.standard_normal(sc.n_steps) * sigma
 
 
+def news_permanent_share(m) -> float:
+    """Permanent share of the exogenous flows' impact: ``news_permanent_share``, or
+    ``permanent_share`` where the law gives none."""
+    v = m.news_permanent_share
+    return float(m.permanent_share if v is None else v)
+
+
 def dip_buying_usd(m) -> tuple[float, float]:
     """(rate USD/s per %, cap USD/s) of dip buying for a validated ``[market]`` namespace: the
     scale-free shares of ``depth_usd``, or the legacy absolute keys where a scenario gives them."""
@@ -117,6 +132,7 @@ def parameters(sc, fee_rate: float, feedback: bool, liquidate_on_equal: bool = T
     prm[P_DEPTH] = m.depth_usd
     prm[P_ALPHA] = m.impact_exponent
     prm[P_PHI] = m.permanent_share
+    prm[P_NEWSPHI] = news_permanent_share(m)
     prm[P_DECAY] = 2.0 ** (-dt / m.resilience_half_life_s)
     prm[P_FLOOR] = m.depth_floor
     prm[P_VOLSENS] = m.depth_vol_sensitivity

@@ -172,6 +172,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
                              lo=0, lo_open=True, hi=1.0),
         "permanent_share": F("float", 0.35, "Share of each step's impact that is permanent; the rest "
                              "is transient and decays.", lo=0, hi=1),
+        "news_permanent_share": F("float", None, "Share of the impact of the scenario's "
+                                  "exogenous [[flows]] (news: informed orders) that is permanent; "
+                                  "the impact of forced, fund, arbitrage and counter-trend orders "
+                                  "(uninformed) keeps permanent_share. Absent: permanent_share.",
+                                  lo=0, hi=1),
         "resilience_half_life_s": F("float", 900.0, "Half-life of transient impact (book refill).",
                                     "s", lo=0, lo_open=True, hi=MAX_S),
         "depth_floor": F("float", 0.009, "Depth never thins below this share of depth_usd.",
@@ -188,16 +193,18 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                    "% per year", lo=0, hi=1000),
         "mark_window_s": F("float", 5.0, "Mark price = mean of last price over this window.",
                            "s", lo=0, lo_open=True, hi=3600),
-        "dip_buy_depth_share_per_pct": F("float", 0.05, "Dip buying per second, as a share of "
-                                         "depth_usd, for each percent the price is below the "
-                                         "reference past the threshold (scale-free).",
+        "dip_buy_depth_share_per_pct": F("float", 0.05, "Counter-trend orders per second, as a "
+                                         "share of the venue's current (thinned) depth, for each "
+                                         "percent the price is below the reference past the "
+                                         "threshold (buys), or above it (sells); scale-free.",
                                          "1/s per %", lo=0, hi=1e3),
-        "dip_buy_max_depth_share": F("float", 0.5, "Cap on dip buying per second, as a share of "
-                                     "depth_usd.", "1/s", lo=0, hi=1e3),
+        "dip_buy_max_depth_share": F("float", 0.5, "Cap on counter-trend orders per second, as a "
+                                     "share of the current depth.", "1/s", lo=0, hi=1e3),
         "dip_buy_usd_per_s_per_pct": F("float", None, "Legacy, absolute form of "
                                        "dip_buy_depth_share_per_pct (not scale-free; only one of "
                                        "the two).", "USD/s per %", lo=0, hi=MAX_USD),
-        "dip_buy_threshold_pct": F("float", 10.0, "Dip buyers start this far below the reference.",
+        "dip_buy_threshold_pct": F("float", 10.0, "Counter-trend traders start this far below (buy) "
+                                   "or above (sell) the reference.",
                                    "%", lo=0, hi=100),
         "dip_buy_max_usd_per_s": F("float", None, "Legacy, absolute form of "
                                    "dip_buy_max_depth_share (only one of the two).", "USD/s",

@@ -16,6 +16,27 @@ OPEN, TRIGGERED, LIQUIDATED, STOPPED, DORMANT = 0, 1, 2, 3, 4
 LIQ, STOP, ENTRY = 1, 2, 3
 
 
+def counter_trend(ref, p_pre, threshold, rate, cap, mult):
+    """Counter-trend orders, USD (+ buy): beyond ``threshold`` % under the reference they buy
+    ``rate`` per further %, above it they sell alike, at most ``cap``; all times the depth
+    multiplier ``mult`` (the book as thin as it is now)."""
+    below = (ref - p_pre) / ref * 100.0 - threshold
+    above = (p_pre - ref) / ref * 100.0 - threshold
+    if below > 0:
+        return min(rate * below, cap) * mult
+    if above > 0:
+        return -min(rate * above, cap) * mult
+    return 0.0
+
+
+def permanent_share(phi, news_phi, exo, net):
+    """Permanent share of a step's impact: the news flow's share of the net flow (when they
+    agree in sign, at most 1) keeps ``news_phi``, the rest ``phi``."""
+    if exo * net > 0:
+        return phi + (news_phi - phi) * min(exo / net, 1.0)
+    return phi
+
+
 def curve(y, depth, alpha):
     """Impact of imbalance y: linear up to 1% at y = depth, then power law."""
     u = abs(y) / depth
@@ -254,8 +275,8 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
         trans *= decay
         y *= decay
         p_pre = math.exp(x + perm + trans)
-        dd = (ref - p_pre) / ref * 100.0 - prm[m.P_DIPTHR]
-        dip = min(prm[m.P_DIPRATE] * dd, prm[m.P_DIPCAP]) if dd > 0 else 0.0
+        dip = counter_trend(ref, p_pre, prm[m.P_DIPTHR], prm[m.P_DIPRATE], prm[m.P_DIPCAP],
+                            depth / depth0)
         ext = exo[t] + dip
         forced = flow_at.pop(t, 0.0)
         off = 0.0  # the fund offloads its inventory: P_OFFLOAD x depth per minute
@@ -344,8 +365,9 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
                 ls += usd
         if off > 0:
             fund.trade(-off if inv0 > 0 else off, fill)
-        perm += phi * imp
-        trans += (1 - phi) * imp
+        phi_t = permanent_share(phi, prm[m.P_NEWSPHI], exo[t], net)
+        perm += phi_t * imp
+        trans += (1 - phi_t) * imp
         y += net
         price = p
         window = window[1:] + [p]

@@ -43,7 +43,13 @@ from __future__ import annotations
 import math
 
 from tests.naive import rules
-from tests.naive.engine import curve, ioc, mean_impact  # the same impact law as one venue
+from tests.naive.engine import (  # the same impact law and order flows as one venue
+    counter_trend,
+    curve,
+    ioc,
+    mean_impact,
+    permanent_share,
+)
 from tests.naive.margin import bankruptcy_price, liq_price
 
 # the engine's codes, so statuses and records compare directly
@@ -95,7 +101,8 @@ class Venue:
         g = {k: float(prm[getattr(m, k)]) for k in (
             "P_STEP", "P_DEPTH", "P_ALPHA", "P_PHI", "P_DECAY", "P_FLOOR", "P_VOLSENS",
             "P_LIQSENS", "P_MEMDECAY", "P_DIPRATE", "P_DIPTHR", "P_DIPCAP", "P_REFDECAY", "P_FEE",
-            "P_FEEDBACK", "P_LIQ_EQ", "P_EMA", "P_FINT_S", "P_T0", "P_OFFLOAD", "P_FUNDCAP")}
+            "P_FEEDBACK", "P_LIQ_EQ", "P_EMA", "P_FINT_S", "P_T0", "P_OFFLOAD", "P_FUNDCAP",
+            "P_NEWSPHI")}
         self.p = g
         self.window = int(iprm[m.I_MARKW])
         self.lat = int(iprm[m.I_LAT])
@@ -139,6 +146,7 @@ class Venue:
         self.queue = []  # record indices waiting for their fill
         self.forced_due = {}  # step -> forced flow USD
         self.arb_due = {}  # step -> arbitrage flow USD
+        self.depth_now = g["P_DEPTH"]  # depth of the last step (thinned): arbitrage sizes by it
         self.adl_cache = {}  # (trigger step, side) -> [rows in rank order, next place]
         self.out = []
 
@@ -502,8 +510,7 @@ class Venue:
         self.y *= g["P_DECAY"]
         y = self.y
         p_pre = math.exp(x + self.perm + self.trans)
-        dd = (self.ref - p_pre) / self.ref * 100.0 - g["P_DIPTHR"]
-        dip = min(g["P_DIPRATE"] * dd, g["P_DIPCAP"]) if dd > 0 else 0.0
+        dip = counter_trend(self.ref, p_pre, g["P_DIPTHR"], g["P_DIPRATE"], g["P_DIPCAP"], mult)
         forced = self.forced_due.pop(t, 0.0)
         arb_in = self.arb_due.pop(t, 0.0)
         ext = exo_t + dip + arb_in
@@ -562,8 +569,10 @@ class Venue:
         if off > 0:
             self.fund_trade(-off if inv0 > 0 else off, fill)
             self.offloaded += off * fill
-        self.perm += g["P_PHI"] * imp
-        self.trans += (1 - g["P_PHI"]) * imp
+        phi_t = permanent_share(g["P_PHI"], g["P_NEWSPHI"], exo_t, net)
+        self.perm += phi_t * imp
+        self.trans += (1 - phi_t) * imp
+        self.depth_now = depth
         self.y = y + net - (handed if self.feedback else 0.0)
         self.price, self.mark = p, mark
         self.marks.append(mark)
@@ -731,9 +740,9 @@ def run(sc, pops, shocks=None):
                 gap = math.log(ven.price) - comp
                 sent = math.fsum(ven.arb_due.values())  # their orders not arrived yet
                 if gap > band:
-                    needs.append(min(-(gap - band) * 100 * ven.p["P_DEPTH"] - sent, 0.0))
+                    needs.append(min(-(gap - band) * 100 * ven.depth_now - sent, 0.0))
                 elif gap < -band:
-                    needs.append(max((-gap - band) * 100 * ven.p["P_DEPTH"] - sent, 0.0))
+                    needs.append(max((-gap - band) * 100 * ven.depth_now - sent, 0.0))
                 else:
                     needs.append(0.0)
             buy = sell = 0.0
