@@ -320,8 +320,10 @@ def test_validate_no_flows_on_the_command_line(tmp_path):
 
     path = write(tmp_path, "calm.toml", CALM.format(market=""))
     out = subprocess.run([sys.executable, "-m", "cascade.cli", "validate", str(path),
-                          "--no-flows", "--seeds", "2", "--positions", "2000", "--json",
-                          "--quiet"], capture_output=True, text=True)
+                          "--no-flows", "--seeds", "2", "--seed-start", "7", "--positions",
+                          "2000", "--workers", "1", "--json", "--quiet"],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert data["passed"] and len(data["seeds"]) == 2 and data["positions"] == 2000
+    assert data["passed"] and data["positions"] == 2000
+    assert [s["seed"] for s in data["seeds"]] == [7, 8]

@@ -105,27 +105,37 @@ class CalmReport:
                           for s in self.seeds]}
 
 
+def _calm_seed(job) -> CalmSeed:
+    """One seed of :func:`calm_check`, feedback on and off (a module-level function: workers
+    run it)."""
+    from cascade.runner import run
+
+    quiet, positions, s = job
+    res = run(quiet, positions=positions, seed=s, amplification=True)
+    m = res.summary
+    return CalmSeed(s, float(m["max_drawdown_pct"]), float(m["drawdown_no_feedback_pct"]),
+                    float(m["liquidated_notional_usd"]), float(m["open_interest_start_usd"]),
+                    float(m["liquidated_no_feedback_usd"]))
+
+
 def calm_check(scenario, seeds: int = 20, positions: int | None = None, *,
                max_liquidated_share: float = 0.01, max_drawdown_ratio: float = 1.25,
-               progress: bool = False) -> CalmReport:
-    """Run ``scenario`` (a path or a Scenario) without flows or wicks on ``seeds`` seeds (its own
-    seed, +1, ...), each with feedback on and off, and check the calm bounds above."""
+               progress: bool = False, seed_start: int | None = None,
+               workers: int | None = 1, scheduler: str | None = None) -> CalmReport:
+    """Run ``scenario`` (a path or a Scenario) without flows or wicks on ``seeds`` seeds
+    (``seed_start`` or its own seed, +1, ...), each with feedback on and off, and check the calm
+    bounds above. ``workers`` / ``scheduler``: as :func:`cascade.analysis.parallel.run_many`
+    (default serial, in this process); the result does not depend on them."""
+    from cascade.analysis.parallel import run_many
     from cascade.model.scenario import Scenario, load_scenario
-    from cascade.runner import run
 
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise CascadeError(f"seeds: expected a whole number >= 1, got {seeds!r}")
+    first = sc.scenario.seed if seed_start is None else int(seed_start)
     quiet = without_flows(sc)
-    out = []
-    for i in range(seeds):
-        s = sc.scenario.seed + i
-        res = run(quiet, positions=positions, seed=s, amplification=True, progress=progress)
-        m = res.summary
-        out.append(CalmSeed(s, float(m["max_drawdown_pct"]), float(m["drawdown_no_feedback_pct"]),
-                            float(m["liquidated_notional_usd"]),
-                            float(m["open_interest_start_usd"]),
-                            float(m["liquidated_no_feedback_usd"])))
-        del res
+    jobs = [(quiet, positions, first + i) for i in range(seeds)]
+    out = run_many(_calm_seed, jobs, workers=workers, scheduler=scheduler, progress=progress,
+                   desc=f"{sc.name} no flows", unit="seed")
     n = int(positions) if positions is not None else int(sc.population.positions)
     return CalmReport(sc.name, n, out, max_liquidated_share, max_drawdown_ratio)

@@ -92,7 +92,8 @@ def main(args) -> int:
         from cascade.analysis.calm import calm_check
 
         calm = calm_check(args.scenario, seeds=args.seeds, positions=args.positions,
-                          progress=not args.quiet)
+                          progress=not args.quiet, seed_start=args.seed_start,
+                          workers=args.workers, scheduler=args.scheduler)
         print(json.dumps(calm.to_dict(), indent=2) if args.json else calm.table())
         sys.stdout.flush()
         return 0 if calm.passed else 1
