@@ -108,7 +108,8 @@ def _compare_with_naive(sc):
 # counter-trend orders both ways (the squeeze lifts the price past the reference) and news flows
 # whose impact stays while the forced orders' decays (issue 15)
 COUNTER_TREND_NEWS = {"market.dip_buy_threshold_pct": 0.5, "market.news_permanent_share": 0.9,
-                      "market.permanent_share": 0.1, "market.depth_liq_sensitivity": 50.0}
+                      "market.permanent_share": 0.1, "market.depth_liq_sensitivity": 50.0,
+                      "market.depth_liq_threshold": 2e-3}
 
 
 @pytest.mark.parametrize("overrides", [

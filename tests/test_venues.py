@@ -712,7 +712,7 @@ def _naive_cases():
     a = market()
     # counter-trend orders both ways, news impact that stays, forced-flow thinning (issue 15)
     a["market"].update(dip_buy_threshold_pct=0.5, news_permanent_share=0.9, permanent_share=0.1,
-                       depth_liq_sensitivity=50.0)
+                       depth_liq_sensitivity=50.0, depth_liq_threshold=2e-3)
     b = market()
     b["population"].update(ENTRIES)
     venue(b, "bn").update(partial="step_down", latency_s=2.0, mark="last_average",

@@ -150,6 +150,7 @@ from cascade.model.market import (
     P_FINT_S,
     P_FLOOR,
     P_LIQSENS,
+    P_LIQTHR,
     P_MEMDECAY,
     P_NEWSPHI,
     P_OFFLOAD,
@@ -423,7 +424,10 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
     npend = vs.pend.shape[0]
     p_prev = vs.st[S_PRICE]
     prev_mark = vs.st[S_MARK]
-    mult = 1.0 / (1.0 + vp.prm[P_VOLSENS] * vs.st[S_RV] / 0.1 + vp.prm[P_LIQSENS] * vs.st[S_LF])
+    # the book thins with recent volatility and with recent forced flow beyond what market makers
+    # absorb (P_LIQTHR of depth per step)
+    lf_x = max(vs.st[S_LF] - vp.prm[P_LIQTHR], 0.0)
+    mult = 1.0 / (1.0 + vp.prm[P_VOLSENS] * vs.st[S_RV] / 0.1 + vp.prm[P_LIQSENS] * lf_x)
     mult = max(mult, vp.prm[P_FLOOR])
     depth = depth0 * mult
     vs.st[S_TRANS] *= decay

@@ -12,8 +12,9 @@ The price model (applied inside the engine's step loop, :mod:`cascade.engine`), 
     I          = G(Y + F) - G(Y);  Y += F                      this step's impact, log units
     log P      = log P_pre + I;  perm += phi_t * I;  trans += (1 - phi_t) * I
     d          = 2 ** (-step_s / resilience_half_life_s)       the book refills: trans and Y decay
-    D_t        = depth_usd * max(floor, 1 / (1 + a * v / 0.1% + b * l))
-                 v: moving average of |log return| per step in %, l: of forced flow / depth_usd
+    D_t        = depth_usd * max(floor, 1 / (1 + a * v / 0.1% + b * max(l - l0, 0)))
+                 v: moving average of |log return| per step in %, l: of forced flow / depth_usd;
+                 l0: the forced flow market makers absorb without pulling quotes
     fill price = P_pre * exp(mean of G(u) - G(Y) for u from Y to Y + F)
 
 Impact is linear for imbalances below ``depth_usd`` (small orders sweep a book of roughly
@@ -45,11 +46,12 @@ SECONDS_PER_YEAR = 365.0 * 86400.0
 # indices into the float parameter vector passed to the step loop
 (P_STEP, P_DEPTH, P_ALPHA, P_PHI, P_DECAY, P_FLOOR, P_VOLSENS, P_LIQSENS, P_MEMDECAY,
  P_DIPRATE, P_DIPTHR, P_DIPCAP, P_REFDECAY, P_FEE, P_FEEDBACK, P_LIQ_EQ, P_EMA, P_FINT_S,
- P_T0, P_OFFLOAD, P_FUNDCAP, P_NEWSPHI) = range(22)
-N_PARAMS = 22
+ P_T0, P_OFFLOAD, P_FUNDCAP, P_NEWSPHI, P_LIQTHR) = range(23)
+N_PARAMS = 23
 # P_OFFLOAD: share of the venue's (thinned) depth the fund offloads per minute; P_FUNDCAP: the
 # fund's (vault's) net inventory notional may reach this multiple of its balance; P_NEWSPHI: the
-# permanent share of the exogenous (news) flows' impact
+# permanent share of the exogenous (news) flows' impact; P_LIQTHR: forced flow per step, as a share
+# of depth, that the book absorbs without thinning
 # indices into the integer parameter vector
 I_MARKW, I_LAT, I_MAXIT, I_MARK, I_PARTIAL, I_ADL, I_BWIN, I_LIQORD = range(8)
 N_IPARAMS = 8
@@ -137,6 +139,7 @@ def parameters(sc, fee_rate: float, feedback: bool, liquidate_on_equal: bool = T
     prm[P_FLOOR] = m.depth_floor
     prm[P_VOLSENS] = m.depth_vol_sensitivity
     prm[P_LIQSENS] = m.depth_liq_sensitivity
+    prm[P_LIQTHR] = m.depth_liq_threshold
     prm[P_MEMDECAY] = 2.0 ** (-dt / m.depth_memory_s)
     rate, cap = dip_buying_usd(m)
     prm[P_DIPRATE] = rate * dt

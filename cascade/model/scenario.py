@@ -186,6 +186,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                    "liq_sens*l).", lo=0, hi=1e6),
         "depth_liq_sensitivity": F("float", 1.0, "Depth thinning per unit of recent forced flow "
                                    "(per step, as a multiple of depth_usd).", lo=0, hi=1e6),
+        "depth_liq_threshold": F("float", 0.0, "Forced flow per step, as a share of depth_usd, "
+                                 "that the book absorbs without thinning: thinning counts "
+                                 "liq_sens * max(l - threshold, 0), so a trickle of liquidations "
+                                 "leaves the book alone and a burst pulls it.", lo=0, hi=1),
         "depth_memory_s": F("float", 120.0, "Half-life of the recent volatility and forced-flow "
                             "averages that thin depth.", "s", lo=0, lo_open=True,
                             hi=MAX_S),

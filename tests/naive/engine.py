@@ -270,7 +270,7 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
     for t in range(len(exo)):
         p_prev = price
         depth = depth0 * max(prm[m.P_FLOOR], 1.0 / (1.0 + prm[m.P_VOLSENS] * rv / 0.1
-                                                     + prm[m.P_LIQSENS] * lf))
+                                                     + prm[m.P_LIQSENS] * max(lf - prm[m.P_LIQTHR], 0.0)))
         x += noise[t]
         trans *= decay
         y *= decay

@@ -102,7 +102,7 @@ class Venue:
             "P_STEP", "P_DEPTH", "P_ALPHA", "P_PHI", "P_DECAY", "P_FLOOR", "P_VOLSENS",
             "P_LIQSENS", "P_MEMDECAY", "P_DIPRATE", "P_DIPTHR", "P_DIPCAP", "P_REFDECAY", "P_FEE",
             "P_FEEDBACK", "P_LIQ_EQ", "P_EMA", "P_FINT_S", "P_T0", "P_OFFLOAD", "P_FUNDCAP",
-            "P_NEWSPHI")}
+            "P_NEWSPHI", "P_LIQTHR")}
         self.p = g
         self.window = int(iprm[m.I_MARKW])
         self.lat = int(iprm[m.I_LAT])
@@ -504,7 +504,7 @@ class Venue:
         g = self.p
         p_prev, prev_mark = self.price, self.mark
         mult = max(g["P_FLOOR"], 1.0 / (1.0 + g["P_VOLSENS"] * self.rv / 0.1
-                                        + g["P_LIQSENS"] * self.lf))
+                                        + g["P_LIQSENS"] * max(self.lf - g["P_LIQTHR"], 0.0)))
         depth = g["P_DEPTH"] * mult
         self.trans *= g["P_DECAY"]
         self.y *= g["P_DECAY"]
