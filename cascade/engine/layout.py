@@ -23,10 +23,16 @@ N_STATE = 31
 # inventory (already in S_FUND), USD; S_TAKEOVER / S_OFFLOAD: notional taken over (at the
 # bankruptcy price or the backstop mark) / offloaded into the book (at the fill), cumulative USD;
 # S_OFFCOIN / S_OFFCASH: the offloads signed (+ bought): coin, and coin x fill, USD
-# integer state vector, per venue (J_ADLT/N/P: two slots each, longs then shorts)
-(J_LPTR, J_SPTR, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING, J_HL, J_HS, J_BRING, J_BCOUNT,
- J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_ADLP, _J_ADLP2) = range(17)
-N_ISTATE = 17
+# integer state vector, per venue (J_ADLT/N/P: two slots each, longs then shorts). J_NFEV:
+# funding events paid so far; J_FBASE: the event at which the ladder runs were keyed (their
+# offsets count from there); J_XL / J_XS: sizes of the stray heaps (cascade.engine.ladder)
+(J_NFEV, J_FBASE, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING, J_HL, J_HS, J_BRING, J_BCOUNT,
+ J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_ADLP, _J_ADLP2, J_XL, J_XS) = range(19)
+N_ISTATE = 19
+# the ladder's runs, per venue: one row per (side, bracket) with its place range in ``order``,
+# its walk pointer (longs walk down from R_END, shorts up from R_START), bracket and side
+R_START, R_END, R_PTR, R_BRACKET, R_SIDE = range(5)
+N_RUN = 5
 # market state: background log price, composite log price of the venues, index (weighted mean
 # of the spot venues: Binance), sum of depths, oracle (weighted median: Hyperliquid)
 M_X, M_COMP, M_INDEX, M_DEPTH_SUM, M_ORACLE = range(5)
