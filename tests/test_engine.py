@@ -31,6 +31,7 @@ from cascade.engine import (
     ladder_for,
     scan_triggers_nb,
 )
+from cascade.engine.ladder import side_heads_nb
 from cascade.model.market import (
     N_IPARAMS,
     N_PARAMS,
@@ -152,7 +153,7 @@ def test_everything_liquidated_in_one_step():
     assert res.summary["bad_debt_usd"] > 0  # filled far below bankruptcy
 
 
-_LADDERS = {}  # id(ist) -> the ladder of that scan's inputs, kept across calls like the state
+_LADDERS = {}  # id(ist) -> (ist, ladder, st) of that scan's inputs, kept across calls as a state
 
 
 def _scan(t, mark, last, side, qty, lp, status, n_long, sidx, spx, nls, liq_on_equal, rec, ist):
@@ -166,15 +167,18 @@ def _scan(t, mark, last, side, qty, lp, status, n_long, sidx, spx, nls, liq_on_e
     table = bracket_table("binance", "BTCUSDT")
     pos = Positions(side, qty, np.full(n, 100.0), np.full(n, 10.0), lp, status,
                     np.full(n, -np.inf), np.zeros(n, np.int32), np.zeros(n))
-    if id(ist) not in _LADDERS:
+    tab = Tables(table.floor, table.cap, table.mmr, table.cum)
+    fresh = id(ist) not in _LADDERS
+    if fresh:
         lad, ist[J_XL], ist[J_XS] = ladder_for(side, qty, lp, np.zeros(n, np.int8), table, sidx,
                                                spx, window=0.0)
-        _LADDERS[id(ist)] = (ist, lad)
-    lad = _LADDERS[id(ist)][1]
-    tab = Tables(table.floor, table.cap, table.mmr, table.cum)
-    vs = VenueState(np.zeros(N_STATE), ist, rec, np.zeros((2, n), np.int32), np.zeros(n),
-                    np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1),
-                    np.zeros((1, 2)), np.zeros((2, 2)))
+        _LADDERS[id(ist)] = (ist, lad, np.zeros(N_STATE))
+    _, lad, st = _LADDERS[id(ist)]
+    vs = VenueState(st, ist, rec, np.zeros((2, n), np.int32), np.zeros(n), np.zeros(1),
+                    np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), np.zeros((1, 2)),
+                    np.zeros((2, 2)))
+    if fresh:
+        side_heads_nb(lad, tab, vs)
     return scan_triggers_nb(t, mark, last, pos, lad, tab, VenueParams(prm, iprm), vs)
 
 

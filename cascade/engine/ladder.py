@@ -60,6 +60,8 @@ from cascade.engine.layout import (
     R_PTR,
     R_SIDE,
     R_START,
+    S_HEADL,
+    S_HEADS,
     S_OQL,
     S_OQS,
     TRIGGERED,
@@ -300,13 +302,21 @@ def _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs):
     band of the mark; such rows are synced and kept if crossed. The pointer stops at the first
     open row not crossed (rows before it are no longer open). Then the side's stray heap gives
     its crossed rows (stale entries, rows no longer open, are dropped)."""
+    band = LADDER_BAND * abs(mark)
+    bound = vs.st[S_HEADL] if sgn > 0 else vs.st[S_HEADS]
+    if (bound < mark - band) if sgn > 0 else (bound > mark + band):
+        return 0  # the common step: no ladder row of this side near the mark
     nc = 0
     nev = vs.ist[J_NFEV]
     row = 0 if sgn > 0 else 1
     c_now = vs.fcs[row, nev]
-    band = LADDER_BAND * abs(mark)
-    for r in range(lad.runs.shape[0]):
-        if lad.runs[r, R_SIDE] != sgn or lad.runs[r, R_START] == lad.runs[r, R_END]:
+    c_base = vs.fcs[row, vs.ist[J_FBASE]]
+    nb = tab.mmr.shape[0]
+    for r in range(0 if sgn > 0 else nb, nb if sgn > 0 else 2 * nb):
+        # the run's highest (longs) or lowest (shorts) unwalked key, moved by the run's offset:
+        # a bound on every open row left in it, so a run far from the mark costs two loads
+        head = lad.rkey[r, 0] + lad.rkey[r, 1]
+        if (head < mark - band) if sgn > 0 else (head > mark + band):
             continue
         g = tab.mmr[lad.runs[r, R_BRACKET]] - sgn
         k = lad.runs[r, R_PTR]
@@ -341,7 +351,20 @@ def _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs):
                     elif stop < 0:
                         stop = k
                 k += 1
-        lad.runs[r, R_PTR] = stop if stop >= 0 else k
+        p = stop if stop >= 0 else k
+        lad.runs[r, R_PTR] = p
+        # the new head: an open row (the walk stops on one) or none left
+        if sgn > 0:
+            if p > lad.runs[r, R_START]:
+                i = lad.order[p - 1]
+                lad.rkey[r, 0] = pos.lp[i] - (vs.fcs[row, pos.fep[i]] - c_base) / g
+            else:
+                lad.rkey[r, 0] = -np.inf
+        elif p < lad.runs[r, R_END]:
+            i = lad.order[p]
+            lad.rkey[r, 0] = pos.lp[i] - (vs.fcs[row, pos.fep[i]] - c_base) / g
+        else:
+            lad.rkey[r, 0] = np.inf
     heap = lad.xheap_l if sgn > 0 else lad.xheap_s
     slot = J_XL if sgn > 0 else J_XS
     hs = -1.0 if sgn > 0 else 1.0
@@ -359,7 +382,37 @@ def _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs):
         lad.cand[nc] = i
         nc += 1
     vs.ist[slot] = size
+    _side_head(sgn, lad, tab, vs)
     return nc
+
+
+@jit
+def _side_head(sgn, lad, tab, vs):
+    """``st[S_HEADL]`` (longs, ``sgn`` +1): the highest of the long runs' heads moved by their
+    offsets and of the long stray heap's top key; ``st[S_HEADS]``: the lowest for shorts."""
+    nb = tab.mmr.shape[0]
+    if sgn > 0:
+        h = -np.inf
+        for r in range(nb):
+            h = max(h, lad.rkey[r, 0] + lad.rkey[r, 1])
+        if vs.ist[J_XL] > 0:
+            h = max(h, lad.xkey[lad.xheap_l[0]])
+        vs.st[S_HEADL] = h
+    else:
+        h = np.inf
+        for r in range(nb, 2 * nb):
+            h = min(h, lad.rkey[r, 0] + lad.rkey[r, 1])
+        if vs.ist[J_XS] > 0:
+            h = min(h, lad.xkey[lad.xheap_s[0]])
+        vs.st[S_HEADS] = h
+
+
+@jit
+def side_heads_nb(lad, tab, vs):
+    """Both sides' bounds (:func:`_side_head`), after the runs, their offsets or the stray heaps
+    changed outside a scan."""
+    _side_head(1, lad, tab, vs)
+    _side_head(-1, lad, tab, vs)
 
 
 @jit
@@ -475,7 +528,13 @@ def funding_event_nb(pos, lad, tab, vs):
     """After a funding event was appended to ``vs.fev``: pay it now to every row of the heaps of
     re-queued positions and of the strays (the rows the runs' offsets do not cover), and restore
     the four heaps' order (a stray's key ``xkey`` is its new liquidation price). O(heaps +
-    strays)."""
+    strays). Moves every run's offset ``rkey[:, 1]``."""
+    nev = vs.ist[J_NFEV]
+    base = vs.ist[J_FBASE]
+    for r in range(lad.runs.shape[0]):
+        row = 0 if lad.runs[r, R_SIDE] > 0 else 1
+        g = tab.mmr[lad.runs[r, R_BRACKET]] - (1.0 if row == 0 else -1.0)
+        lad.rkey[r, 1] = (vs.fcs[row, nev] - vs.fcs[row, base]) / g
     for heap, slot, sgn in ((lad.heap_l, J_HL, -1.0), (lad.heap_s, J_HS, 1.0)):
         size = vs.ist[slot]
         for k in range(size):
@@ -489,6 +548,7 @@ def funding_event_nb(pos, lad, tab, vs):
             if pos.status[i] == OPEN:
                 lad.xkey[i] = pos.lp[i]
         heapify_nb(heap, size, lad.xkey, sgn)
+    side_heads_nb(lad, tab, vs)
 
 
 @jit
@@ -511,23 +571,41 @@ def _stays_in_bracket(side, q, lp, b, floor, cap, mmr, w):
 
 
 @jit
-def key_runs_nb(rows, side, qty, lp, br, floor, cap, mmr, w, order, runs, xheap_l, xheap_s,
-                xkey):
+def _run_heads(runs, order, lp, rkey):
+    """``rkey[r] = (head, 0)``: the liquidation price of run ``r``'s row nearest the mark (its
+    last for longs, first for shorts; -inf / inf if empty), every row paid (offset 0)."""
+    for r in range(runs.shape[0]):
+        a = runs[r, R_START]
+        e = runs[r, R_END]
+        if runs[r, R_SIDE] > 0:
+            rkey[r, 0] = lp[order[runs[r, R_PTR] - 1]] if runs[r, R_PTR] > a else -np.inf
+        else:
+            rkey[r, 0] = lp[order[runs[r, R_PTR]]] if runs[r, R_PTR] < e else np.inf
+        rkey[r, 1] = 0.0
+
+
+@jit
+def key_runs_nb(rows, side, qty, lp, br, floor, cap, mmr, w, order, runs, rkey, xheap_l,
+                xheap_s, xkey, scratch):
     """Lay out a venue's ladder: ``rows`` (int64 (m,), the ladder rows still open, sorted by
     (side long first, liquidation price, row)) go into ``order`` as runs of one (side, bracket)
     (a stable counting sort, so each run stays sorted), except the strays (rows that may change
     bracket for a cumulative funding in ``[-w, w]`` USD per coin), which go into the stray heaps
     keyed by ``xkey``. Writes ``runs`` (R, N_RUN), R >= 2 x brackets: runs ``b`` are longs in
-    bracket ``b``, runs ``nb + b`` shorts. Returns the stray heaps' sizes."""
+    bracket ``b``, runs ``nb + b`` shorts, and their heads ``rkey`` (:func:`_run_heads`);
+    ``scratch`` int32 (>= m,) holds each row's run.
+    Returns the stray heaps' sizes."""
     nb = mmr.shape[0]
     count = np.zeros(2 * nb + 1, np.int64)
     nxl = 0
     nxs = 0
     for j in range(rows.shape[0]):
         i = rows[j]
-        b = br[i]
+        b = np.int64(br[i])
+        scratch[j] = -1
         if _stays_in_bracket(side[i], qty[i], lp[i], b, floor, cap, mmr, w):
             g = b if side[i] > 0 else nb + b
+            scratch[j] = g
             count[g + 1] += 1
         elif side[i] > 0:
             xheap_l[nxl] = i
@@ -547,12 +625,11 @@ def key_runs_nb(rows, side, qty, lp, br, floor, cap, mmr, w, order, runs, xheap_
         runs[g, R_SIDE] = 1 if g < nb else -1
         runs[g, R_PTR] = count[g + 1] if g < nb else count[g]
     for j in range(rows.shape[0]):
-        i = rows[j]
-        b = br[i]
-        if _stays_in_bracket(side[i], qty[i], lp[i], b, floor, cap, mmr, w):
-            g = b if side[i] > 0 else nb + b
-            order[count[g]] = i
+        g = scratch[j]
+        if g >= 0:
+            order[count[g]] = rows[j]
             count[g] += 1
+    _run_heads(runs, order, lp, rkey)
     heapify_nb(xheap_l, nxl, xkey, -1.0)
     heapify_nb(xheap_s, nxs, xkey, 1.0)
     return nxl, nxs
@@ -570,15 +647,16 @@ def ladder_for(side, qty, lp, bracket, table, stop_idx, stop_px, *, window: floa
 
     n = len(side)
     side = np.ascontiguousarray(side, np.int8)
+    nr = 2 * len(table.mmr)
     lad = Ladder(int(np.count_nonzero(side > 0)), n, np.empty(n, np.int32),
                  np.ascontiguousarray(stop_idx, np.int32),
                  np.ascontiguousarray(stop_px, np.float64), np.empty(n, np.int32),
-                 np.empty(n, np.int32), np.zeros((2 * len(table.mmr), N_RUN), np.int64),
+                 np.empty(n, np.int32), np.zeros((nr, N_RUN), np.int64), np.zeros((nr, 2)),
                  np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n), np.empty(n, np.int32))
     nxl, nxs = key_runs_nb(np.arange(n, dtype=np.int64), side, np.asarray(qty, np.float64),
                            np.asarray(lp, np.float64), np.ascontiguousarray(bracket, np.int8),
                            table.floor, table.cap, table.mmr, float(window), lad.order, lad.runs,
-                           lad.xheap_l, lad.xheap_s, lad.xkey)
+                           lad.rkey, lad.xheap_l, lad.xheap_s, lad.xkey, lad.cand)
     return lad, int(nxl), int(nxs)
 
 
@@ -619,6 +697,8 @@ def rekey_runs_nb(pos, lad, tab, vs, w):
                 nxs = heap_push_nb(lad.xheap_s, nxs, i, lad.xkey, 1.0)
         lad.runs[r, R_END] = m
         lad.runs[r, R_PTR] = m if sd > 0 else a
+    _run_heads(lad.runs, lad.order, pos.lp, lad.rkey)
     vs.ist[J_XL] = nxl
     vs.ist[J_XS] = nxs
     vs.ist[J_FBASE] = vs.ist[J_NFEV]
+    side_heads_nb(lad, tab, vs)

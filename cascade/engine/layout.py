@@ -16,8 +16,12 @@ KIND_LIQ, KIND_STOP, KIND_ENTRY, KIND_PARTIAL, KIND_BACKSTOP, KIND_ADL = range(1
 # float state vector, per venue
 (S_PERM, S_TRANS, S_PRICE, S_REF, S_RV, S_LF, S_FUND, S_BAD, S_OQL, S_OQS, S_MSUM, S_Y, S_MARK,
  S_BSUM, S_EMA, S_PACC, S_PCNT, S_FLAST, S_ADLUSD, S_ADLN, S_NPART, S_BACKSTOP, S_FUNDPAID_L,
- S_FUNDPAID_S, S_INV, S_INVCOST, S_FREAL, S_TAKEOVER, S_OFFLOAD, S_OFFCOIN, S_OFFCASH) = range(31)
-N_STATE = 31
+ S_FUNDPAID_S, S_INV, S_INVCOST, S_FREAL, S_TAKEOVER, S_OFFLOAD, S_OFFCOIN, S_OFFCASH, S_HEADL,
+ S_HEADS) = range(33)
+N_STATE = 33
+# S_HEADL / S_HEADS: the highest liquidation price any open ladder long may have (over the runs'
+# heads and the long stray heap's top), the lowest any ladder short may have: a scan whose mark
+# is beyond neither touches no ladder row (cascade.engine.ladder)
 # S_INV: the fund's (or vault's) inventory, signed coin (+ long), taken over from liquidated
 # positions; S_INVCOST: its cost, signed coin x average entry, USD; S_FREAL: realised PnL of the
 # inventory (already in S_FUND), USD; S_TAKEOVER / S_OFFLOAD: notional taken over (at the

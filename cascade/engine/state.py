@@ -13,6 +13,7 @@ from cascade.engine.ladder import (
     funding_event_nb,
     key_runs_nb,
     rekey_runs_nb,
+    side_heads_nb,
     sync_rows_nb,
 )
 from cascade.engine.layout import (
@@ -156,6 +157,7 @@ class EngineState:
     fev: np.ndarray  # (V, E, 2): funding events (price, rate) of each venue
     fcs: np.ndarray  # (V, 2, E + 1): cumulative wallet change per coin, longs and shorts
     runs: np.ndarray  # (V, R, N_RUN) the ladder's runs
+    rkey: np.ndarray  # (V, R, 2) each run's head and offset
     xheap_l: np.ndarray
     xheap_s: np.ndarray
     xkey: np.ndarray
@@ -253,6 +255,7 @@ class EngineState:
             fep=np.zeros(n_all, np.int32), fev=np.zeros((nv, _FEV0, 2)),
             fcs=np.zeros((nv, 2, _FEV0 + 1)),
             runs=np.zeros((nv, 2 * int(tb_n.max()), N_RUN), np.int64),
+            rkey=np.zeros((nv, 2 * int(tb_n.max()), 2)),
             xheap_l=np.empty(n_all, np.int32), xheap_s=np.empty(n_all, np.int32),
             xkey=np.empty(n_all), cand=np.empty(n_all, np.int32))
         for v, p in enumerate(pops):
@@ -269,7 +272,7 @@ class EngineState:
                       self.tlp, self.fep, self._fpaid),
             Ladder(lay[:, L_NLONG] - lay[:, L_OFF], lay[:, L_NLADDER] - lay[:, L_OFF],
                    self.order, self.stop_idx, self.stop_px, self.heap_l, self.heap_s,
-                   self.runs, self.xheap_l, self.xheap_s, self.xkey, self.cand),
+                   self.runs, self.rkey, self.xheap_l, self.xheap_s, self.xkey, self.cand),
             Tables(self.floor, self.cap, self.mmr, self.cum),
             VenueParams(np.atleast_2d(prm), np.atleast_2d(iprm)),
             VenueState(self.st, self.ist, self.rec, self.adl_buf, self.adl_rank, self.ring,
@@ -291,8 +294,8 @@ class EngineState:
                         self._fpaid[a:b])
         lad = Ladder(int(self.lay[v, L_NLONG]) - a, int(self.lay[v, L_NLADDER]) - a,
                      self.order[a:b], self.stop_idx[s0:s1], self.stop_px[s0:s1],
-                     self.heap_l[h0:h1], self.heap_s[h0:h1], self.runs[v], self.xheap_l[h0:h1],
-                     self.xheap_s[h0:h1], self.xkey[a:b], self.cand[a:b])
+                     self.heap_l[h0:h1], self.heap_s[h0:h1], self.runs[v], self.rkey[v],
+                     self.xheap_l[h0:h1], self.xheap_s[h0:h1], self.xkey[a:b], self.cand[a:b])
         tab = Tables(self.floor[ta:tb], self.cap[ta:tb], self.mmr[ta:tb], self.cum[ta:tb])
         r0, r1 = int(self.lay[v, L_ROFF]), int(self.lay[v, L_REND])
         vs = VenueState(self.st[v], self.ist[v], self.rec[r0:r1], self.adl_buf[:, a:b],
@@ -311,10 +314,11 @@ class EngineState:
         its funding. The runs' offsets count from the current funding event."""
         pos, lad, tab, vs = self._venue_views(v)
         nxl, nxs = key_runs_nb(rows, pos.side, pos.qty, pos.lp, bracket, tab.floor, tab.cap,
-                               tab.mmr, self._window(v), lad.order, lad.runs, lad.xheap_l,
-                               lad.xheap_s, lad.xkey)
+                               tab.mmr, self._window(v), lad.order, lad.runs, lad.rkey,
+                               lad.xheap_l, lad.xheap_s, lad.xkey, lad.cand)
         self.ist[v, J_XL], self.ist[v, J_XS] = nxl, nxs
         self.ist[v, J_FBASE] = self.ist[v, J_NFEV]
+        side_heads_nb(lad, tab, vs)
 
     def _rekey(self, v: int) -> None:
         """Key venue ``v``'s runs again at the current funding (the cumulative funding left the

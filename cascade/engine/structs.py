@@ -36,7 +36,7 @@ lazily, row by row, when a kernel touches the row (:func:`cascade.engine.ladder.
 fpaid : float64 funding the row paid so far, USD (+ paid).
 """
 
-Ladder = namedtuple("Ladder", "n_long n_ladder order stop_idx stop_px heap_l heap_s runs "
+Ladder = namedtuple("Ladder", "n_long n_ladder order stop_idx stop_px heap_l heap_s runs rkey "
                                "xheap_l xheap_s xkey cand")
 Ladder.__doc__ = """The sorted triggers of a venue.
 
@@ -46,7 +46,9 @@ place -> row: the runs, one per (side, bracket), each sorted by liquidation pric
 stop_idx, stop_px : int32, float64 orders on last price, sells on a fall then buys on a rise.
 heap_l, heap_s : int32 binary heaps of positions opened or re-queued during the run (their sizes
 in ``ist[J_HL]``, ``ist[J_HS]``). runs : int64 (R, N_RUN) the runs (``R_*`` columns; (V, R,
-N_RUN) at the market level). xheap_l, xheap_s : int32 binary heaps of the ladder's strays (rows
+N_RUN) at the market level). rkey : float64 (R, 2) each run's head (the liquidation price,
+at the funding the runs were keyed for, of its unwalked row nearest the mark) and its offset
+since. xheap_l, xheap_s : int32 binary heaps of the ladder's strays (rows
 whose bracket funding may change, keyed by ``xkey``; sizes in ``ist[J_XL]``, ``ist[J_XS]``).
 xkey : float64 (n,) a stray's liquidation price at the last funding event. cand : int32 (n,)
 scratch of the trigger scan. See :mod:`cascade.engine.ladder`.
