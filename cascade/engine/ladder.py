@@ -127,7 +127,9 @@ def sync_row_nb(i, side, qty, entry, wallet, lp, status, fep, fpaid, fev, nev, f
 
 @jit
 def sync_nb(i, pos, tab, vs):
-    """:func:`sync_row_nb` on the venue views (:mod:`cascade.engine.structs`)."""
+    """:func:`sync_row_nb` on the venue views (:mod:`cascade.engine.structs`). Callers test
+    ``pos.fep[i] < vs.ist[J_NFEV]`` first: a call passing the views' arrays costs their reference
+    counts (about 0.6 us measured), on every trigger and settlement otherwise."""
     sync_row_nb(i, pos.side, pos.qty, pos.entry, pos.wallet, pos.lp, pos.status, pos.fep,
                 pos.fpaid, vs.fev, vs.ist[J_NFEV], tab.floor, tab.cap, tab.mmr, tab.cum)
 
@@ -236,7 +238,8 @@ def _liq_trigger(i, t, mark, last, pos, tab, vp, vs):
     time unless a partial was made in the last 30 s; else the whole position."""
     lat = vp.iprm[I_LAT]
     rule = vp.iprm[I_PARTIAL]
-    sync_nb(i, pos, tab, vs)
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)
     q = pos.qty[i]
     kind = KIND_LIQ
     qc = q
@@ -295,7 +298,8 @@ def _stop_or_entry(i, t, lat, last, pos, vs):
 @jit
 def _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs):
     """Rows of the ladder's side ``sgn`` (+1 longs, -1 shorts) whose liquidation price ``mark``
-    has crossed, into ``lad.cand``; returns their count.
+    has crossed, into ``lad.cand``; returns their count. Called when the side's bound
+    (``st[S_HEADL]`` / ``st[S_HEADS]``) is within the band of the mark.
 
     Each run of the side is walked from its pointer toward the far end (longs: down from the
     highest price, shorts: up from the lowest) while a row's approximate price is within the
@@ -303,9 +307,6 @@ def _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs):
     open row not crossed (rows before it are no longer open). Then the side's stray heap gives
     its crossed rows (stale entries, rows no longer open, are dropped)."""
     band = LADDER_BAND * abs(mark)
-    bound = vs.st[S_HEADL] if sgn > 0 else vs.st[S_HEADS]
-    if (bound < mark - band) if sgn > 0 else (bound > mark + band):
-        return 0  # the common step: no ladder row of this side near the mark
     nc = 0
     nev = vs.ist[J_NFEV]
     row = 0 if sgn > 0 else 1
@@ -329,7 +330,8 @@ def _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs):
                     approx = pos.lp[i] + (c_now - vs.fcs[row, pos.fep[i]]) / g
                     if approx < mark - band:
                         break
-                    sync_nb(i, pos, tab, vs)
+                    if pos.fep[i] < vs.ist[J_NFEV]:
+                        sync_nb(i, pos, tab, vs)
                     if _crossed_long(pos.lp[i], mark, liq_on_equal):
                         lad.cand[nc] = i
                         nc += 1
@@ -344,7 +346,8 @@ def _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs):
                     approx = pos.lp[i] + (c_now - vs.fcs[row, pos.fep[i]]) / g
                     if approx > mark + band:
                         break
-                    sync_nb(i, pos, tab, vs)
+                    if pos.fep[i] < vs.ist[J_NFEV]:
+                        sync_nb(i, pos, tab, vs)
                     if _crossed_short(pos.lp[i], mark, liq_on_equal):
                         lad.cand[nc] = i
                         nc += 1
@@ -374,7 +377,8 @@ def _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs):
         if pos.status[i] != OPEN:
             size = heap_pop_nb(heap, size, lad.xkey, hs)
             continue
-        sync_nb(i, pos, tab, vs)
+        if pos.fep[i] < vs.ist[J_NFEV]:
+            sync_nb(i, pos, tab, vs)
         if not (_crossed_long(pos.lp[i], mark, liq_on_equal) if sgn > 0
                 else _crossed_short(pos.lp[i], mark, liq_on_equal)):
             break
@@ -453,7 +457,12 @@ def scan_triggers_nb(t, mark, last, pos, lad, tab, vp, vs):
     lat = vp.iprm[I_LAT]
     flow = 0.0
     m = lad.stop_idx.shape[0]
+    band = LADDER_BAND * abs(mark)
     for sgn in (1, -1):
+        # the common step: no ladder row of this side near the mark (tested here: a call
+        # passing the views costs their reference counts)
+        if (vs.st[S_HEADL] < mark - band) if sgn > 0 else (vs.st[S_HEADS] > mark + band):
+            continue
         nc = _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs)
         _order_candidates(lad.cand, nc, pos.lp, sgn)
         for j in range(nc):
@@ -496,7 +505,8 @@ def open_nb(r, fill, pos, lad, tab, vs):
     1 / leverage), its liquidation price from the bracket table, and onto the heap of its side.
     Returns the notional opened, USD."""
     i = vs.rec[r].pos
-    sync_nb(i, pos, tab, vs)  # no position yet: it starts paying funding from now
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)  # no position yet: it starts paying funding from now
     q = pos.qty[i]
     pos.entry[i] = fill
     pos.wallet[i] = q * fill * pos.wallet[i]
@@ -544,7 +554,8 @@ def funding_event_nb(pos, lad, tab, vs):
         size = vs.ist[slot]
         for k in range(size):
             i = heap[k]
-            sync_nb(i, pos, tab, vs)
+            if pos.fep[i] < vs.ist[J_NFEV]:
+                sync_nb(i, pos, tab, vs)
             if pos.status[i] == OPEN:
                 lad.xkey[i] = pos.lp[i]
         heapify_nb(heap, size, lad.xkey, sgn)
@@ -682,7 +693,8 @@ def rekey_runs_nb(pos, lad, tab, vs, w):
             i = lad.order[k]
             if pos.status[i] != OPEN:
                 continue
-            sync_nb(i, pos, tab, vs)
+            if pos.fep[i] < vs.ist[J_NFEV]:
+                sync_nb(i, pos, tab, vs)
             _, bn = liq_price_nb(pos.side[i], pos.qty[i], pos.entry[i], pos.wallet[i], 0.0, 0.0,
                                  tab.floor, tab.cap, tab.mmr, tab.cum)
             if bn == b and _stays_in_bracket(pos.side[i], pos.qty[i], pos.lp[i], b, tab.floor,

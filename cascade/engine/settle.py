@@ -14,6 +14,7 @@ from cascade.engine.layout import (
     J_ADLT,
     J_HL,
     J_HS,
+    J_NFEV,
     KIND_ADL,
     KIND_BACKSTOP,
     KIND_LIQ,
@@ -81,7 +82,8 @@ def settle_nb(r, fill, pos, tab, vp, vs):
     :class:`~cascade.engine.structs.Tables` ``tab``).
     """
     i = vs.rec[r].pos
-    sync_nb(i, pos, tab, vs)
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)
     s = pos.side[i]
     q = pos.qty[i]
     equity = pos.wallet[i] + s * q * (fill - pos.entry[i])
@@ -110,7 +112,8 @@ def _adl_order_nb(want, mark, pos, tab, vp, vs, rank, buf):
     hl = vp.iprm[I_ADL] == ADL_HYPERLIQUID
     for i in range(pos.side.shape[0]):
         if pos.side[i] == want and (pos.status[i] == OPEN or pos.status[i] == HEAPED):
-            sync_nb(i, pos, tab, vs)
+            if pos.fep[i] < vs.ist[J_NFEV]:
+                sync_nb(i, pos, tab, vs)
             if hl:
                 rank[m] = -hl_adl_rank_nb(pos.side[i], pos.qty[i], pos.entry[i], pos.wallet[i],
                                           mark)
@@ -198,7 +201,8 @@ def liquidate_nb(r, fill, mark, prev_mark, pos, lad, tab, vp, vs):
     and margin at the mark of the trigger (``E`` at that mark to the fund), no market order.
     """
     i = vs.rec[r].pos
-    sync_nb(i, pos, tab, vs)
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)
     s = pos.side[i]
     kind = vs.rec[r].kind
     vs.rec[r].fill_price = fill
@@ -300,7 +304,8 @@ def liquidate_ioc_nb(r, mark, pos, lad, tab, vp, vs):
     the clearance fee ``min(fee_rate * q_f * fill, E)`` first (none on the part taken over).
     """
     i = vs.rec[r].pos
-    sync_nb(i, pos, tab, vs)
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)
     s = pos.side[i]
     q = pos.qty[i]
     qf = vs.rec[r].ioc_qty
@@ -341,7 +346,8 @@ def backstop_hold_nb(r, mark, prev_mark, pos, lad, tab, vp, vs):
     trader's equity ``WB + s*t*(px - EP) + s*a*(prev_mark - EP)`` (its margin) goes to the
     vault. Returns the notional backstopped, USD (at ``px``)."""
     i = vs.rec[r].pos
-    sync_nb(i, pos, tab, vs)
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)
     s = pos.side[i]
     q = pos.qty[i]
     px = vs.rec[r].trigger_price
