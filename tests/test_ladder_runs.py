@@ -118,3 +118,47 @@ def test_random_populations_match_the_slow_reference_through_funding_shocks(seed
         assert (base == 0).all() and max(strays) > 20
     else:
         np.testing.assert_array_equal(base, nev)
+
+
+def test_runs_and_the_final_payment_are_the_same_on_1_and_2_threads():
+    """The parallel kernels of the ladder (each row's run, paying every row its funding) give
+    the same bits on any thread count."""
+    import numba
+
+    from cascade.engine.ladder import ladder_for, sync_rows_nb
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one numba thread only")
+    rng = np.random.default_rng(3)
+    tb = bracket_table("binance", "BTCUSDT")
+    n = 200_000
+    side = np.sort(np.where(rng.random(n) < 0.7, 1, -1).astype(np.int8))[::-1].copy()
+    qty = np.exp(rng.normal(-2.0, 2.0, n))
+    entry = 100_000.0 * np.exp(rng.normal(0.0, 0.03, n))
+    wallet = qty * entry / rng.choice([2.0, 10.0, 50.0], n)
+    lp = np.empty(n)
+    br = np.empty(n, np.int8)
+    liq_prices_nb(side, qty, entry, wallet, tb.floor, tb.cap, tb.mmr, tb.cum, lp, br)
+    o = np.lexsort((np.arange(n), lp, -side))
+    side, qty, entry, wallet, lp, br = (a[o] for a in (side, qty, entry, wallet, lp, br))
+    events = np.array([[100_000.0, 2e-4], [99_000.0, -3e-4], [101_000.0, 1e-4]])
+    out = []
+    before = numba.get_num_threads()
+    try:
+        for k in (1, 2):
+            numba.set_num_threads(k)
+            lad, nxl, nxs = ladder_for(side, qty, lp, br, tb, np.zeros(0, np.int32),
+                                       np.zeros(0), window=500.0)
+            w, x, fp = wallet.copy(), lp.copy(), np.zeros(n)
+            status = np.zeros(n, np.int8)
+            sync_rows_nb(side, qty, entry, w, x, status, np.zeros(n, np.int32), fp, events,
+                         len(events), tb.floor, tb.cap, tb.mmr, tb.cum)
+            out.append((lad.order[:n - nxl - nxs].copy(), lad.runs.copy(), nxl, nxs, w, x, fp))
+    finally:
+        numba.set_num_threads(before)
+    (o1, r1, l1, s1, *a), (o2, r2, l2, s2, *b) = out
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(r1, r2)
+    assert (l1, s1) == (l2, s2) and l1 + s1 > 0
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)

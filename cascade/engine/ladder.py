@@ -595,6 +595,21 @@ def _run_heads(runs, order, lp, rkey):
         rkey[r, 1] = 0.0
 
 
+@pjit
+def _run_groups_nb(rows, side, qty, lp, br, floor, cap, mmr, w, out):
+    """``out[j]``: the run of row ``rows[j]`` (``b`` for a long in bracket ``b``, ``nb + b`` for
+    a short), or -1 for a stray (:func:`_stays_in_bracket`). One row per iteration: the same
+    result on any thread count."""
+    nb = mmr.shape[0]
+    for j in numba.prange(rows.shape[0]):
+        i = rows[j]
+        b = np.int64(br[i])
+        if _stays_in_bracket(side[i], qty[i], lp[i], b, floor, cap, mmr, w):
+            out[j] = b if side[i] > 0 else nb + b
+        else:
+            out[j] = -1
+
+
 @jit
 def key_runs_nb(rows, side, qty, lp, br, floor, cap, mmr, w, order, runs, rkey, xheap_l,
                 xheap_s, xkey, scratch):
@@ -607,25 +622,23 @@ def key_runs_nb(rows, side, qty, lp, br, floor, cap, mmr, w, order, runs, rkey, 
     ``scratch`` int32 (>= m,) holds each row's run.
     Returns the stray heaps' sizes."""
     nb = mmr.shape[0]
+    _run_groups_nb(rows, side, qty, lp, br, floor, cap, mmr, w, scratch)
     count = np.zeros(2 * nb + 1, np.int64)
     nxl = 0
     nxs = 0
     for j in range(rows.shape[0]):
-        i = rows[j]
-        b = np.int64(br[i])
-        scratch[j] = -1
-        if _stays_in_bracket(side[i], qty[i], lp[i], b, floor, cap, mmr, w):
-            g = b if side[i] > 0 else nb + b
-            scratch[j] = g
+        g = scratch[j]
+        if g >= 0:
             count[g + 1] += 1
-        elif side[i] > 0:
-            xheap_l[nxl] = i
-            xkey[i] = lp[i]
-            nxl += 1
         else:
-            xheap_s[nxs] = i
+            i = rows[j]
             xkey[i] = lp[i]
-            nxs += 1
+            if side[i] > 0:
+                xheap_l[nxl] = i
+                nxl += 1
+            else:
+                xheap_s[nxs] = i
+                nxs += 1
     for g in range(2 * nb):
         count[g + 1] += count[g]
     runs[:, :] = 0
