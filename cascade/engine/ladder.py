@@ -15,20 +15,26 @@ payment, so bit for bit the same numbers) only when a kernel touches the row (:f
 The scan walks each run from its end nearest the mark while the row's *approximate* current
 liquidation price (its last exact one plus the run's offset since) is within a relative band
 ``LADDER_BAND`` of the mark; each such row is synced and triggered if its exact price is crossed.
-The crossed rows of all runs are then triggered in the order of their exact liquidation price
-(ties by row), as a full sort would order them, so the result is the same as re-sorting the
-ladder at every funding event.
+The crossed rows of all runs are then triggered in the order of their exact liquidation price,
+ties by row (as the slow reference orders them; the former full re-sort kept the previous order
+of rows that only became tied through rounding), so the result is that of a ladder re-sorted at
+every funding event. Each run keeps its head (its unwalked row nearest the mark) and each side
+the bound over its runs and strays (``st[S_HEADL]``, ``st[S_HEADS]``): a step whose mark is not
+near any of them touches no row.
 
 The offset is exact only while the notional at the liquidation price stays in the row's bracket.
 Rows whose bracket could change before the cumulative funding moves ``LADDER_FUNDING_WINDOW`` x
 the start price per coin away from where the runs were keyed are not put in a run: they are the
-*strays*, kept in two small heaps, paid eagerly at each funding event (like the heaps of re-queued
-rows) and merged into the ladder's candidates. If the cumulative funding does leave the window,
-the venue's runs are keyed again (:func:`rekey_runs_nb`: every row paid, the rows that may now
-change bracket moved to the strays; O(rows), no sort). The engine's positions are isolated, or cross accounts that hold a single
-position each (their own wallet): for both the shift per (side, bracket) is exact. A cross
-account holding several positions would share one wallet whose other positions move it; such rows
-would have to be strays (synced and re-heaped at each funding event); the population draws none.
+*strays*, kept in two small heaps, paid eagerly at each funding event (like the heaps of
+re-queued rows) and merged into the ladder's candidates. If the cumulative funding does leave
+the window, the venue's runs are keyed again (:func:`rekey_runs_nb`: every row paid, the rows
+that may now change bracket moved to the strays; O(rows), no sort).
+
+Cross margin: the engine's positions are isolated, or cross accounts holding a single position
+each (their own wallet, spare margin included): for both the shift per (side, bracket) is exact.
+A cross account holding several positions would share one wallet that its other positions move
+(their funding, their PnL); such rows could not ride a run's offset and would have to be strays
+(paid and re-heaped at each funding event, O(such rows)); the population draws none.
 """
 
 from __future__ import annotations
