@@ -162,3 +162,25 @@ def test_runs_and_the_final_payment_are_the_same_on_1_and_2_threads():
     assert (l1, s1) == (l2, s2) and l1 + s1 > 0
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("keys", ["random", "tied", "sorted", "reversed"])
+def test_trigger_order_against_lexsort(keys):
+    """The crossed rows of several runs are triggered in (price, row) order, longs from the top
+    and shorts from the bottom: against ``np.lexsort`` on random, tied and already-sorted keys."""
+    from cascade.engine.ladder import _order_candidates
+
+    rng = np.random.default_rng(5)
+    n = 5_000
+    lp = {"random": rng.normal(100.0, 5.0, n), "tied": rng.integers(0, 7, n).astype(float),
+          "sorted": np.sort(rng.normal(100.0, 5.0, n)),
+          "reversed": np.sort(rng.normal(100.0, 5.0, n))[::-1].copy()}[keys]
+    for nc in (0, 1, 2, 17, 3_000):
+        rows = rng.choice(n, nc, replace=False).astype(np.int32)
+        for sgn in (1, -1):
+            cand = np.concatenate([rows, np.full(5, -1, np.int32)])
+            _order_candidates(cand, nc, lp, sgn)
+            want = rows[np.lexsort((-rows, -lp[rows]))] if sgn > 0 else \
+                rows[np.lexsort((rows, lp[rows]))]
+            np.testing.assert_array_equal(cand[:nc], want)
+            assert (cand[nc:] == -1).all()
