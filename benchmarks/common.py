@@ -40,6 +40,13 @@ def demo_scenario(positions: int, steps: int, path: str | Path = DEMO):
     return sc.with_overrides(**{"scenario.end": end, "population.positions": int(positions)})
 
 
+def load_steps(path: str | Path) -> int:
+    """The number of steps of a scenario's own window."""
+    from cascade.model.scenario import load_scenario
+
+    return int(load_scenario(path).n_steps)
+
+
 def min_steps(path: str | Path = DEMO) -> int:
     """Fewest steps whose window contains the start of every flow of the scenario."""
     from cascade.model.scenario import load_scenario

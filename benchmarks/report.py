@@ -74,14 +74,40 @@ def to_markdown(res: dict) -> str:
                "(also venue tables and the liquidation map). Median of the repeats."), ""]
         L += _err(e2e)
         rows = [[f"{r['positions']:,}", fmt_s(r["population_s"]), fmt_s(r["ladder_s"]),
-                 fmt_s(r["step_loop_s"]), fmt_s(r["assembly_s"]), fmt_s(r["wall_s"]),
+                 fmt_s(r.get("engine_state_s")), fmt_s(r["step_loop_s"]),
+                 fmt_s(r.get("settle_s")), fmt_s(r["assembly_s"]), fmt_s(r["wall_s"]),
                  f"{r['step_loop_ns_per_step']:,.0f}", f"{r['accounts_liquidated']:,}",
                  f"{r['iterations_total']:,}", r["repeats"]] for r in e2e.get("rows", [])]
-        L += _table(["positions", "population", "ladder", "step loop", "assembly", "total",
-                     "step loop ns/step", "liquidated", "iterations", "repeats"], rows)
+        L += _table(["positions", "population", "ladder", "engine state", "step loop", "settle",
+                     "assembly", "total", "step loop ns/step", "liquidated", "iterations",
+                     "repeats"], rows)
         for s in e2e.get("skipped", []):
             L += [f"- N={s['n_requested']:,}: {s['reason']}"]
         if e2e.get("skipped"):
+            L += [""]
+
+    oc = res.get("october")
+    if oc is not None:
+        L += [f"## October scenario ({oc.get('steps', 0):,} steps, two venues, funding on)", "",
+              ("`scenarios/oct2025.toml` at each size, fresh process per size after a warm-up "
+               "run. *engine state*: copying the populations into the engine and laying out "
+               "the ladder's runs; *step loop*: every step of both venues with the funding "
+               "events (paid lazily); *settle*: paying every position the funding it still owes "
+               "(once, O(positions)) and the final checks. The step loop's cost per step should "
+               "not grow with N (a step costs O(positions crossed))."), ""]
+        L += _err(oc)
+        rows = [[f"{r['positions']:,}", fmt_s(r["population_s"]), fmt_s(r["ladder_s"]),
+                 fmt_s(r["engine_state_s"]), fmt_s(r["step_loop_s"]), fmt_s(r["settle_s"]),
+                 fmt_s(r["assembly_s"]), fmt_s(r["wall_s"]),
+                 f"{r['step_loop_ns_per_step']:,.0f}", f"{r['accounts_liquidated']:,}",
+                 f"{r['peak_bytes_per_position']:,.0f}", r["repeats"]]
+                for r in oc.get("rows", [])]
+        L += _table(["positions", "population", "ladder", "engine state", "step loop", "settle",
+                     "assembly", "total", "step loop ns/step", "liquidated", "peak B/position",
+                     "repeats"], rows)
+        for s in oc.get("skipped", []):
+            L += [f"- N={s['n_requested']:,}: {s['reason']}"]
+        if oc.get("skipped"):
             L += [""]
 
     ss = res.get("steps_scaling")
@@ -227,7 +253,7 @@ def plot(res: dict, path: Path) -> Path | None:
     """scaling.png: time against N and against the number of steps, log-log."""
     e2e = (res.get("end_to_end") or {}).get("rows") or []
     ss = (res.get("steps_scaling") or {}).get("rows") or []
-    if not e2e and not ss:
+    if not e2e and not ss and not (res.get("october") or {}).get("rows"):
         return None
     import matplotlib
 
@@ -241,9 +267,16 @@ def plot(res: dict, path: Path) -> Path | None:
         a.loglog(n, [r["population_s"] + r["ladder_s"] for r in e2e], "s--",
                  label="population + ladder")
         a.loglog(n, [r["step_loop_s"] for r in e2e], "^-", label="step loop")
+    oc = (res.get("october") or {}).get("rows") or []
+    if oc:
+        a.loglog([r["positions"] for r in oc], [r["step_loop_s"] for r in oc], "v:",
+                 label="step loop, October")
+        a.loglog([r["positions"] for r in oc], [r["wall_s"] for r in oc], "D:",
+                 label="total, October")
+    if e2e or oc:
         a.set_xlabel("positions")
         a.set_ylabel("seconds")
-        a.set_title(f"against N ({e2e[0]['steps']:,} steps)")
+        a.set_title(f"against N ({(e2e or oc)[0]['steps']:,} steps)")
         a.grid(True, which="both", alpha=0.3)
         a.legend()
     if ss:

@@ -40,13 +40,14 @@ def _import_all() -> float:
     return time.perf_counter() - t
 
 
-def _warm_up(scenario: str) -> float:
+def _warm_up(scenario: str, positions: int | None = None) -> float:
     """A tiny run, so that compilation (or loading from the cache) is out of every timing."""
     from benchmarks.common import WARMUP_POSITIONS, WARMUP_STEPS, demo_scenario, min_steps
     from cascade.runner import simulate
 
     t = time.perf_counter()
-    simulate(demo_scenario(WARMUP_POSITIONS, max(WARMUP_STEPS, min_steps(scenario)), scenario))
+    simulate(demo_scenario(positions or WARMUP_POSITIONS,
+                           max(WARMUP_STEPS, min_steps(scenario)), scenario))
     return time.perf_counter() - t
 
 
@@ -54,7 +55,8 @@ def _warm_up(scenario: str) -> float:
 def task_e2e(a: dict) -> dict:
     """End to end at ``n`` positions, for each entry of ``steps`` (the first also measures memory).
 
-    Timings come from ``summary["timings"]`` (population_s, ladder_s, step_loop_s, assembly_s)
+    Timings come from ``summary["timings"]`` (population_s, ladder_s, engine_state_s,
+    step_loop_s, settle_s, assembly_s)
     plus the wall time of ``simulate``. Memory: ``ru_maxrss`` after the first run minus the RSS
     after imports. With ``phases``, the second repeat resets the high-water mark around the
     population build to split the peak into "population build" and "rest of the run".
@@ -66,7 +68,7 @@ def task_e2e(a: dict) -> dict:
 
     rss_imports = rss_now()
     peak_imports = rss_peak()
-    t_warm = _warm_up(a["scenario"])
+    t_warm = _warm_up(a["scenario"], a.get("warmup_positions"))
     rss_warm = rss_now()
     n = int(a["n"])
     out = {"n_requested": n, "import_s": t_import, "warmup_s": t_warm,
@@ -112,13 +114,14 @@ def task_e2e(a: dict) -> dict:
             if first:
                 out["peak_after_first_run_bytes"] = rss_peak()
                 out["positions"] = run["positions"]
-                out["population_bytes"] = int(res.population.nbytes())
+                out["population_bytes"] = int(sum(p.nbytes() for p in res.populations))
                 out["state_bytes"] = _state_bytes(res)
                 first = False
             out["runs"].append(run)
             _log(f"N={n:,} steps={steps:,} repeat {r + 1}: wall {wall:.3f} s "
                  f"(population {tm.get('population_s', 0):.3f}, ladder {tm.get('ladder_s', 0):.3f},"
-                 f" step loop {tm.get('step_loop_s', 0):.3f}, assembly "
+                 f" state {tm.get('engine_state_s', 0):.3f}, step loop "
+                 f"{tm.get('step_loop_s', 0):.3f}, settle {tm.get('settle_s', 0):.3f}, assembly "
                  f"{tm.get('assembly_s', 0):.3f})")
             del res
     return out
@@ -126,7 +129,7 @@ def task_e2e(a: dict) -> dict:
 
 def _state_bytes(res) -> dict:
     """What the engine keeps besides the population (resident or not)."""
-    n = res.population.n
+    n = sum(p.n for p in res.populations)
     k = len(res.records)
     from cascade.engine import COLUMNS, RECORD_DTYPE
 

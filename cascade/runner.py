@@ -145,6 +145,8 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
         mprm=market_parameters(sc), spot=spot, spot_exo=spot_exo, spot_noise=spot_noise,
         wick=wick_multipliers(sc, specs),
         arb_delay=int(round(sc.arbitrage.delay_s / sc.scenario.step_s)))
+    timings["engine_state_s"] = time.perf_counter() - t
+    t = time.perf_counter()
     oi0 = [float(p.qty[: p.n_ladder].sum() * p.price_start) for p in pops]
     pay = funding_steps(sc, specs)
     funding_log = []
@@ -174,10 +176,13 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
             recorder.record(step)
 
     advance_all(sc, state, exo_v, noise, prm, iprm, progress=progress, desc=desc, stops=stops,
-                before=before)
+                before=before, finish=False)
+    timings["step_loop_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    finish_run(sc, state)
     if recorder is not None:
         recorder.record(n_steps)  # the ladder left at the end
-    timings["step_loop_s"] = time.perf_counter() - t
+    timings["settle_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     res = Result.assemble(sc, specs, pops, state, liquidation_map, oi_start=oi0,
@@ -190,11 +195,11 @@ def simulate(sc: Scenario, *, progress: bool = False, population=None, exo=None,
 
 
 def advance_all(sc: Scenario, state, exo, noise, prm, iprm, *, progress: bool, desc: str,
-                stops=(), before=None) -> None:
+                stops=(), before=None, finish: bool = True) -> None:
     """Run every step of ``state`` in chunks (for the progress bar), cutting a chunk at each step
     of ``stops`` and calling ``before(step)`` at the start of every chunk (funding is paid
-    there); then write the opened conditional entries back into the populations."""
-    from cascade.engine.checks import check_positions, check_steps
+    there); then, unless ``finish`` is False, :func:`finish_run`."""
+    from cascade.engine.checks import check_steps
 
     names = [v.name for v in sc.venues] or [""]
     n_steps = sc.n_steps
@@ -210,6 +215,17 @@ def advance_all(sc: Scenario, state, exo, noise, prm, iprm, *, progress: bool, d
             bar.update(int(b - a))
     if bar is not None:
         bar.close()
+    if finish:
+        finish_run(sc, state)
+
+
+def finish_run(sc: Scenario, state) -> None:
+    """After the last step: pay every position the funding it still owes (funding is paid lazily,
+    O(positions) once), check the positions are finite, and write the opened conditional entries
+    back into the populations."""
+    from cascade.engine.checks import check_positions
+
+    state.sync()
     check_positions(sc, state)
     state.write_back_entries()
 

@@ -185,8 +185,8 @@ def test_benchmark_runner_quick(tmp_path):
                           check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((out / "latest.json").read_text())
-    for key in ("meta", "startup", "end_to_end", "memory", "steps_scaling", "baseline", "threads",
-                "sweep", "targets"):
+    for key in ("meta", "startup", "end_to_end", "october", "memory", "steps_scaling",
+                "baseline", "threads", "sweep", "targets"):
         assert key in res, key
         assert not (isinstance(res[key], dict) and "error" in res[key]), res[key]
     meta = res["meta"]
@@ -195,6 +195,10 @@ def test_benchmark_runner_quick(tmp_path):
         assert meta[key] not in (None, ""), key
     assert [r["n_requested"] for r in res["end_to_end"]["rows"]] == [2_000, 20_000]
     assert all(r["step_loop_s"] > 0 for r in res["end_to_end"]["rows"])
+    assert [r["n_requested"] for r in res["october"]["rows"]] == [20_000, 50_000]
+    assert res["october"]["steps"] == 86_400
+    assert all(r["step_loop_ns_per_step"] > 0 and r["settle_s"] > 0
+               for r in res["october"]["rows"])
     assert len(res["steps_scaling"]["rows"]) >= 2
     assert all(r["agree"] for r in res["baseline"]["rows"])
     assert res["startup"]["import"]["compiled_at_import"] == []
@@ -204,5 +208,6 @@ def test_benchmark_runner_quick(tmp_path):
     md = (out / "latest.md").read_text()
     assert "## Targets" in md and "| target | goal | measured | status | note |" in md
     assert "## End-to-end engine" in md and "## Naive NumPy baseline vs engine" in md
+    assert "## October scenario" in md
     assert (out / "scaling.png").stat().st_size > 0
     assert len(list(out.glob("*Z.md"))) == 1 and len(list(out.glob("*Z.json"))) == 1

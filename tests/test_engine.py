@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from cascade.engine import (
-    J_LPTR,
     J_LSPTR,
     J_NREC,
-    J_SPTR,
     J_SSPTR,
+    J_XL,
+    J_XS,
     KIND_BACKSTOP,
     KIND_ENTRY,
     KIND_LIQ,
@@ -24,13 +24,14 @@ from cascade.engine import (
     N_STATE,
     OPEN,
     RECORD_DTYPE,
-    Ladder,
     Positions,
     Tables,
     VenueParams,
     VenueState,
+    ladder_for,
     scan_triggers_nb,
 )
+from cascade.engine.ladder import side_heads_nb
 from cascade.model.market import (
     N_IPARAMS,
     N_PARAMS,
@@ -163,23 +164,32 @@ def test_everything_liquidated_in_one_step():
     assert res.summary["bad_debt_usd"] > 0  # filled far below bankruptcy
 
 
-NOHEAP = np.zeros(0, np.int32)
+_LADDERS = {}  # id(ist) -> (ist, ladder, st) of that scan's inputs, kept across calls as a state
 
 
 def _scan(t, mark, last, side, qty, lp, status, n_long, sidx, spx, nls, liq_on_equal, rec, ist):
     """scan_triggers_nb on a population with no conditional entries, no latency, whole-position
-    liquidations (the ladder in row order; ``nls``, the size of the sell part, is in ``ist``)."""
+    liquidations (the ladder sorted in row order, every row in bracket 0; ``nls``, the size of
+    the sell part, is in ``ist``)."""
     n = len(side)
     prm = np.zeros(N_PARAMS)
     prm[P_LIQ_EQ] = 1.0 if liq_on_equal else 0.0
     iprm = np.zeros(N_IPARAMS, np.int64)
     table = bracket_table("binance", "BTCUSDT")
     pos = Positions(side, qty, np.full(n, 100.0), np.full(n, 10.0), lp, status,
-                    np.full(n, -np.inf))
-    lad = Ladder(n_long, n, np.arange(n, dtype=np.int32), sidx, spx, NOHEAP, NOHEAP)
+                    np.full(n, -np.inf), np.zeros(n, np.int32), np.zeros(n))
     tab = Tables(table.floor, table.cap, table.mmr, table.cum)
-    vs = VenueState(np.zeros(N_STATE), ist, rec, np.zeros((2, n), np.int32), np.zeros(n),
-                    np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1))
+    fresh = id(ist) not in _LADDERS
+    if fresh:
+        lad, ist[J_XL], ist[J_XS] = ladder_for(side, qty, lp, np.zeros(n, np.int8), table, sidx,
+                                               spx, window=0.0)
+        _LADDERS[id(ist)] = (ist, lad, np.zeros(N_STATE))
+    _, lad, st = _LADDERS[id(ist)]
+    vs = VenueState(st, ist, rec, np.zeros((2, n), np.int32), np.zeros(n), np.zeros(1),
+                    np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), np.zeros((1, 2)),
+                    np.zeros((2, 2)))
+    if fresh:
+        side_heads_nb(lad, tab, vs)
     return scan_triggers_nb(t, mark, last, pos, lad, tab, VenueParams(prm, iprm), vs)
 
 
@@ -191,7 +201,6 @@ def _scan_inputs(side, lp, stop_rows=(), stop_px=()):
     stop_px = np.asarray(stop_px, float)
     n_long_stops = int((side[stop_idx] > 0).sum()) if stop_idx.size else 0
     ist = np.zeros(N_ISTATE, np.int64)
-    ist[J_LPTR] = ist[J_SPTR] = n_long
     ist[J_LSPTR] = ist[J_SSPTR] = n_long_stops
     return side, lp, n_long, stop_idx, stop_px, n_long_stops, ist
 

@@ -27,10 +27,11 @@ from cascade.engine import (
     COLUMNS,
     DELEVERAGED,
     HEAPED,
+    J_FBASE,
     J_HL,
     J_HS,
-    J_LPTR,
-    J_SPTR,
+    J_XL,
+    J_XS,
     KIND_ADL,
     KIND_BACKSTOP,
     KIND_ENTRY,
@@ -41,10 +42,14 @@ from cascade.engine import (
     L_HEND,
     L_HOFF,
     L_NLADDER,
-    L_NLONG,
     L_OFF,
     LIQUIDATED,
     OPEN,
+    R_BRACKET,
+    R_END,
+    R_PTR,
+    R_SIDE,
+    R_START,
     RECORD_DTYPE,
     STOPPED,
     TRIGGERED,
@@ -146,22 +151,55 @@ def crossed(side, lp, mark, liq_on_equal):
 
 
 def check_ladder_and_heaps(state: EngineState, v: int) -> int:
-    """The engine's own bookkeeping of venue ``v``: the ladder is a permutation of the rows held
-    from the start, longs then shorts; the parts not yet walked hold every such row still open,
-    sorted by liquidation price; the heaps hold every heaped row and every opened entry
-    still open, in heap order. Returns the number of rows in the heaps."""
+    """The engine's own bookkeeping of venue ``v``: every row held from the start and still
+    open is in exactly one place: the part not yet walked of the run of its side and of its
+    bracket now (the runs' offsets are exact only inside a bracket), or its side's stray heap;
+    each run's part not yet walked, read at the current funding, is sorted by liquidation price
+    (to rounding: its rows moved by one offset); the walked parts hold no open row; the stray
+    heaps are in heap order of their keys, which are the open strays' liquidation prices; the
+    heaps hold every heaped row and every opened entry still open, in heap order. Returns the
+    number of rows in the heaps."""
     sl = rows(state, v)
     side, lp, status = state.side[sl], state.lp[sl], state.status[sl]
+    qty, entry, wallet = state.qty[sl], state.entry[sl], state.wallet[sl]
+    tb = state.tables[v]
     lay, ist = state.lay[v], state.ist[v]
-    n_long, n_ladder = int(lay[L_NLONG] - lay[L_OFF]), int(lay[L_NLADDER] - lay[L_OFF])
-    order = state.order[sl][:n_ladder]
-    np.testing.assert_array_equal(np.sort(order), np.arange(n_ladder))
-    assert (side[order[:n_long]] > 0).all() and (side[order[n_long:]] < 0).all()
-    lo, hi = int(ist[J_LPTR]), int(ist[J_SPTR])
-    for part in (order[:lo], order[hi:]):  # rows no longer open there are passed over
-        assert (np.diff(lp[part[status[part] == OPEN]]) >= 0).all()
-    walked = np.concatenate([order[lo:n_long], order[n_long:hi]])
-    assert not (status[walked] == OPEN).any()
+    n_ladder = int(lay[L_NLADDER] - lay[L_OFF])
+    order = state.order[sl]
+    seen = np.zeros(len(side), np.int64)
+    for run in state.runs[v]:
+        a, b, ptr, br, sd = (int(run[k]) for k in (R_START, R_END, R_PTR, R_BRACKET, R_SIDE))
+        if a == b:
+            continue
+        part = order[a:b]
+        assert (side[part] == sd).all()
+        todo, walked = (part[:ptr - a], part[ptr - a:]) if sd > 0 else \
+            (part[ptr - a:], part[:ptr - a])
+        assert not (status[walked] == OPEN).any()
+        todo = todo[status[todo] == OPEN]
+        seen[todo] += 1
+        x = lp[todo]
+        assert (np.diff(x) >= -1e-9 * np.abs(x[1:])).all()
+        for i in todo.tolist():
+            got = liq_price(int(side[i]), float(qty[i]), float(entry[i]), float(wallet[i]),
+                            0.0, 0.0, tb.floor, tb.cap, tb.mmr, tb.cum)
+            assert got[1] == br, (i, got, br)
+    for heap_key, size_key, want, sgn in ((state.xheap_l, J_XL, 1, -1.0),
+                                          (state.xheap_s, J_XS, -1, 1.0)):
+        heap = heap_key[int(lay[L_HOFF]):int(lay[L_HEND])][:int(ist[size_key])]
+        xkey = state.xkey[sl]
+        key = sgn * xkey[heap]
+        for k in range(1, len(heap)):
+            parent = (k - 1) // 2
+            assert key[parent] < key[k] or (key[parent] == key[k]
+                                             and sgn * heap[parent] < sgn * heap[k])
+        live = heap[status[heap] == OPEN]
+        assert (side[live] == want).all()
+        np.testing.assert_array_equal(xkey[live], lp[live])
+        seen[live] += 1
+    must = (status == OPEN) & (np.arange(len(side)) < n_ladder)
+    np.testing.assert_array_equal(seen[must], 1)
+    assert not seen[~must].any()
     held = 0
     for heap_key, size_key, want, sgn in ((state.heap_l, J_HL, 1, -1.0),
                                           (state.heap_s, J_HS, -1, 1.0)):
@@ -333,12 +371,13 @@ def test_funding_moves_wallets_and_liquidation_prices_exactly():
     assert np.count_nonzero(moved > 1e-6 * res.populations[0].price_start) > 100
 
 
-def test_pay_funding_resorts_ladder_and_heaps_and_skips_unfilled_entries():
+def test_pay_funding_reorders_triggers_and_heaps_and_skips_unfilled_entries():
     """A payment moves a liquidation price by ``payment / (1 - s * MMR)`` per coin, so by
     different amounts in different brackets: positions close in liquidation price but in far
-    brackets swap places. The unwalked ladder and both heaps come back in order; a triggered
-    entry whose order has not filled yet (no position) pays nothing and keeps its margin."""
-    from cascade.engine import heap_push_nb
+    brackets swap places. The ladder triggers them in their new order and both heaps come back
+    in order; a triggered entry whose order has not filled yet (no position) pays nothing and
+    keeps its margin."""
+    from cascade.engine import J_NREC, VenueParams, heap_push_nb, scan_triggers_nb
     from cascade.model.market import I_BWIN, I_MARKW, N_IPARAMS, N_PARAMS
     from cascade.model.population import Population
     from cascade.rules.brackets import bracket_table
@@ -393,13 +432,23 @@ def test_pay_funding_resorts_ladder_and_heaps_and_skips_unfilled_entries():
     # the order changed: the 10 % MMR long (row 0) now has the highest liquidation price,
     # the 5 % MMR short (row 8) passed the 2 % one (row 7); in the heaps, row 1 stays on top
     # of the longs and row 9 (10 % MMR) passes row 6 (1 %) at the top of the shorts
-    for part, rows_ in ((state.order[:5], range(5)), (state.order[5:10], range(5, 10))):
-        open_rows = [int(i) for i in part if state.status[i] == OPEN]
-        assert open_rows == sorted(open_rows, key=lambda i: state.lp[i])
-        assert open_rows != [i for i in rows_ if state.status[i] == OPEN]
     assert state.lp[0] > state.lp[4] and state.lp[7] > state.lp[8]
     assert state.heap_l[0] == 1 and state.lp[1] > state.lp[3]
     assert state.heap_s[0] == 9 and state.lp[9] < state.lp[6]
+    # no row was re-sorted, yet a mark beyond every row triggers the ladder's open rows in the
+    # order of their new liquidation prices (longs down, shorts up), then the heaps'
+    pos, lad, tab, vs = state._venue_views(0)
+    vp = VenueParams(np.zeros(N_PARAMS), iprm[0])
+    for mark, want_side in ((1.0, 1), (1e9, -1)):
+        r0 = int(vs.ist[J_NREC])
+        scan_triggers_nb(0, mark, mark, pos, lad, tab, vp, vs)
+        got = state.venue_records(0)["pos"][r0:].tolist()
+        ladder = [i for i in got if i < n - 1 and state.side[i] == want_side
+                  and i not in (1, 3, 6, 9)]
+        new_order = sorted(ladder, key=lambda i: -want_side * state.lp[i])
+        assert ladder == new_order
+        assert ladder != sorted(ladder, key=lambda i: -want_side * lps[i])
+        assert got[len(ladder):] == ([1, 3] if want_side > 0 else [9, 6])
 
 
 # ----------------------------------------------------------------------- a market in a storm
@@ -426,13 +475,16 @@ def storm_raw():
 SHOCKS = {300: 0.004, 420: -0.006, 650: 0.005, 900: -0.004, 1150: -0.1}
 
 
-def shocked(sc, each_step=None, populations=None):
-    """Run ``sc`` one step at a time, paying the SHOCKS on every venue (on its last mark)
-    before their steps; ``each_step(state, t, advance)`` as in :func:`run`."""
+def shocked(sc, each_step=None, populations=None, shocks=None):
+    """Run ``sc`` one step at a time, paying the ``shocks`` ({step: rate}, default SHOCKS) on
+    every venue (on its last mark) before their steps; ``each_step(state, t, advance)`` as in
+    :func:`run`."""
+    shocks = SHOCKS if shocks is None else shocks
+
     def step(state, t, advance):
-        if t in SHOCKS:
+        if t in shocks:
             for v in range(state.lay.shape[0]):
-                state.pay_funding(v, SHOCKS[t], float(state.outs[v, t - 1, C_MARK]))
+                state.pay_funding(v, shocks[t], float(state.outs[v, t - 1, C_MARK]))
                 check_ladder_and_heaps(state, v)
         if each_step is None:
             advance()
@@ -763,13 +815,15 @@ NAIVE_CASES = _naive_cases()
 ROW_FIELDS = ("qty", "wallet", "lp", "entry")
 
 
-@pytest.mark.parametrize("case", list(NAIVE_CASES))
-def test_engine_matches_the_slow_reference(case):
-    sc = parse_scenario(NAIVE_CASES[case], source=f"<{case}>")
-    pops = build_populations(sc)
-    shocks = SHOCKS if case == "storm_with_funding_shocks" else None
+def assert_matches_naive(sc, pops, shocks=None):
+    """Run ``sc`` on ``pops`` in the engine and in the slow reference (with funding ``shocks``
+    paid on every venue, see :func:`shocked`) and check they agree: every per-step output, every
+    record (positions, kinds and steps exactly; amounts to 1e-9), every row's status, size,
+    wallet, liquidation price and entry, each venue's counts and fund, and every funding
+    payment. Returns (the engine's result, its funding payments)."""
     ref = naive.run(sc, pops, shocks)
-    res = shocked(sc, populations=pops) if shocks else run(sc, populations=pops)
+    res = shocked(sc, populations=pops, shocks=shocks) if shocks else \
+        run(sc, populations=pops)
     state = res.state
     cols = {c: k for k, c in enumerate(COLUMNS)}
     for v, ven in enumerate(ref["venues"]):
@@ -780,21 +834,21 @@ def test_engine_matches_the_slow_reference(case):
             # 1e4; the reference finds an IOC order's limit by bisection, not the closed form
             atol = 1e-4 if col == "arb_flow_usd" else 1e-6
             np.testing.assert_allclose(out[:, k], want, rtol=1e-9, atol=atol,
-                                       err_msg=f"{case} {ven.name} {col}")
+                                       err_msg=f"{sc.name} {ven.name} {col}")
         rec = state.venue_records(v)
         assert len(rec) == len(ven.records), (ven.name, len(rec), len(ven.records))
         for field in ("pos", "kind", "trigger_step", "exec_step"):
             np.testing.assert_array_equal(rec[field], [r[field] for r in ven.records],
-                                          err_msg=f"{case} {ven.name} {field}")
+                                          err_msg=f"{sc.name} {ven.name} {field}")
         for field in ("trigger_price", "fill_price", "fund_delta", "fee", "qty", "adl_qty",
                       "adl_price", "ioc_qty", "ioc_fill", "fund_qty"):
             np.testing.assert_allclose(rec[field], [r[field] for r in ven.records], rtol=1e-9,
-                                       atol=1e-6, err_msg=f"{case} {ven.name} {field}")
+                                       atol=1e-6, err_msg=f"{sc.name} {ven.name} {field}")
         sl = rows(state, v)
         np.testing.assert_array_equal(state.status[sl], ven.status)
         for field in ROW_FIELDS:
             np.testing.assert_allclose(getattr(state, field)[sl], getattr(ven, field),
-                                       rtol=1e-9, atol=1e-9, err_msg=f"{case} {ven.name} {field}")
+                                       rtol=1e-9, atol=1e-9, err_msg=f"{sc.name} {ven.name} {field}")
         sv = res.summary["venues"][ven.name]
         assert sv["adl_count"] == ven.adl_n
         assert sv["partial_liquidations"] == ven.n_partial
@@ -806,11 +860,22 @@ def test_engine_matches_the_slow_reference(case):
                                                      for p in ref["funding"]]
     for p, q in zip(got, ref["funding"]):
         for key in ("rate", "price", "longs_paid_usd", "shorts_paid_usd", "to_others_usd"):
-            assert p[key] == pytest.approx(q[key], rel=1e-9, abs=1e-9), (case, key)
+            assert p[key] == pytest.approx(q[key], rel=1e-9, abs=1e-9), (sc.name, key)
+    return res, got
+
+
+@pytest.mark.parametrize("case", list(NAIVE_CASES))
+def test_engine_matches_the_slow_reference(case):
+    sc = parse_scenario(NAIVE_CASES[case], source=f"<{case}>")
+    shocks = SHOCKS if case == "storm_with_funding_shocks" else None
+    res, got = assert_matches_naive(sc, build_populations(sc), shocks)
+    state = res.state
     # each case makes its features happen
     s, sv = res.summary, res.summary["venues"]
     recs = res.records
     assert got, "funding paid"
+    if case == "storm_with_funding_shocks":  # the -10 % shock left the runs' window
+        assert (state.ist[:, J_FBASE] > 0).all()
     if case == "binance_and_hyperliquid":
         assert sv["bn"]["adl_count"] > 0 and sv["hl"]["partial_liquidations"] > 0
         assert sv["hl"]["backstop_usd"] > 0

@@ -15,7 +15,14 @@ Nothing compiles at import: the kernels are compiled (or loaded from numba's cac
 """
 
 from cascade.engine.book import impact_curve_nb, impact_integral_nb, impact_nb, mean_impact_nb
-from cascade.engine.ladder import heap_pop_nb, heap_push_nb, heapify_nb, open_nb, scan_triggers_nb
+from cascade.engine.ladder import (
+    heap_pop_nb,
+    heap_push_nb,
+    heapify_nb,
+    ladder_for,
+    open_nb,
+    scan_triggers_nb,
+)
 from cascade.engine.layout import *  # noqa: F403 - statuses, kinds, indices, COLUMNS, RECORD_DTYPE
 from cascade.engine.layout import __all__ as _layout_names
 from cascade.engine.loop import step_loop_nb
@@ -33,5 +40,6 @@ from cascade.engine.structs import (
 
 __all__ = [*_layout_names, "EngineState", "Inputs", "Ladder", "Market", "Positions", "Tables",
            "VenueParams", "VenueState", "heap_pop_nb", "heap_push_nb", "heapify_nb",
-           "impact_curve_nb", "impact_integral_nb", "impact_nb", "liquidate_nb", "mean_impact_nb",
+           "impact_curve_nb", "impact_integral_nb", "impact_nb", "ladder_for", "liquidate_nb",
+           "mean_impact_nb",
            "open_nb", "scan_triggers_nb", "settle_nb", "step_loop_nb"]

@@ -1,27 +1,73 @@
 """The ladder of triggers: records, the heaps of re-queued positions, the trigger scan that walks
-the sorted liquidation and stop prices, and conditional entries opening."""
+the sorted liquidation and stop prices, conditional entries opening, and funding paid lazily.
+
+Funding without re-sorting
+--------------------------
+A funding payment is the same per coin for every position of one side of a venue, so inside one
+margin bracket it moves every liquidation price by the same amount (``C / (MMR_b - s)`` for a
+cumulative wallet change ``C`` per coin, :func:`cascade.rules.funding.funding_lp_shift_nb`). The
+ladder is therefore kept as *runs*, one per (side, bracket), each sorted by liquidation price
+when it was keyed; a funding event changes no row and no order, only the per-side cumulative
+``fcs`` from which each run's offset follows. A row's wallet, liquidation price and funding paid
+are brought up to date (the payments replayed one by one, with the same arithmetic as an eager
+payment, so bit for bit the same numbers) only when a kernel touches the row (:func:`sync_nb`).
+
+The scan walks each run from its end nearest the mark while the row's *approximate* current
+liquidation price (its last exact one plus the run's offset since) is within a relative band
+``LADDER_BAND`` of the mark; each such row is synced and triggered if its exact price is crossed.
+The crossed rows of all runs are then triggered in the order of their exact liquidation price,
+ties by row (as the slow reference orders them; the former full re-sort kept the previous order
+of rows that only became tied through rounding), so the result is that of a ladder re-sorted at
+every funding event. Each run keeps its head (its unwalked row nearest the mark) and each side
+the bound over its runs and strays (``st[S_HEADL]``, ``st[S_HEADS]``): a step whose mark is not
+near any of them touches no row.
+
+The offset is exact only while the notional at the liquidation price stays in the row's bracket.
+Rows whose bracket could change before the cumulative funding moves ``LADDER_FUNDING_WINDOW`` x
+the start price per coin away from where the runs were keyed are not put in a run: they are the
+*strays*, kept in two small heaps, paid eagerly at each funding event (like the heaps of
+re-queued rows) and merged into the ladder's candidates. If the cumulative funding does leave
+the window, the venue's runs are keyed again (:func:`rekey_runs_nb`: every row paid, the rows
+that may now change bracket moved to the strays; O(rows), no sort).
+
+Cross margin: the engine's positions are isolated, or cross accounts holding a single position
+each (their own wallet, spare margin included): for both the shift per (side, bracket) is exact.
+A cross account holding several positions would share one wallet that its other positions move
+(their funding, their PnL); such rows could not ride a run's offset and would have to be strays
+(paid and re-heaped at each funding event, O(such rows)); the population draws none.
+"""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-from cascade._numba import jit
+from cascade._numba import jit, pjit
 from cascade.engine.layout import (
     DORMANT,
     HEAPED,
+    J_FBASE,
     J_HL,
     J_HS,
-    J_LPTR,
     J_LSPTR,
+    J_NFEV,
     J_NREC,
-    J_SPTR,
     J_SSPTR,
+    J_XL,
+    J_XS,
     KIND_BACKSTOP,
     KIND_ENTRY,
     KIND_LIQ,
     KIND_PARTIAL,
     KIND_STOP,
     OPEN,
+    R_BRACKET,
+    R_END,
+    R_PTR,
+    R_SIDE,
+    R_START,
+    S_HEADL,
+    S_HEADS,
     S_OQL,
     S_OQS,
     TRIGGERED,
@@ -47,6 +93,51 @@ from cascade.rules.partial import (
     hl_liquidation_nb,
     tier_step_down_nb,
 )
+
+# the scan checks the exact liquidation price of every run row whose approximate one (last exact
+# price plus the run's offset since) is within this fraction of the mark: the approximation
+# differs from the exact price by rounding only (about 1e-15 relative), so 1e-9 misses nothing
+LADDER_BAND = 1e-9
+# rows whose bracket could change before the cumulative funding per coin moves this fraction of
+# the start price are strays (October: 0.15 % of the rows; funding adds up to about 0.06 % of the
+# price in that day); beyond it the runs are keyed again (O(rows), no sort)
+LADDER_FUNDING_WINDOW = 0.005
+
+
+@jit
+def sync_row_nb(i, side, qty, entry, wallet, lp, status, fep, fpaid, fev, nev, floor, cap, mmr,
+                cum):
+    """Pay row ``i`` the funding events ``fep[i]..nev-1`` it has not paid yet, if it held a
+    position (open, re-queued, or triggered with its order not yet filled; a conditional entry
+    not yet filled holds none), exactly as an eager payment would: ``pay = s * qty * price *
+    rate`` out of the wallet, into ``fpaid``, then its liquidation price from scratch. Sets
+    ``fep[i] = nev``. ``fev``: float64 (>= nev, 2) the events' (price, rate)."""
+    k0 = fep[i]
+    if k0 >= nev:
+        return
+    st = status[i]
+    if st == OPEN or st == HEAPED or (st == TRIGGERED and not np.isnan(entry[i])):
+        s = 1.0 if side[i] > 0 else -1.0
+        q = qty[i]
+        w = wallet[i]
+        fp = fpaid[i]
+        for k in range(k0, nev):
+            pay = s * q * fev[k, 0] * fev[k, 1]
+            w -= pay
+            fp += pay
+        wallet[i] = w
+        fpaid[i] = fp
+        lp[i], _ = liq_price_nb(side[i], q, entry[i], w, 0.0, 0.0, floor, cap, mmr, cum)
+    fep[i] = nev
+
+
+@jit
+def sync_nb(i, pos, tab, vs):
+    """:func:`sync_row_nb` on the venue views (:mod:`cascade.engine.structs`). Callers test
+    ``pos.fep[i] < vs.ist[J_NFEV]`` first: a call passing the views' arrays costs their reference
+    counts (about 0.6 us measured), on every trigger and settlement otherwise."""
+    sync_row_nb(i, pos.side, pos.qty, pos.entry, pos.wallet, pos.lp, pos.status, pos.fep,
+                pos.fpaid, vs.fev, vs.ist[J_NFEV], tab.floor, tab.cap, tab.mmr, tab.cum)
 
 
 @jit
@@ -153,6 +244,8 @@ def _liq_trigger(i, t, mark, last, pos, tab, vp, vs):
     time unless a partial was made in the last 30 s; else the whole position."""
     lat = vp.iprm[I_LAT]
     rule = vp.iprm[I_PARTIAL]
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)
     q = pos.qty[i]
     kind = KIND_LIQ
     qc = q
@@ -209,6 +302,148 @@ def _stop_or_entry(i, t, lat, last, pos, vs):
 
 
 @jit
+def _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs):
+    """Rows of the ladder's side ``sgn`` (+1 longs, -1 shorts) whose liquidation price ``mark``
+    has crossed, into ``lad.cand``; returns their count. Called when the side's bound
+    (``st[S_HEADL]`` / ``st[S_HEADS]``) is within the band of the mark.
+
+    Each run of the side is walked from its pointer toward the far end (longs: down from the
+    highest price, shorts: up from the lowest) while a row's approximate price is within the
+    band of the mark; such rows are synced and kept if crossed. The pointer stops at the first
+    open row not crossed (rows before it are no longer open). Then the side's stray heap gives
+    its crossed rows (stale entries, rows no longer open, are dropped)."""
+    band = LADDER_BAND * abs(mark)
+    nc = 0
+    nev = vs.ist[J_NFEV]
+    row = 0 if sgn > 0 else 1
+    c_now = vs.fcs[row, nev]
+    c_base = vs.fcs[row, vs.ist[J_FBASE]]
+    nb = tab.mmr.shape[0]
+    for r in range(0 if sgn > 0 else nb, nb if sgn > 0 else 2 * nb):
+        # the run's highest (longs) or lowest (shorts) unwalked key, moved by the run's offset:
+        # a bound on every open row left in it, so a run far from the mark costs two loads
+        head = lad.rkey[r, 0] + lad.rkey[r, 1]
+        if (head < mark - band) if sgn > 0 else (head > mark + band):
+            continue
+        g = tab.mmr[lad.runs[r, R_BRACKET]] - sgn
+        k = lad.runs[r, R_PTR]
+        stop = -1
+        if sgn > 0:
+            lo = lad.runs[r, R_START]
+            while k > lo:
+                i = lad.order[k - 1]
+                if pos.status[i] == OPEN:
+                    approx = pos.lp[i] + (c_now - vs.fcs[row, pos.fep[i]]) / g
+                    if approx < mark - band:
+                        break
+                    if pos.fep[i] < vs.ist[J_NFEV]:
+                        sync_nb(i, pos, tab, vs)
+                    if _crossed_long(pos.lp[i], mark, liq_on_equal):
+                        lad.cand[nc] = i
+                        nc += 1
+                    elif stop < 0:
+                        stop = k
+                k -= 1
+        else:
+            hi = lad.runs[r, R_END]
+            while k < hi:
+                i = lad.order[k]
+                if pos.status[i] == OPEN:
+                    approx = pos.lp[i] + (c_now - vs.fcs[row, pos.fep[i]]) / g
+                    if approx > mark + band:
+                        break
+                    if pos.fep[i] < vs.ist[J_NFEV]:
+                        sync_nb(i, pos, tab, vs)
+                    if _crossed_short(pos.lp[i], mark, liq_on_equal):
+                        lad.cand[nc] = i
+                        nc += 1
+                    elif stop < 0:
+                        stop = k
+                k += 1
+        p = stop if stop >= 0 else k
+        lad.runs[r, R_PTR] = p
+        # the new head: an open row (the walk stops on one) or none left
+        if sgn > 0:
+            if p > lad.runs[r, R_START]:
+                i = lad.order[p - 1]
+                lad.rkey[r, 0] = pos.lp[i] - (vs.fcs[row, pos.fep[i]] - c_base) / g
+            else:
+                lad.rkey[r, 0] = -np.inf
+        elif p < lad.runs[r, R_END]:
+            i = lad.order[p]
+            lad.rkey[r, 0] = pos.lp[i] - (vs.fcs[row, pos.fep[i]] - c_base) / g
+        else:
+            lad.rkey[r, 0] = np.inf
+    heap = lad.xheap_l if sgn > 0 else lad.xheap_s
+    slot = J_XL if sgn > 0 else J_XS
+    hs = -1.0 if sgn > 0 else 1.0
+    size = vs.ist[slot]
+    while size > 0:
+        i = heap[0]
+        if pos.status[i] != OPEN:
+            size = heap_pop_nb(heap, size, lad.xkey, hs)
+            continue
+        if pos.fep[i] < vs.ist[J_NFEV]:
+            sync_nb(i, pos, tab, vs)
+        if not (_crossed_long(pos.lp[i], mark, liq_on_equal) if sgn > 0
+                else _crossed_short(pos.lp[i], mark, liq_on_equal)):
+            break
+        size = heap_pop_nb(heap, size, lad.xkey, hs)
+        lad.cand[nc] = i
+        nc += 1
+    vs.ist[slot] = size
+    _side_head(sgn, lad, tab, vs)
+    return nc
+
+
+@jit
+def _side_head(sgn, lad, tab, vs):
+    """``st[S_HEADL]`` (longs, ``sgn`` +1): the highest of the long runs' heads moved by their
+    offsets and of the long stray heap's top key; ``st[S_HEADS]``: the lowest for shorts."""
+    nb = tab.mmr.shape[0]
+    if sgn > 0:
+        h = -np.inf
+        for r in range(nb):
+            h = max(h, lad.rkey[r, 0] + lad.rkey[r, 1])
+        if vs.ist[J_XL] > 0:
+            h = max(h, lad.xkey[lad.xheap_l[0]])
+        vs.st[S_HEADL] = h
+    else:
+        h = np.inf
+        for r in range(nb, 2 * nb):
+            h = min(h, lad.rkey[r, 0] + lad.rkey[r, 1])
+        if vs.ist[J_XS] > 0:
+            h = min(h, lad.xkey[lad.xheap_s[0]])
+        vs.st[S_HEADS] = h
+
+
+@jit
+def side_heads_nb(lad, tab, vs):
+    """Both sides' bounds (:func:`_side_head`), after the runs, their offsets or the stray heaps
+    changed outside a scan."""
+    _side_head(1, lad, tab, vs)
+    _side_head(-1, lad, tab, vs)
+
+
+@jit
+def _order_candidates(cand, nc, lp, sgn):
+    """Sort ``cand[:nc]`` in trigger order: longs (``sgn`` +1) by liquidation price down, ties by
+    row down; shorts up, ties by row up: the order of a ladder sorted by (price, row) walked
+    from the mark."""
+    if nc < 2:
+        return
+    rows = np.sort(cand[:nc])
+    if sgn > 0:
+        rows = rows[::-1].copy()
+    key = np.empty(nc)
+    for j in range(nc):
+        key[j] = -lp[rows[j]] if sgn > 0 else lp[rows[j]]
+    o = np.argsort(key, kind="mergesort")
+    for j in range(nc):
+        cand[j] = rows[o[j]]
+
+
+@jit
 def scan_triggers_nb(t, mark, last, pos, lad, tab, vp, vs):
     """Trigger every open position whose liquidation price the mark has crossed (longs:
     ``lp >= mark``, shorts: ``lp <= mark``; strict when the venue liquidates only below MM) and
@@ -216,36 +451,28 @@ def scan_triggers_nb(t, mark, last, pos, lad, tab, vp, vs):
     short entries: ``px >= last``), buys on a rise (short stops, breakout-long entries:
     ``px <= last``).
 
-    Order within a call: ladder longs from the highest liquidation price down, ladder shorts from
-    the lowest up (``order[k]`` is the row at ladder place ``k``; rows no longer OPEN there are
-    passed over: they were closed, or are tracked in a heap), then the heaps of positions opened
-    or re-queued during the run (same order), then sells and buys on last price.
+    Order within a call: the ladder's longs (rows held from the start: runs and strays) from the
+    highest liquidation price down, then its shorts from the lowest up (ties by row, in the same
+    direction); then the heaps of positions opened or re-queued during the run (same order),
+    then sells and buys on last price.
 
-    Moves the ladder pointers and heap sizes in ``ist``; appends records. Returns the signed USD
-    flow of the new market orders at ``last`` (sells negative).
+    Moves the run pointers and heap sizes; appends records. Returns the signed USD flow of the
+    new market orders at ``last`` (sells negative).
     """
     liq_on_equal = vp.prm[P_LIQ_EQ] != 0.0
     lat = vp.iprm[I_LAT]
     flow = 0.0
     m = lad.stop_idx.shape[0]
-    k = vs.ist[J_LPTR]
-    while k > 0:
-        i = lad.order[k - 1]
-        if pos.status[i] == OPEN:
-            if not _crossed_long(pos.lp[i], mark, liq_on_equal):
-                break
-            flow += _liq_trigger(i, t, mark, last, pos, tab, vp, vs)
-        k -= 1
-    vs.ist[J_LPTR] = k
-    k = vs.ist[J_SPTR]
-    while k < lad.n_ladder:
-        i = lad.order[k]
-        if pos.status[i] == OPEN:
-            if not _crossed_short(pos.lp[i], mark, liq_on_equal):
-                break
-            flow += _liq_trigger(i, t, mark, last, pos, tab, vp, vs)
-        k += 1
-    vs.ist[J_SPTR] = k
+    band = LADDER_BAND * abs(mark)
+    for sgn in (1, -1):
+        # the common step: no ladder row of this side near the mark (tested here: a call
+        # passing the views costs their reference counts)
+        if (vs.st[S_HEADL] < mark - band) if sgn > 0 else (vs.st[S_HEADS] > mark + band):
+            continue
+        nc = _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs)
+        _order_candidates(lad.cand, nc, pos.lp, sgn)
+        for j in range(nc):
+            flow += _liq_trigger(lad.cand[j], t, mark, last, pos, tab, vp, vs)
     size = vs.ist[J_HL]
     while size > 0 and _crossed_long(pos.lp[lad.heap_l[0]], mark, liq_on_equal):
         i = lad.heap_l[0]
@@ -284,6 +511,8 @@ def open_nb(r, fill, pos, lad, tab, vs):
     1 / leverage), its liquidation price from the bracket table, and onto the heap of its side.
     Returns the notional opened, USD."""
     i = vs.rec[r].pos
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)  # no position yet: it starts paying funding from now
     q = pos.qty[i]
     pos.entry[i] = fill
     pos.wallet[i] = q * fill * pos.wallet[i]
@@ -297,3 +526,210 @@ def open_nb(r, fill, pos, lad, tab, vs):
         vs.st[S_OQS] += q
     _requeue(i, pos, lad, vs)
     return q * fill
+
+
+# ------------------------------------------------------------------------- funding, the runs
+@pjit
+def sync_rows_nb(side, qty, entry, wallet, lp, status, fep, fpaid, fev, nev, floor, cap, mmr,
+                 cum):
+    """:func:`sync_row_nb` on every row of one venue (each row in one iteration: the same
+    numbers on any thread count)."""
+    for i in numba.prange(side.shape[0]):
+        sync_row_nb(i, side, qty, entry, wallet, lp, status, fep, fpaid, fev, nev, floor, cap,
+                    mmr, cum)
+
+
+@jit
+def funding_event_nb(pos, lad, tab, vs):
+    """After a funding event was appended to ``vs.fev``: pay it now to every row of the heaps of
+    re-queued positions and of the strays (the rows the runs' offsets do not cover), and restore
+    the four heaps' order (a stray's key ``xkey`` is its new liquidation price). O(heaps +
+    strays). Moves every run's offset ``rkey[:, 1]``."""
+    nev = vs.ist[J_NFEV]
+    base = vs.ist[J_FBASE]
+    for r in range(lad.runs.shape[0]):
+        row = 0 if lad.runs[r, R_SIDE] > 0 else 1
+        g = tab.mmr[lad.runs[r, R_BRACKET]] - (1.0 if row == 0 else -1.0)
+        lad.rkey[r, 1] = (vs.fcs[row, nev] - vs.fcs[row, base]) / g
+    for heap, slot, sgn in ((lad.heap_l, J_HL, -1.0), (lad.heap_s, J_HS, 1.0)):
+        size = vs.ist[slot]
+        for k in range(size):
+            sync_nb(heap[k], pos, tab, vs)
+        heapify_nb(heap, size, pos.lp, sgn)
+    for heap, slot, sgn in ((lad.xheap_l, J_XL, -1.0), (lad.xheap_s, J_XS, 1.0)):
+        size = vs.ist[slot]
+        for k in range(size):
+            i = heap[k]
+            if pos.fep[i] < vs.ist[J_NFEV]:
+                sync_nb(i, pos, tab, vs)
+            if pos.status[i] == OPEN:
+                lad.xkey[i] = pos.lp[i]
+        heapify_nb(heap, size, lad.xkey, sgn)
+    side_heads_nb(lad, tab, vs)
+
+
+@jit
+def _stays_in_bracket(side, q, lp, b, floor, cap, mmr, w):
+    """Whether a row keeps bracket ``b`` while the cumulative wallet change per coin of its side
+    moves anywhere in ``[-w, w]`` (the notional at ``lp + C / (MMR_b - s)`` stays in
+    ``[floor_b, cap_b]``, :func:`cascade.rules.funding.funding_c_range_nb`).
+
+    A long that cannot be liquidated (``lp`` clamped to 0; its unclamped price, in bracket 0,
+    is below 0) stays in its run: its exact price ``max(unclamped + shift, 0)`` is at most the
+    run's estimate ``0 + shift`` when longs pay, so the scan never stops above a row it should
+    reach; when longs receive, the estimate is below 0 and so is the row's price, which no
+    positive mark crosses."""
+    s = 1.0 if side > 0 else -1.0
+    g = mmr[b] - s
+    d = w / abs(g)  # the largest move of the liquidation price
+    hi = q * (lp + d)
+    lo = q * (lp - d)
+    return hi < cap[b] and (b == 0 or lo > floor[b])
+
+
+@jit
+def _run_heads(runs, order, lp, rkey):
+    """``rkey[r] = (head, 0)``: the liquidation price of run ``r``'s row nearest the mark (its
+    last for longs, first for shorts; -inf / inf if empty), every row paid (offset 0)."""
+    for r in range(runs.shape[0]):
+        a = runs[r, R_START]
+        e = runs[r, R_END]
+        if runs[r, R_SIDE] > 0:
+            rkey[r, 0] = lp[order[runs[r, R_PTR] - 1]] if runs[r, R_PTR] > a else -np.inf
+        else:
+            rkey[r, 0] = lp[order[runs[r, R_PTR]]] if runs[r, R_PTR] < e else np.inf
+        rkey[r, 1] = 0.0
+
+
+@pjit
+def _run_groups_nb(rows, side, qty, lp, br, floor, cap, mmr, w, out):
+    """``out[j]``: the run of row ``rows[j]`` (``b`` for a long in bracket ``b``, ``nb + b`` for
+    a short), or -1 for a stray (:func:`_stays_in_bracket`). One row per iteration: the same
+    result on any thread count."""
+    nb = mmr.shape[0]
+    for j in numba.prange(rows.shape[0]):
+        i = rows[j]
+        b = np.int64(br[i])
+        if _stays_in_bracket(side[i], qty[i], lp[i], b, floor, cap, mmr, w):
+            out[j] = b if side[i] > 0 else nb + b
+        else:
+            out[j] = -1
+
+
+@jit
+def key_runs_nb(rows, side, qty, lp, br, floor, cap, mmr, w, order, runs, rkey, xheap_l,
+                xheap_s, xkey, scratch):
+    """Lay out a venue's ladder: ``rows`` (int64 (m,), the ladder rows still open, sorted by
+    (side long first, liquidation price, row)) go into ``order`` as runs of one (side, bracket)
+    (a stable counting sort, so each run stays sorted), except the strays (rows that may change
+    bracket for a cumulative funding in ``[-w, w]`` USD per coin), which go into the stray heaps
+    keyed by ``xkey``. Writes ``runs`` (R, N_RUN), R >= 2 x brackets: runs ``b`` are longs in
+    bracket ``b``, runs ``nb + b`` shorts, and their heads ``rkey`` (:func:`_run_heads`);
+    ``scratch`` int32 (>= m,) holds each row's run.
+    Returns the stray heaps' sizes."""
+    nb = mmr.shape[0]
+    _run_groups_nb(rows, side, qty, lp, br, floor, cap, mmr, w, scratch)
+    count = np.zeros(2 * nb + 1, np.int64)
+    nxl = 0
+    nxs = 0
+    for j in range(rows.shape[0]):
+        g = scratch[j]
+        if g >= 0:
+            count[g + 1] += 1
+        else:
+            i = rows[j]
+            xkey[i] = lp[i]
+            if side[i] > 0:
+                xheap_l[nxl] = i
+                nxl += 1
+            else:
+                xheap_s[nxs] = i
+                nxs += 1
+    for g in range(2 * nb):
+        count[g + 1] += count[g]
+    runs[:, :] = 0
+    for g in range(2 * nb):
+        runs[g, R_START] = count[g]
+        runs[g, R_END] = count[g + 1]
+        runs[g, R_BRACKET] = g if g < nb else g - nb
+        runs[g, R_SIDE] = 1 if g < nb else -1
+        runs[g, R_PTR] = count[g + 1] if g < nb else count[g]
+    for j in range(rows.shape[0]):
+        g = scratch[j]
+        if g >= 0:
+            order[count[g]] = rows[j]
+            count[g] += 1
+    _run_heads(runs, order, lp, rkey)
+    heapify_nb(xheap_l, nxl, xkey, -1.0)
+    heapify_nb(xheap_s, nxs, xkey, 1.0)
+    return nxl, nxs
+
+
+def ladder_for(side, qty, lp, bracket, table, stop_idx, stop_px, *, window: float):
+    """A venue's :class:`~cascade.engine.structs.Ladder` for rows ``side``/``qty``/``lp``
+    (ladder rows only, sorted by side long first, then liquidation price, then row) in brackets
+    ``bracket`` of ``table``, with the orders on last price ``stop_idx``/``stop_px``; strays for
+    a funding ``window`` in USD per coin. Returns ``(ladder, strays_long, strays_short)``: the
+    stray heaps' sizes go to ``ist[J_XL]``/``ist[J_XS]``. For kernels driven without an
+    :class:`~cascade.engine.state.EngineState` (tests, benchmarks)."""
+    from cascade.engine.layout import N_RUN
+    from cascade.engine.structs import Ladder
+
+    n = len(side)
+    side = np.ascontiguousarray(side, np.int8)
+    nr = 2 * len(table.mmr)
+    lad = Ladder(int(np.count_nonzero(side > 0)), n, np.empty(n, np.int32),
+                 np.ascontiguousarray(stop_idx, np.int32),
+                 np.ascontiguousarray(stop_px, np.float64), np.empty(n, np.int32),
+                 np.empty(n, np.int32), np.zeros((nr, N_RUN), np.int64), np.zeros((nr, 2)),
+                 np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n), np.empty(n, np.int32))
+    nxl, nxs = key_runs_nb(np.arange(n, dtype=np.int64), side, np.asarray(qty, np.float64),
+                           np.asarray(lp, np.float64), np.ascontiguousarray(bracket, np.int8),
+                           table.floor, table.cap, table.mmr, float(window), lad.order, lad.runs,
+                           lad.rkey, lad.xheap_l, lad.xheap_s, lad.xkey, lad.cand)
+    return lad, int(nxl), int(nxs)
+
+
+@jit
+def rekey_runs_nb(pos, lad, tab, vs, w):
+    """Key a venue's runs again at the current funding (the cumulative funding per coin left the
+    window ``w`` the strays were chosen for): every open row of a run not yet walked is paid what
+    it owes; those still in the run's bracket with room ``w`` either side stay, in their order
+    (one offset moved them all, so the run stays sorted to rounding), compacted to the start of
+    the run; the others join the stray heaps. O(rows), no sort."""
+    nxl = vs.ist[J_XL]
+    nxs = vs.ist[J_XS]
+    for r in range(lad.runs.shape[0]):
+        a = lad.runs[r, R_START]
+        e = lad.runs[r, R_END]
+        if a == e:
+            continue
+        sd = lad.runs[r, R_SIDE]
+        b = lad.runs[r, R_BRACKET]
+        lo, hi = (a, lad.runs[r, R_PTR]) if sd > 0 else (lad.runs[r, R_PTR], e)
+        m = a
+        for k in range(lo, hi):
+            i = lad.order[k]
+            if pos.status[i] != OPEN:
+                continue
+            if pos.fep[i] < vs.ist[J_NFEV]:
+                sync_nb(i, pos, tab, vs)
+            _, bn = liq_price_nb(pos.side[i], pos.qty[i], pos.entry[i], pos.wallet[i], 0.0, 0.0,
+                                 tab.floor, tab.cap, tab.mmr, tab.cum)
+            if bn == b and _stays_in_bracket(pos.side[i], pos.qty[i], pos.lp[i], b, tab.floor,
+                                             tab.cap, tab.mmr, w):
+                lad.order[m] = i
+                m += 1
+            elif sd > 0:
+                lad.xkey[i] = pos.lp[i]
+                nxl = heap_push_nb(lad.xheap_l, nxl, i, lad.xkey, -1.0)
+            else:
+                lad.xkey[i] = pos.lp[i]
+                nxs = heap_push_nb(lad.xheap_s, nxs, i, lad.xkey, 1.0)
+        lad.runs[r, R_END] = m
+        lad.runs[r, R_PTR] = m if sd > 0 else a
+    _run_heads(lad.runs, lad.order, pos.lp, lad.rkey)
+    vs.ist[J_XL] = nxl
+    vs.ist[J_XS] = nxs
+    vs.ist[J_FBASE] = vs.ist[J_NFEV]
+    side_heads_nb(lad, tab, vs)

@@ -16,19 +16,28 @@ KIND_LIQ, KIND_STOP, KIND_ENTRY, KIND_PARTIAL, KIND_BACKSTOP, KIND_ADL = range(1
 # float state vector, per venue
 (S_PERM, S_TRANS, S_PRICE, S_REF, S_RV, S_LF, S_FUND, S_BAD, S_OQL, S_OQS, S_MSUM, S_Y, S_MARK,
  S_BSUM, S_EMA, S_PACC, S_PCNT, S_FLAST, S_ADLUSD, S_ADLN, S_NPART, S_BACKSTOP, S_FUNDPAID_L,
- S_FUNDPAID_S, S_INV, S_INVCOST, S_FREAL, S_TAKEOVER, S_OFFLOAD, S_OFFCOIN, S_OFFCASH,
- S_DEPTHNOW) = range(32)
-N_STATE = 32
+ S_FUNDPAID_S, S_INV, S_INVCOST, S_FREAL, S_TAKEOVER, S_OFFLOAD, S_OFFCOIN, S_OFFCASH, S_HEADL,
+ S_HEADS, S_DEPTHNOW) = range(34)
+N_STATE = 34
+# S_HEADL / S_HEADS: the highest liquidation price any open ladder long may have (over the runs'
+# heads and the long stray heap's top), the lowest any ladder short may have: a scan whose mark
+# is beyond neither touches no ladder row (cascade.engine.ladder)
 # S_INV: the fund's (or vault's) inventory, signed coin (+ long), taken over from liquidated
 # positions; S_INVCOST: its cost, signed coin x average entry, USD; S_FREAL: realised PnL of the
 # inventory (already in S_FUND), USD; S_TAKEOVER / S_OFFLOAD: notional taken over (at the
 # bankruptcy price or the backstop mark) / offloaded into the book (at the fill), cumulative USD;
 # S_OFFCOIN / S_OFFCASH: the offloads signed (+ bought): coin, and coin x fill, USD
 # S_DEPTHNOW: the venue's depth per 1 % in its last step (thinned), USD; arbitrage sizes by it
-# integer state vector, per venue (J_ADLT/N/P: two slots each, longs then shorts)
-(J_LPTR, J_SPTR, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING, J_HL, J_HS, J_BRING, J_BCOUNT,
- J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_ADLP, _J_ADLP2) = range(17)
-N_ISTATE = 17
+# integer state vector, per venue (J_ADLT/N/P: two slots each, longs then shorts). J_NFEV:
+# funding events paid so far; J_FBASE: the event at which the ladder runs were keyed (their
+# offsets count from there); J_XL / J_XS: sizes of the stray heaps (cascade.engine.ladder)
+(J_NFEV, J_FBASE, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING, J_HL, J_HS, J_BRING, J_BCOUNT,
+ J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_ADLP, _J_ADLP2, J_XL, J_XS) = range(19)
+N_ISTATE = 19
+# the ladder's runs, per venue: one row per (side, bracket) with its place range in ``order``,
+# its walk pointer (longs walk down from R_END, shorts up from R_START), bracket and side
+R_START, R_END, R_PTR, R_BRACKET, R_SIDE = range(5)
+N_RUN = 5
 # market state: background log price, composite log price of the venues, index (weighted mean
 # of the spot venues: Binance), sum of depths, oracle (weighted median: Hyperliquid)
 M_X, M_COMP, M_INDEX, M_DEPTH_SUM, M_ORACLE = range(5)

@@ -7,12 +7,13 @@ the ``st``/``ist``/``mst`` vectors and the arrays passed in (grouped in the name
 :mod:`cascade.engine.structs`), so chunking does not change a single bit of the result.
 
 Cost per step: O(positions crossed + iterations), never O(positions): each venue's positions are
-sorted by liquidation price (see :mod:`cascade.model.population`), a pointer per side only ever moves
-inward, and positions opened or re-queued during the run (conditional entries, survivors of a
-partial liquidation or of a partial ADL) sit in a binary heap per side. Only three things touch
-all of a venue's positions, and none runs every step: paying funding (at funding instants), and
-ranking the opposite side for auto-deleveraging (once per step and side while the insurance fund
-is exhausted).
+sorted by liquidation price in runs of one side and bracket (see :mod:`cascade.engine.ladder`),
+a pointer per run only ever moves inward, and positions opened or re-queued during the run
+(conditional entries, survivors of a partial liquidation or of a partial ADL) sit in a binary
+heap per side. Funding is paid lazily (a run's offset moves, a row pays when it is touched), so a
+funding instant costs O(heaps + strays), not O(positions). One thing still touches all of a
+venue's positions, and not every step: ranking the opposite side for auto-deleveraging (once per
+step and side while the insurance fund is exhausted).
 
 Several venues share one background price (``M_X``); each has its own book (impact state), mark
 rule, liquidation rules, insurance fund and latency. Arbitrage (:func:`_arbitrage`) and the index
@@ -214,13 +215,13 @@ def step_loop_nb(t_begin, t_end, lay, tb_lay, pos, lad, tab, vp, vs, mk, inp, ou
     tb_lay : int64 (V, 2) range of each venue's bracket table in ``tab``
     pos : :class:`~cascade.engine.structs.Positions` (n,) rows, in/out
     lad : :class:`~cascade.engine.structs.Ladder`, ``n_long``/``n_ladder`` int64 (V,) per venue
-        (relative to its first row); ``order`` (n,) is re-sorted when funding moves liquidation
-        prices
+        (relative to its first row); ``runs`` (V, R, N_RUN)
     tab : :class:`~cascade.engine.structs.Tables` the venues' bracket tables, concatenated
     vp : :class:`~cascade.engine.structs.VenueParams` float64 (V, N_PARAMS), int64
         (V, N_IPARAMS) (:func:`cascade.model.market.parameters`)
     vs : :class:`~cascade.engine.structs.VenueState` per-venue state, leading axis V; ``rec``
-        per venue ranges, ``adl_buf`` int32 (2, n), ``adl_rank`` float64 (n,); in/out
+        per venue ranges, ``adl_buf`` int32 (2, n), ``adl_rank`` float64 (n,), ``fev`` (V, E, 2),
+        ``fcs`` (V, 2, E + 1); in/out
     mk : :class:`~cascade.engine.structs.Market` market parameters and state, in/out
     inp : :class:`~cascade.engine.structs.Inputs` exogenous paths
     out : float64 (V, T, len(COLUMNS)) per-step results, written for t_begin..t_end-1
@@ -283,14 +284,17 @@ def step_loop_nb(t_begin, t_end, lay, tb_lay, pos, lad, tab, vp, vs, mk, inp, ou
             _venue_step(
                 t, v, ref, last_all, scratch,
                 Positions(pos.side[a:b], pos.qty[a:b], pos.entry[a:b], pos.wallet[a:b],
-                          pos.lp[a:b], pos.status[a:b], pos.tlp[a:b]),
+                          pos.lp[a:b], pos.status[a:b], pos.tlp[a:b], pos.fep[a:b],
+                          pos.fpaid[a:b]),
                 Ladder(lad.n_long[v], lad.n_ladder[v], lad.order[a:b], lad.stop_idx[s0:s1],
-                       lad.stop_px[s0:s1], lad.heap_l[h0:h1], lad.heap_s[h0:h1]),
+                       lad.stop_px[s0:s1], lad.heap_l[h0:h1], lad.heap_s[h0:h1], lad.runs[v],
+                       lad.rkey[v], lad.xheap_l[h0:h1], lad.xheap_s[h0:h1], lad.xkey[a:b],
+                       lad.cand[a:b]),
                 Tables(tab.floor[ta:tb], tab.cap[ta:tb], tab.mmr[ta:tb], tab.cum[ta:tb]),
                 VenueParams(vp.prm[v], vp.iprm[v]),
                 VenueState(vs.st[v], vs.ist[v], vs.rec[lay[v, L_ROFF]:lay[v, L_REND]],
                            vs.adl_buf[:, a:b], vs.adl_rank[a:b], vs.ring[v], vs.bring[v],
-                           vs.pend[v], vs.marks[v], vs.arb[v]),
+                           vs.pend[v], vs.marks[v], vs.arb[v], vs.fev[v], vs.fcs[v]),
                 mst, inp.exo[v, t], inp.wick[v, t], out[v, t])
         # composite of the perpetual venues (depth-weighted log price), and arbitrage between them
         comp = 0.0
@@ -519,7 +523,7 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
         if kind == KIND_ENTRY:
             entry_usd += open_nb(r, fill, pos, lad, tab, vs)
         elif kind == KIND_STOP:
-            stop_usd += settle_nb(r, fill, pos, vp, vs)
+            stop_usd += settle_nb(r, fill, pos, tab, vp, vs)
         elif kind == KIND_LIQ and liqord == LIQORD_IOC:
             usd = liquidate_ioc_nb(r, mark, pos, lad, tab, vp, vs)
             nliq += 1

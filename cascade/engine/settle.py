@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cascade._numba import jit
-from cascade.engine.ladder import _record, _requeue, heapify_nb
+from cascade.engine.ladder import _record, _requeue, heapify_nb, sync_nb
 from cascade.engine.layout import (
     DELEVERAGED,
     HEAPED,
@@ -14,6 +14,7 @@ from cascade.engine.layout import (
     J_ADLT,
     J_HL,
     J_HS,
+    J_NFEV,
     KIND_ADL,
     KIND_BACKSTOP,
     KIND_LIQ,
@@ -64,7 +65,7 @@ def _close_qty(st, s, q):
 
 
 @jit
-def settle_nb(r, fill, pos, vp, vs):
+def settle_nb(r, fill, pos, tab, vp, vs):
     """Close record ``r`` (a whole position: liquidation or stop-loss) at ``fill`` and book it.
 
     Liquidation (Binance rules, mechanics.md section 1): the trader loses the whole wallet; the
@@ -81,6 +82,8 @@ def settle_nb(r, fill, pos, vp, vs):
     :class:`~cascade.engine.structs.Tables` ``tab``).
     """
     i = vs.rec[r].pos
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)
     s = pos.side[i]
     q = pos.qty[i]
     equity = pos.wallet[i] + s * q * (fill - pos.entry[i])
@@ -101,7 +104,7 @@ def settle_nb(r, fill, pos, vp, vs):
 
 
 @jit
-def _adl_order_nb(want, mark, pos, vp, rank, buf):
+def _adl_order_nb(want, mark, pos, tab, vp, vs, rank, buf):
     """Rows of side ``want`` that are open, best ADL rank first, into ``buf``; returns the count.
     Rank: Binance ``PnL% * EffLev`` (``PnL% / EffLev`` at a loss), Hyperliquid
     ``(mark/entry) * (notional/account value)`` (cascade.rules.adl)."""
@@ -109,6 +112,8 @@ def _adl_order_nb(want, mark, pos, vp, rank, buf):
     hl = vp.iprm[I_ADL] == ADL_HYPERLIQUID
     for i in range(pos.side.shape[0]):
         if pos.side[i] == want and (pos.status[i] == OPEN or pos.status[i] == HEAPED):
+            if pos.fep[i] < vs.ist[J_NFEV]:
+                sync_nb(i, pos, tab, vs)
             if hl:
                 rank[m] = -hl_adl_rank_nb(pos.side[i], pos.qty[i], pos.entry[i], pos.wallet[i],
                                           mark)
@@ -136,7 +141,7 @@ def _adl_nb(r, t, deficit, gap, price, mark, pos, lad, tab, vp, vs):
     # the ranking is computed once per step and side, then walked
     slot = 0 if want > 0 else 1
     if vs.ist[J_ADLT + slot] != t + 1:
-        vs.ist[J_ADLN + slot] = _adl_order_nb(want, mark, pos, vp, vs.adl_rank,
+        vs.ist[J_ADLN + slot] = _adl_order_nb(want, mark, pos, tab, vp, vs, vs.adl_rank,
                                               vs.adl_buf[slot])
         vs.ist[J_ADLP + slot] = 0
         vs.ist[J_ADLT + slot] = t + 1
@@ -196,6 +201,8 @@ def liquidate_nb(r, fill, mark, prev_mark, pos, lad, tab, vp, vs):
     and margin at the mark of the trigger (``E`` at that mark to the fund), no market order.
     """
     i = vs.rec[r].pos
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)
     s = pos.side[i]
     kind = vs.rec[r].kind
     vs.rec[r].fill_price = fill
@@ -297,6 +304,8 @@ def liquidate_ioc_nb(r, mark, pos, lad, tab, vp, vs):
     the clearance fee ``min(fee_rate * q_f * fill, E)`` first (none on the part taken over).
     """
     i = vs.rec[r].pos
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)
     s = pos.side[i]
     q = pos.qty[i]
     qf = vs.rec[r].ioc_qty
@@ -337,6 +346,8 @@ def backstop_hold_nb(r, mark, prev_mark, pos, lad, tab, vp, vs):
     trader's equity ``WB + s*t*(px - EP) + s*a*(prev_mark - EP)`` (its margin) goes to the
     vault. Returns the notional backstopped, USD (at ``px``)."""
     i = vs.rec[r].pos
+    if pos.fep[i] < vs.ist[J_NFEV]:
+        sync_nb(i, pos, tab, vs)
     s = pos.side[i]
     q = pos.qty[i]
     px = vs.rec[r].trigger_price

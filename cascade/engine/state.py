@@ -8,18 +8,24 @@ from math import log
 
 import numpy as np
 
-from cascade.engine.ladder import heapify_nb
+from cascade.engine.ladder import (
+    LADDER_FUNDING_WINDOW,
+    funding_event_nb,
+    key_runs_nb,
+    rekey_runs_nb,
+    side_heads_nb,
+    sync_rows_nb,
+)
 from cascade.engine.layout import (
     COLUMNS,
     DORMANT,
-    HEAPED,
-    J_HL,
-    J_HS,
-    J_LPTR,
+    J_FBASE,
     J_LSPTR,
+    J_NFEV,
     J_NREC,
-    J_SPTR,
     J_SSPTR,
+    J_XL,
+    J_XS,
     L_END,
     L_HEND,
     L_HOFF,
@@ -39,9 +45,9 @@ from cascade.engine.layout import (
     N_LAYOUT,
     N_MPARAMS,
     N_MSTATE,
+    N_RUN,
     N_SPOT,
     N_STATE,
-    OPEN,
     RECORD_DTYPE,
     S_DEPTHNOW,
     S_FUND,
@@ -54,7 +60,6 @@ from cascade.engine.layout import (
     S_PRICE,
     S_REF,
     SP_LAG,
-    TRIGGERED,
 )
 from cascade.engine.loop import step_loop_nb
 from cascade.engine.structs import (
@@ -75,7 +80,9 @@ from cascade.model.market import (
     PARTIAL_HYPERLIQUID,
     PARTIAL_STEP_DOWN,
 )
-from cascade.rules.margin import liq_prices_nb
+
+# funding events the state has room for before it grows its log
+_FEV0 = 64
 
 
 def _partial_bound(popu, table, rule) -> int:
@@ -100,14 +107,19 @@ class EngineState:
     The populations are copied in (``qty``, ``entry``, ``wallet``, ``lp`` change during a run:
     partial liquidations, ADL, funding, conditional entries), so a population can serve several
     runs. Arrays are described in :func:`step_loop_nb`; ``outs`` is (V, T, len(COLUMNS)).
+
+    Funding is paid lazily (:mod:`cascade.engine.ladder`): ``wallet``, ``lp`` and
+    ``funding_paid`` are properties that first pay every row what it owes (O(n), only when
+    funding was paid since the last time), so what they return is always current; the kernels
+    work on ``_wallet``, ``_lp`` and ``_fpaid``.
     """
 
     lay: np.ndarray
     side: np.ndarray
     qty: np.ndarray
     entry: np.ndarray
-    wallet: np.ndarray
-    lp: np.ndarray
+    _wallet: np.ndarray
+    _lp: np.ndarray
     status: np.ndarray
     order: np.ndarray
     tlp: np.ndarray
@@ -141,7 +153,17 @@ class EngineState:
     spot_noise: np.ndarray
     tables: list
     pops: list
-    funding_paid: np.ndarray = None  # (n,) float64: funding each row paid so far, USD (+ paid)
+    _fpaid: np.ndarray  # (n,) float64: funding each row paid so far, USD (+ paid)
+    fep: np.ndarray  # (n,) int32: funding events each row has paid
+    fev: np.ndarray  # (V, E, 2): funding events (price, rate) of each venue
+    fcs: np.ndarray  # (V, 2, E + 1): cumulative wallet change per coin, longs and shorts
+    runs: np.ndarray  # (V, R, N_RUN) the ladder's runs
+    rkey: np.ndarray  # (V, R, 2) each run's head and offset
+    xheap_l: np.ndarray
+    xheap_s: np.ndarray
+    xkey: np.ndarray
+    cand: np.ndarray
+    _synced: int = 0  # funding events (all venues) every row had paid at the last full sync
 
     @classmethod
     def for_venues(cls, pops, tables, n_steps: int, prm: np.ndarray, iprm: np.ndarray, funds,
@@ -197,7 +219,6 @@ class EngineState:
             st[v, S_OQL] = float(p.qty[: p.n_long].sum())
             st[v, S_OQS] = float(p.qty[p.n_long: p.n_ladder].sum())
             st[v, S_MSUM] = p0 * int(iprm[v, I_MARKW])
-            ist[v, J_LPTR] = ist[v, J_SPTR] = p.n_long
             ist[v, J_LSPTR] = ist[v, J_SSPTR] = p.n_long_stops
         mst = np.zeros(N_MSTATE)
         mst[M_X] = mst[M_COMP] = log(p0)
@@ -207,11 +228,12 @@ class EngineState:
         nsp = spot.shape[0]
         maxlag = int(spot[:, SP_LAG].max()) if nsp else 0
         cat = np.concatenate
-        return cls(
+        n_all = int(n.sum())
+        state = cls(
             lay=lay, side=cat([p.side for p in pops]), qty=cat([p.qty for p in pops]),
-            entry=cat([p.entry for p in pops]), wallet=cat([p.wallet for p in pops]),
-            lp=cat([p.lp for p in pops]), status=status,
-            order=cat([np.arange(p.n, dtype=np.int32) for p in pops]),
+            entry=cat([p.entry for p in pops]), _wallet=cat([p.wallet for p in pops]),
+            _lp=cat([p.lp for p in pops]), status=status,
+            order=np.empty(n_all, np.int32),
             tlp=np.full(int(n.sum()), -np.inf),
             stop_idx=cat([p.stop_idx for p in pops]).astype(np.int32),
             stop_px=cat([p.stop_px for p in pops]).astype(np.float64),
@@ -231,7 +253,16 @@ class EngineState:
             mprm=np.zeros(N_MPARAMS) if mprm is None else mprm, spot=spot,
             spot_exo=np.zeros((nsp, n_steps)) if spot_exo is None else spot_exo,
             spot_noise=np.zeros((nsp, n_steps)) if spot_noise is None else spot_noise,
-            tables=list(tables), pops=list(pops), funding_paid=np.zeros(int(n.sum())))
+            tables=list(tables), pops=list(pops), _fpaid=np.zeros(n_all),
+            fep=np.zeros(n_all, np.int32), fev=np.zeros((nv, _FEV0, 2)),
+            fcs=np.zeros((nv, 2, _FEV0 + 1)),
+            runs=np.zeros((nv, 2 * int(tb_n.max()), N_RUN), np.int64),
+            rkey=np.zeros((nv, 2 * int(tb_n.max()), 2)),
+            xheap_l=np.empty(n_all, np.int32), xheap_s=np.empty(n_all, np.int32),
+            xkey=np.empty(n_all), cand=np.empty(n_all, np.int32))
+        for v, p in enumerate(pops):
+            state._key_runs(v, np.arange(p.n_ladder, dtype=np.int64), p.bracket)
+        return state
 
     def advance(self, exo, noise, prm, iprm, t_begin: int, t_end: int) -> None:
         """Run steps ``[t_begin, t_end)``. ``exo``: (T,) or (V, T) USD per step; ``noise``: (T,)
@@ -239,68 +270,138 @@ class EngineState:
         lay = self.lay
         step_loop_nb(
             t_begin, t_end, lay, self.tb_lay,
-            Positions(self.side, self.qty, self.entry, self.wallet, self.lp, self.status,
-                      self.tlp),
+            Positions(self.side, self.qty, self.entry, self._wallet, self._lp, self.status,
+                      self.tlp, self.fep, self._fpaid),
             Ladder(lay[:, L_NLONG] - lay[:, L_OFF], lay[:, L_NLADDER] - lay[:, L_OFF],
-                   self.order, self.stop_idx, self.stop_px, self.heap_l, self.heap_s),
+                   self.order, self.stop_idx, self.stop_px, self.heap_l, self.heap_s,
+                   self.runs, self.rkey, self.xheap_l, self.xheap_s, self.xkey, self.cand),
             Tables(self.floor, self.cap, self.mmr, self.cum),
             VenueParams(np.atleast_2d(prm), np.atleast_2d(iprm)),
             VenueState(self.st, self.ist, self.rec, self.adl_buf, self.adl_rank, self.ring,
-                       self.bring, self.pend, self.marks, self.arb),
+                       self.bring, self.pend, self.marks, self.arb, self.fev, self.fcs),
             Market(self.mprm, self.spot, self.mst, self.sst, self.comp_ring),
             Inputs(np.atleast_2d(exo), noise, self.wick, self.spot_exo, self.spot_noise),
             self.outs)
 
     # ------------------------------------------------------------------------------ funding
+    def _venue_views(self, v: int):
+        """(Positions, Ladder, Tables, VenueState) views of venue ``v``, as the step loop builds
+        them."""
+        a, b = int(self.lay[v, L_OFF]), int(self.lay[v, L_END])
+        h0, h1 = int(self.lay[v, L_HOFF]), int(self.lay[v, L_HEND])
+        s0, s1 = int(self.lay[v, L_SOFF]), int(self.lay[v, L_SEND])
+        ta, tb = int(self.tb_lay[v, 0]), int(self.tb_lay[v, 1])
+        pos = Positions(self.side[a:b], self.qty[a:b], self.entry[a:b], self._wallet[a:b],
+                        self._lp[a:b], self.status[a:b], self.tlp[a:b], self.fep[a:b],
+                        self._fpaid[a:b])
+        lad = Ladder(int(self.lay[v, L_NLONG]) - a, int(self.lay[v, L_NLADDER]) - a,
+                     self.order[a:b], self.stop_idx[s0:s1], self.stop_px[s0:s1],
+                     self.heap_l[h0:h1], self.heap_s[h0:h1], self.runs[v], self.rkey[v],
+                     self.xheap_l[h0:h1], self.xheap_s[h0:h1], self.xkey[a:b], self.cand[a:b])
+        tab = Tables(self.floor[ta:tb], self.cap[ta:tb], self.mmr[ta:tb], self.cum[ta:tb])
+        r0, r1 = int(self.lay[v, L_ROFF]), int(self.lay[v, L_REND])
+        vs = VenueState(self.st[v], self.ist[v], self.rec[r0:r1], self.adl_buf[:, a:b],
+                        self.adl_rank[a:b], self.ring[v], self.bring[v], self.pend[v],
+                        self.marks[v], self.arb[v], self.fev[v], self.fcs[v])
+        return pos, lad, tab, vs
+
+    def _window(self, v: int) -> float:
+        """Cumulative funding per coin, USD, over which venue ``v``'s runs stay exact."""
+        return LADDER_FUNDING_WINDOW * float(self.pops[v].price_start)
+
+    def _key_runs(self, v: int, rows: np.ndarray, bracket: np.ndarray) -> None:
+        """Lay out venue ``v``'s ladder afresh from ``rows`` (venue-local int64, the ladder rows
+        still open, sorted by side long first, then liquidation price, then row) whose bracket
+        at their current liquidation price is ``bracket`` (indexed by row); every row has paid
+        its funding. The runs' offsets count from the current funding event."""
+        pos, lad, tab, vs = self._venue_views(v)
+        nxl, nxs = key_runs_nb(rows, pos.side, pos.qty, pos.lp, bracket, tab.floor, tab.cap,
+                               tab.mmr, self._window(v), lad.order, lad.runs, lad.rkey,
+                               lad.xheap_l, lad.xheap_s, lad.xkey, lad.cand)
+        self.ist[v, J_XL], self.ist[v, J_XS] = nxl, nxs
+        self.ist[v, J_FBASE] = self.ist[v, J_NFEV]
+        side_heads_nb(lad, tab, vs)
+
+    def _rekey(self, v: int) -> None:
+        """Key venue ``v``'s runs again at the current funding (the cumulative funding left the
+        window the strays were chosen for): :func:`cascade.engine.ladder.rekey_runs_nb`."""
+        rekey_runs_nb(*self._venue_views(v), self._window(v))
+
+    def _sync_venue(self, v: int) -> None:
+        pos, lad, tab, vs = self._venue_views(v)
+        sync_rows_nb(pos.side, pos.qty, pos.entry, pos.wallet, pos.lp, pos.status, pos.fep,
+                     pos.fpaid, vs.fev, int(vs.ist[J_NFEV]), tab.floor, tab.cap, tab.mmr,
+                     tab.cum)
+
+    def sync(self) -> None:
+        """Pay every row the funding it owes (rows are otherwise paid when the engine touches
+        them), so ``_wallet``, ``_lp`` and ``_fpaid`` are current. O(n) when funding was paid
+        since the last call, else free."""
+        total = int(self.ist[:, J_NFEV].sum())
+        if total == self._synced:
+            return
+        for v in range(self.lay.shape[0]):
+            self._sync_venue(v)
+        self._synced = total
+
+    @property
+    def wallet(self) -> np.ndarray:
+        """(n,) float64 wallets now (funding paid), USD."""
+        self.sync()
+        return self._wallet
+
+    @property
+    def lp(self) -> np.ndarray:
+        """(n,) float64 liquidation prices now (funding paid), USD."""
+        self.sync()
+        return self._lp
+
+    @property
+    def funding_paid(self) -> np.ndarray:
+        """(n,) float64 funding each row paid so far, USD (+ paid)."""
+        self.sync()
+        return self._fpaid
+
     def pay_funding(self, v: int, rate: float, price: float) -> dict:
         """Pay funding on venue ``v``: every open position pays ``s * qty * price * rate`` USD
-        out of its wallet (``rate`` > 0: longs pay), the liquidation prices move, and the ladder
-        and heaps are re-sorted (a payment per coin is the same for a whole side, but the move
-        of the liquidation price is ``d / (MMR_b - s)``, so it differs across brackets).
+        out of its wallet (``rate`` > 0: longs pay) and its liquidation price moves.
+
+        Nothing is rewritten per position: the event joins the venue's log and the per-side
+        cumulative wallet change per coin, which moves every run's offset; the heaps of
+        re-queued rows and of strays are paid now and re-heaped (O(heaps + strays)); every
+        other row pays when the engine next touches it (:func:`cascade.engine.ladder.sync_nb`).
+        A triggered row still holds its position until its order fills and pays; a conditional
+        entry triggered but not yet filled holds none and pays nothing. If the cumulative
+        funding leaves the window the runs were keyed for, they are keyed again.
 
         The population is one side of each trade only: what the modelled longs pay and the
         modelled shorts receive differ by the funding of the counterparties we do not model
-        (``to_others``), so the three sum to zero. Returns them in USD."""
-        a, b = int(self.lay[v, L_OFF]), int(self.lay[v, L_END])
-        status = self.status[a:b]
-        # a triggered row still holds its position until its order fills, unless the trigger was
-        # a conditional entry not yet filled (latency): no position yet, and its wallet still
-        # holds the initial-margin fraction (entry NaN until open_nb)
-        live = np.flatnonzero((status == OPEN) | (status == HEAPED)
-                              | ((status == TRIGGERED) & ~np.isnan(self.entry[a:b])))
-        side = self.side[a:b]
-        pay = side[live] * self.qty[a:b][live] * price * rate
-        self.wallet[a:b][live] -= pay
-        self.funding_paid[a:b][live] += pay
-        long = side[live] > 0
-        paid_l = float(pay[long].sum())
-        paid_s = float(pay[~long].sum())
+        (``to_others``), so the three sum to zero. Returns them in USD (the sides' open sizes,
+        kept as running totals, times ``price * rate``)."""
+        nev = int(self.ist[v, J_NFEV])
+        if nev + 1 > self.fev.shape[1]:
+            grow = max(2 * self.fev.shape[1], nev + 1)
+            fev = np.zeros((self.fev.shape[0], grow, 2))
+            fev[:, :nev] = self.fev[:, :nev]
+            fcs = np.zeros((self.fcs.shape[0], 2, grow + 1))
+            fcs[:, :, :nev + 1] = self.fcs[:, :, :nev + 1]
+            self.fev, self.fcs = fev, fcs
+        self.fev[v, nev, 0] = price
+        self.fev[v, nev, 1] = rate
+        self.fcs[v, 0, nev + 1] = self.fcs[v, 0, nev] - price * rate
+        self.fcs[v, 1, nev + 1] = self.fcs[v, 1, nev] + price * rate
+        self.ist[v, J_NFEV] = nev + 1
+        paid_l = float(self.st[v, S_OQL]) * price * rate
+        paid_s = -float(self.st[v, S_OQS]) * price * rate
         self.st[v, S_FUNDPAID_L] += paid_l
         self.st[v, S_FUNDPAID_S] += paid_s
-        self._refresh_ladder(v, live)
+        funding_event_nb(*self._venue_views(v))
+        base = int(self.ist[v, J_FBASE])
+        moved = np.abs(self.fcs[v, :, nev + 1] - self.fcs[v, :, base]).max()
+        if moved > self._window(v):
+            self._rekey(v)
         return {"longs_paid_usd": paid_l, "shorts_paid_usd": paid_s,
                 "to_others_usd": -(paid_l + paid_s)}
-
-    def _refresh_ladder(self, v: int, rows: np.ndarray) -> None:
-        """Recompute the liquidation prices of ``rows`` (venue-local) and restore the order of
-        the part of the ladder not yet walked, and of the heaps."""
-        a, b = int(self.lay[v, L_OFF]), int(self.lay[v, L_END])
-        tb = self.tables[v]
-        lp = self.lp[a:b]
-        out_b = np.empty(len(rows), np.int8)
-        out_lp = np.empty(len(rows))
-        liq_prices_nb(self.side[a:b][rows], self.qty[a:b][rows], self.entry[a:b][rows],
-                      self.wallet[a:b][rows], tb.floor, tb.cap, tb.mmr, tb.cum, out_lp, out_b)
-        lp[rows] = out_lp
-        order = self.order[a:b]
-        lo, hi = int(self.ist[v, J_LPTR]), int(self.ist[v, J_SPTR])
-        n_ladder = int(self.lay[v, L_NLADDER] - a)
-        for s0, s1 in ((0, lo), (hi, n_ladder)):  # the unwalked longs, the unwalked shorts
-            part = order[s0:s1]
-            order[s0:s1] = part[np.argsort(lp[part], kind="stable")]
-        ha, hb = int(self.lay[v, L_HOFF]), int(self.lay[v, L_HEND])
-        heapify_nb(self.heap_l[ha:hb], int(self.ist[v, J_HL]), lp, -1.0)
-        heapify_nb(self.heap_s[ha:hb], int(self.ist[v, J_HS]), lp, 1.0)
 
     # ------------------------------------------------------------------------------ results
     @property
