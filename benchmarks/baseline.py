@@ -71,7 +71,9 @@ from cascade.model.market import (
     P_FLOOR,
     P_LIQ_EQ,
     P_LIQSENS,
+    P_LIQTHR,
     P_MEMDECAY,
+    P_NEWSPHI,
     P_PHI,
     P_REFDECAY,
     P_VOLSENS,
@@ -151,6 +153,7 @@ class NaiveEngine:
         self.depth0, self.memd, self.refd = p[P_DEPTH], p[P_MEMDECAY], p[P_REFDECAY]
         self.fee_rate, self.floor = p[P_FEE], p[P_FLOOR]
         self.volsens, self.liqsens = p[P_VOLSENS], p[P_LIQSENS]
+        self.liqthr, self.newsphi = p[P_LIQTHR], p[P_NEWSPHI]
         self.diprate, self.dipthr, self.dipcap = p[P_DIPRATE], p[P_DIPTHR], p[P_DIPCAP]
         self.feedback = p[P_FEEDBACK] != 0.0
         self.liq_on_equal = p[P_LIQ_EQ] != 0.0
@@ -266,7 +269,8 @@ class NaiveEngine:
         """One step: price before orders, fixed-point iteration of triggers and impact, fills."""
         alpha, feedback, w, lat = self.alpha, self.feedback, self.w, self.lat
         p_prev = self.price
-        mult = 1.0 / (1.0 + self.volsens * self.rv / 0.1 + self.liqsens * self.lf)
+        mult = 1.0 / (1.0 + self.volsens * self.rv / 0.1
+                      + self.liqsens * max(self.lf - self.liqthr, 0.0))
         mult = max(mult, self.floor)
         depth = self.depth0 * mult
         self.x += noise_t
@@ -276,9 +280,12 @@ class NaiveEngine:
         p_pre = math.exp(self.x + self.perm + self.trans)
         ref = self.ref
         dd = (ref - p_pre) / ref * 100.0 - self.dipthr
+        du = (p_pre - ref) / ref * 100.0 - self.dipthr
         dip = 0.0
-        if dd > 0.0:
-            dip = min(self.diprate * dd, self.dipcap)
+        if dd > 0.0:  # counter-trend orders, in proportion to the depth the book has now
+            dip = min(self.diprate * dd, self.dipcap) * mult
+        elif du > 0.0:
+            dip = -min(self.diprate * du, self.dipcap) * mult
         npend = len(self.pend)
         slot = t % npend
         forced = self.pend[slot]
@@ -311,8 +318,11 @@ class NaiveEngine:
         fill = p_pre * math.exp(mean_impact_nb(y, net, depth, alpha, imp))
         liq_l, liq_s, stop_usd, nliq = self._settle(t, fill)
 
-        self.perm += self.phi * imp
-        self.trans += (1.0 - self.phi) * imp
+        phi = self.phi  # the news flow's share of the net flow keeps the news permanent share
+        if exo_t * net > 0.0:
+            phi += (self.newsphi - self.phi) * min(exo_t / net, 1.0)
+        self.perm += phi * imp
+        self.trans += (1.0 - phi) * imp
         self.y = y + net
         self.price = p
         self.ring[ri] = p
