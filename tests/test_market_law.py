@@ -303,6 +303,23 @@ def test_default_law_is_calm_without_flows():
     assert all(s.drawdown_no_feedback_pct > 0 for s in report.seeds)
 
 
+def test_shared_law_is_calm_without_flows():
+    """The fitted shared law (scenarios/markets/btc-perp.toml, through ``extends``), no flows:
+    three seeds stay calm; the same market with its 10-minute shock (the flow in the file) falls
+    further than any calm seed, so the law does move when something happens."""
+    from cascade.analysis.calm import calm_check
+    from cascade.runner import run
+
+    law = ROOT / "scenarios" / "markets" / "btc-perp.toml"
+    text = f'extends = "{law.as_posix()}"\n' + CALM.format(market="")
+    sc = parse_scenario(tomllib.loads(text), base_dir=ROOT)
+    assert sc.market.depth_liq_threshold > 0 and sc.market.news_permanent_share == 1.0
+    report = calm_check(sc, seeds=3)
+    assert report.passed, report.table()
+    res = run(sc, seed=11)
+    assert res.summary["max_drawdown_pct"] > max(s.drawdown_pct for s in report.seeds)
+
+
 def test_calm_check_fails_a_market_that_cascades_on_its_own():
     from cascade.analysis.calm import calm_check
 
