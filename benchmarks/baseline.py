@@ -76,6 +76,7 @@ from cascade.model.market import (
     P_NEWSPHI,
     P_PHI,
     P_REFDECAY,
+    P_STEP,
     P_VOLSENS,
 )
 
@@ -154,6 +155,7 @@ class NaiveEngine:
         self.fee_rate, self.floor = p[P_FEE], p[P_FLOOR]
         self.volsens, self.liqsens = p[P_VOLSENS], p[P_LIQSENS]
         self.liqthr, self.newsphi = p[P_LIQTHR], p[P_NEWSPHI]
+        self.step_s = p[P_STEP]
         self.diprate, self.dipthr, self.dipcap = p[P_DIPRATE], p[P_DIPTHR], p[P_DIPCAP]
         self.feedback = p[P_FEEDBACK] != 0.0
         self.liq_on_equal = p[P_LIQ_EQ] != 0.0
@@ -338,7 +340,7 @@ class NaiveEngine:
         memd = self.memd
         self.rv = memd * self.rv + (1.0 - memd) * abs(math.log(p / p_prev)) * 100.0
         if feedback:
-            self.lf = memd * self.lf + (1.0 - memd) * abs(forced) / self.depth0
+            self.lf = memd * self.lf + (1.0 - memd) * abs(forced) / self.depth0 / self.step_s
         self.ref = self.refd * self.ref + (1.0 - self.refd) * p
         o = self.out[t]
         o[C_LAST] = p

@@ -429,7 +429,7 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
     p_prev = vs.st[S_PRICE]
     prev_mark = vs.st[S_MARK]
     # the book thins with recent volatility and with recent forced flow beyond what market makers
-    # absorb (P_LIQTHR of depth per step)
+    # absorb (P_LIQTHR of depth per second)
     lf_x = max(vs.st[S_LF] - vp.prm[P_LIQTHR], 0.0)
     mult = 1.0 / (1.0 + vp.prm[P_VOLSENS] * vs.st[S_RV] / 0.1 + vp.prm[P_LIQSENS] * lf_x)
     mult = max(mult, vp.prm[P_FLOOR])
@@ -603,7 +603,8 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
         vs.st[S_PCNT] += 1.0
     vs.st[S_RV] = memd * vs.st[S_RV] + (1.0 - memd) * abs(log(p / p_prev)) * 100.0
     if feedback:
-        vs.st[S_LF] = memd * vs.st[S_LF] + (1.0 - memd) * abs(forced) / depth0
+        # forced flow per second as a share of depth: the law's keys do not depend on step_s
+        vs.st[S_LF] = memd * vs.st[S_LF] + (1.0 - memd) * abs(forced) / depth0 / vp.prm[P_STEP]
     vs.st[S_REF] = refd * vs.st[S_REF] + (1.0 - refd) * p
     o[C_LAST] = last
     o[C_MARK] = mark

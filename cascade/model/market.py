@@ -13,7 +13,7 @@ The price model (applied inside the engine's step loop, :mod:`cascade.engine`), 
     log P      = log P_pre + I;  perm += phi_t * I;  trans += (1 - phi_t) * I
     d          = 2 ** (-step_s / resilience_half_life_s)       the book refills: trans and Y decay
     D_t        = depth_usd * max(floor, 1 / (1 + a * v / 0.1% + b * max(l - l0, 0)))
-                 v: moving average of |log return| per step in %, l: of forced flow / depth_usd;
+                 v: moving average of |log return| per step in %, l: of forced flow per second / depth_usd;
                  l0: the forced flow market makers absorb without pulling quotes
     fill price = P_pre * exp(mean of G(u) - G(Y) for u from Y to Y + F)
 
@@ -50,7 +50,7 @@ SECONDS_PER_YEAR = 365.0 * 86400.0
 N_PARAMS = 23
 # P_OFFLOAD: share of the venue's (thinned) depth the fund offloads per minute; P_FUNDCAP: the
 # fund's (vault's) net inventory notional may reach this multiple of its balance; P_NEWSPHI: the
-# permanent share of the exogenous (news) flows' impact; P_LIQTHR: forced flow per step, as a share
+# permanent share of the exogenous (news) flows' impact; P_LIQTHR: forced flow per second, as a share
 # of depth, that the book absorbs without thinning
 # indices into the integer parameter vector
 I_MARKW, I_LAT, I_MAXIT, I_MARK, I_PARTIAL, I_ADL, I_BWIN, I_LIQORD = range(8)

@@ -185,8 +185,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                    "change per step: depth = depth_usd / (1 + vol_sens*v + "
                                    "liq_sens*l).", lo=0, hi=1e6),
         "depth_liq_sensitivity": F("float", 1.0, "Depth thinning per unit of recent forced flow "
-                                   "(per step, as a multiple of depth_usd).", lo=0, hi=1e6),
-        "depth_liq_threshold": F("float", 0.0, "Forced flow per step, as a share of depth_usd, "
+                                   "(per second, as a multiple of depth_usd).", lo=0, hi=1e6),
+        "depth_liq_threshold": F("float", 0.0, "Forced flow per second, as a share of depth_usd, "
                                  "that the book absorbs without thinning: thinning counts "
                                  "liq_sens * max(l - threshold, 0), so a trickle of liquidations "
                                  "leaves the book alone and a burst pulls it.", lo=0, hi=1),

@@ -373,7 +373,8 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
         window = window[1:] + [p]
         rv = prm[m.P_MEMDECAY] * rv + (1 - prm[m.P_MEMDECAY]) * abs(math.log(p / p_prev)) * 100
         if feedback:
-            lf = prm[m.P_MEMDECAY] * lf + (1 - prm[m.P_MEMDECAY]) * abs(forced) / depth0
+            lf = (prm[m.P_MEMDECAY] * lf
+                  + (1 - prm[m.P_MEMDECAY]) * abs(forced) / depth0 / prm[m.P_STEP])
         ref = prm[m.P_REFDECAY] * ref + (1 - prm[m.P_REFDECAY]) * p
         for k, v in (("last", p), ("mark", mark), ("liq_long", ll), ("liq_short", ls),
                      ("stop", st), ("fund", fund.cash), ("bad", fund.bad), ("oi_qty", oi_qty),

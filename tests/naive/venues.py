@@ -582,7 +582,8 @@ class Venue:
             self.premiums.append((last - index) / index)
         self.rv = g["P_MEMDECAY"] * self.rv + (1 - g["P_MEMDECAY"]) * abs(math.log(p / p_prev)) * 100
         if self.feedback:
-            self.lf = g["P_MEMDECAY"] * self.lf + (1 - g["P_MEMDECAY"]) * abs(forced) / g["P_DEPTH"]
+            self.lf = (g["P_MEMDECAY"] * self.lf
+                       + (1 - g["P_MEMDECAY"]) * abs(forced) / g["P_DEPTH"] / g["P_STEP"])
         self.ref = g["P_REFDECAY"] * self.ref + (1 - g["P_REFDECAY"]) * p
         self.out.append({
             "last_price": last, "mark_price": mark, "liq_long_usd": liq_l, "liq_short_usd": liq_s,
