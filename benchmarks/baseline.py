@@ -338,7 +338,8 @@ class NaiveEngine:
         self.ri = ri
         self.msum = msum
         memd = self.memd
-        self.rv = memd * self.rv + (1.0 - memd) * abs(math.log(p / p_prev)) * 100.0
+        self.rv = (memd * self.rv
+                   + (1.0 - memd) * abs(math.log(p / p_prev)) * 100.0 / math.sqrt(self.step_s))
         if feedback:
             self.lf = memd * self.lf + (1.0 - memd) * abs(forced) / self.depth0 / self.step_s
         self.ref = self.refd * self.ref + (1.0 - self.refd) * p

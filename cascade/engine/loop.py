@@ -22,7 +22,7 @@ of spot venues couple them.
 
 from __future__ import annotations
 
-from math import exp, log
+from math import exp, log, sqrt
 
 import numpy as np
 
@@ -601,7 +601,9 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
         vs.st[S_EMA] += vp.prm[P_EMA] * (sample - vs.st[S_EMA])
         vs.st[S_PACC] += (last - index) / index
         vs.st[S_PCNT] += 1.0
-    vs.st[S_RV] = memd * vs.st[S_RV] + (1.0 - memd) * abs(log(p / p_prev)) * 100.0
+    # |return| per square-root second, in %: the background noise gives the same v at any step_s
+    vs.st[S_RV] = (memd * vs.st[S_RV]
+                   + (1.0 - memd) * abs(log(p / p_prev)) * 100.0 / sqrt(vp.prm[P_STEP]))
     if feedback:
         # forced flow per second as a share of depth: the law's keys do not depend on step_s
         vs.st[S_LF] = memd * vs.st[S_LF] + (1.0 - memd) * abs(forced) / depth0 / vp.prm[P_STEP]

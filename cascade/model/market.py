@@ -13,7 +13,8 @@ The price model (applied inside the engine's step loop, :mod:`cascade.engine`), 
     log P      = log P_pre + I;  perm += phi_t * I;  trans += (1 - phi_t) * I
     d          = 2 ** (-step_s / resilience_half_life_s)       the book refills: trans and Y decay
     D_t        = depth_usd * max(floor, 1 / (1 + a * v / 0.1% + b * max(l - l0, 0)))
-                 v: moving average of |log return| per step in %, l: of forced flow per second / depth_usd;
+                 v: moving average of |log return| per step in % / sqrt(step_s), l: of forced flow per
+                 second / depth_usd;
                  l0: the forced flow market makers absorb without pulling quotes
     fill price = P_pre * exp(mean of G(u) - G(Y) for u from Y to Y + F)
 

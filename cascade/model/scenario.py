@@ -182,8 +182,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "depth_floor": F("float", 0.009, "Depth never thins below this share of depth_usd.",
                          lo=0, lo_open=True, hi=1),
         "depth_vol_sensitivity": F("float", 1.0, "Depth thinning per 0.1% of recent absolute price "
-                                   "change per step: depth = depth_usd / (1 + vol_sens*v + "
-                                   "liq_sens*l).", lo=0, hi=1e6),
+                                   "change per step, divided by the square root of step_s in "
+                                   "seconds (the noise's scale): depth = depth_usd / (1 + "
+                                   "vol_sens*v + liq_sens*l).", lo=0, hi=1e6),
         "depth_liq_sensitivity": F("float", 1.0, "Depth thinning per unit of recent forced flow "
                                    "(per second, as a multiple of depth_usd).", lo=0, hi=1e6),
         "depth_liq_threshold": F("float", 0.0, "Forced flow per second, as a share of depth_usd, "

@@ -371,7 +371,8 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
         y += net
         price = p
         window = window[1:] + [p]
-        rv = prm[m.P_MEMDECAY] * rv + (1 - prm[m.P_MEMDECAY]) * abs(math.log(p / p_prev)) * 100
+        rv = (prm[m.P_MEMDECAY] * rv + (1 - prm[m.P_MEMDECAY]) * abs(math.log(p / p_prev)) * 100
+              / math.sqrt(prm[m.P_STEP]))
         if feedback:
             lf = (prm[m.P_MEMDECAY] * lf
                   + (1 - prm[m.P_MEMDECAY]) * abs(forced) / depth0 / prm[m.P_STEP])

@@ -580,7 +580,8 @@ class Venue:
         if self.mark_rule != "last_average":
             self.ema += g["P_EMA"] * ((last - index) - self.ema)
             self.premiums.append((last - index) / index)
-        self.rv = g["P_MEMDECAY"] * self.rv + (1 - g["P_MEMDECAY"]) * abs(math.log(p / p_prev)) * 100
+        self.rv = (g["P_MEMDECAY"] * self.rv + (1 - g["P_MEMDECAY"])
+                   * abs(math.log(p / p_prev)) * 100 / math.sqrt(g["P_STEP"]))
         if self.feedback:
             self.lf = (g["P_MEMDECAY"] * self.lf
                        + (1 - g["P_MEMDECAY"]) * abs(forced) / g["P_DEPTH"] / g["P_STEP"])
