@@ -124,6 +124,7 @@ COUNTER_TREND_NEWS = {"market.dip_buy_threshold_pct": 0.5, "market.news_permanen
     {**ENTRIES, "engine.latency_s": 2.0},
     {**ENTRIES, "engine.max_iterations": 1, "population.entry_order_long_share": 0.6},
     COUNTER_TREND_NEWS,
+    {"venue.liquidation_order": "takeover"},
 ])
 def test_step_loop_matches_naive(overrides):
     res = _compare_with_naive(make_scenario(**overrides))
@@ -279,7 +280,8 @@ def fund_ledger(rec, side, qty, entry, wallet, steps, prefix=""):
 
 @pytest.mark.parametrize("overrides", [
     {}, {"engine.latency_s": 3.0}, {"venue.insurance_fund_usd": 0.0}, ENTRIES,
-    {"venue.liquidation_order": "market"}, {"market.fund_offload_depth_share_per_min": 0.0}])
+    {"venue.liquidation_order": "market"}, {"market.fund_offload_depth_share_per_min": 0.0},
+    {"venue.liquidation_order": "takeover"}])
 def test_accounting_balances_to_the_cent(overrides):
     """Traders' losses (+ what nobody covered) = the fund's change (cash + inventory at the
     mark) + the other side of every closing trade against the trader's entry (the book at an
@@ -313,7 +315,11 @@ def test_accounting_balances_to_the_cent(overrides):
                               + unreal)) < 0.01
     assert s["liquidated_notional_usd"] > 0
     if ioc:
-        assert s["takeover_usd"] > 0 and np.any(qf[liq] > 0)
+        assert s["takeover_usd"] > 0
+        if overrides.get("venue.liquidation_order") == "takeover":
+            assert np.all(qf[liq] == 0)  # the fund takes each position over whole
+        else:
+            assert np.any(qf[liq] > 0)
         if overrides.get("market.fund_offload_depth_share_per_min") != 0.0:
             assert s["fund_offload_usd"] > 0 and ledger.real != 0.0
         else:  # it still realises PnL when it takes over the other side (the squeeze)

@@ -56,7 +56,7 @@ from cascade.engine import (
     EngineState,
 )
 from cascade.errors import CascadeError
-from cascade.model.market import LIQORD_IOC, P_LIQ_EQ
+from cascade.model.market import LIQORD_IOC, LIQORD_TAKEOVER, P_LIQ_EQ
 from cascade.model.scenario import load_scenario, parse_scenario
 from cascade.model.venues import build_populations, venue_parameters, venue_specs
 from cascade.runner import simulate
@@ -590,8 +590,9 @@ def ioc_raw():
     return raw
 
 
-@pytest.mark.parametrize("shock", [False, True, "ioc", "market"],
-                         ids=["scheduled-funding", "funding-shocks", "ioc-cap", "market-orders"])
+@pytest.mark.parametrize("shock", [False, True, "ioc", "market", "takeover"],
+                         ids=["scheduled-funding", "funding-shocks", "ioc-cap", "market-orders",
+                              "takeover"])
 def test_accounting_balances_to_the_cent(shock):
     """Per venue and in total: what the modelled traders lost (initial wallets and entry margins,
     less the wallets still open and what closed positions got back) plus the bad debt equals
@@ -601,6 +602,10 @@ def test_accounting_balances_to_the_cent(shock):
     unmodelled counterparties."""
     if shock == "ioc":
         sc = parse_scenario(ioc_raw(), source="<ioc>")
+    elif shock == "takeover":
+        raw = ioc_raw()
+        venue(raw, "bn")["liquidation_order"] = "takeover"
+        sc = parse_scenario(raw, source="<takeover>")
     elif shock == "market":
         raw = storm_raw()
         for v in raw["venues"]:
@@ -622,7 +627,8 @@ def test_accounting_balances_to_the_cent(shock):
         side, qty, entry, wallet, status = (getattr(state, k)[sl] for k in
                                             ("side", "qty", "entry", "wallet", "status"))
         sv = s["venues"][spec.name]
-        assert sv["adl_count"] > 0 and (shock == "ioc" or sv["partial_liquidations"] > 0)
+        assert sv["adl_count"] > 0 and (shock in ("ioc", "takeover")
+                                        or sv["partial_liquidations"] > 0)
         # what the traders put in: wallets at the start, margins of the entries opened
         put_in = [float(w) for w in popu.wallet[:popu.n_ladder]]
         ent = done[done["kind"] == KIND_ENTRY]
@@ -651,7 +657,7 @@ def test_accounting_balances_to_the_cent(shock):
                 legs.append(sgn * qty[i] * (ep - r["fill_price"]))
             elif k == KIND_PARTIAL or k == KIND_ADL:
                 legs.append(sgn * r["qty"] * (ep - r["fill_price"]))
-            elif k == KIND_LIQ and spec.liquidation_order == LIQORD_IOC:
+            elif k == KIND_LIQ and spec.liquidation_order in (LIQORD_IOC, LIQORD_TAKEOVER):
                 # the book above BP, the fund at BP, ADL'd positions at BP
                 qf, bp = r["ioc_qty"], ep - sgn * float(wallet[i]) / float(qty[i])
                 legs.append(sgn * qf * (ep - r["fill_price"]))
@@ -686,7 +692,7 @@ def test_accounting_balances_to_the_cent(shock):
         assert abs(deltas + sv["bad_debt_usd"] - cash_change) < 0.01
         if shock == "market":
             assert sv["takeover_usd"] == 0 and sv["fund_inventory_peak_usd"] == 0
-        elif shock == "ioc":
+        elif shock in ("ioc", "takeover"):
             assert sv["takeover_usd"] > 0 and sv["fund_offload_usd"] > 0
             assert ledger.real != 0
         # open interest at the end is what is still held
@@ -804,7 +810,10 @@ def _naive_cases():
     h = storm_raw()
     for v in h["venues"]:
         v["liquidation_order"] = "market"
-    return {"ioc_takeover_offload_cap_adl": ioc_raw(), "market_orders_storm": h,
+    takeover = ioc_raw()
+    venue(takeover, "bn")["liquidation_order"] = "takeover"  # Bybit / OKX: the fund takes all
+    return {"ioc_takeover_offload_cap_adl": ioc_raw(), "takeover_offload_cap_adl": takeover,
+            "market_orders_storm": h,
             "binance_and_hyperliquid": a, "entries_latency_step_down_last_average": b,
             "wicks_iteration_cap_swapped_rules": c, "entries_pending_at_funding": d,
             "three_venues_hyperliquid_adl": e, "storm_with_funding_shocks": storm_raw(),
@@ -907,6 +916,14 @@ def test_engine_matches_the_slow_reference(case):
         assert sv["hl"]["adl_count"] > 0 and sv["by"]["accounts_liquidated"] > 0
         assert sv["by"]["adl_count"] == 0
         assert res.steps["by.exo_flow_usd"].sum() > 0
+    elif case == "takeover_offload_cap_adl":
+        bn = state.venue_records(0)
+        liq = bn[bn["kind"] == KIND_LIQ]
+        # no liquidation meets the book: the fund takes each over at the bankruptcy price, up to
+        # its cap, ADL beyond; the fund's offloads are what reaches the book
+        assert len(liq) > 0 and (liq["ioc_qty"] == 0).all()
+        np.testing.assert_allclose((liq["fund_qty"] + liq["adl_qty"]), liq["qty"], rtol=1e-12)
+        assert (liq["adl_qty"] > 0).any() and sv["bn"]["fund_offload_usd"] > 0
     elif case == "ioc_takeover_offload_cap_adl":
         bn, hl = state.venue_records(0), state.venue_records(1)
         liq = bn[bn["kind"] == KIND_LIQ]

@@ -137,6 +137,7 @@ from cascade.model.market import (
     I_MAXIT,
     LIQORD_BACKSTOP,
     LIQORD_IOC,
+    LIQORD_TAKEOVER,
     MARK_BINANCE,
     MARK_HYPERLIQUID,
     MARK_LAST_AVERAGE,
@@ -345,7 +346,8 @@ def _arbitrage(t, nv, comp, prm, mprm, st, arb, needs):
 
 
 @jit
-def _ioc_orders(r0, r1, y0, y_run, p_pre, wick_t, last, depth, alpha, feedback, pos, rec):
+def _ioc_orders(r0, r1, y0, y_run, p_pre, wick_t, last, depth, alpha, feedback, pos, rec,
+                takeover=False):
     """Flow of the orders of records ``r0..r1-1`` (just triggered, in record order) when
     liquidations are IOC orders limited at the bankruptcy price (liquidation_order
     'ioc_bankruptcy'); returns the signed USD flow (sells negative).
@@ -358,7 +360,8 @@ def _ioc_orders(r0, r1, y0, y_run, p_pre, wick_t, last, depth, alpha, feedback, 
     ``rec.ioc_qty`` / ``rec.ioc_fill`` keep the coin filled and that price. A long with BP <= 0
     has no limit. Other orders are market orders of their whole size. Without feedback, orders
     do not move the price: a liquidation fills whole if the price is beyond its limit, else not
-    at all."""
+    at all. ``takeover`` (liquidation_order 'takeover'): no liquidation meets the book; the
+    fund takes each one over whole at the bankruptcy price (its offloads reach the book later)."""
     flow = 0.0
     g0 = impact_curve_nb(y0, depth, alpha)
     for r in range(r0, r1):
@@ -369,7 +372,9 @@ def _ioc_orders(r0, r1, y0, y_run, p_pre, wick_t, last, depth, alpha, feedback, 
             q = pos.qty[i]
             full = -s * q * last
             bp = bankruptcy_price_nb(s, q, pos.entry[i], pos.wallet[i])
-            if s > 0 and bp <= 0.0:
+            if takeover:
+                f = 0.0
+            elif s > 0 and bp <= 0.0:
                 f = full
             else:
                 lim = log(bp / (p_pre * wick_t))
@@ -489,10 +494,10 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
         it += 1
         if vs.ist[J_NREC] == before:
             break
-        if liqord == LIQORD_IOC:
+        if liqord == LIQORD_IOC or liqord == LIQORD_TAKEOVER:
             y_run = y + ext + (forced if feedback else 0.0)
             new_flow = _ioc_orders(before, vs.ist[J_NREC], y, y_run, p_pre, wick_t, last, depth,
-                                   alpha, feedback, pos, vs.rec)
+                                   alpha, feedback, pos, vs.rec, liqord == LIQORD_TAKEOVER)
         if lat == 0:
             forced += new_flow
         else:
@@ -524,7 +529,7 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
             entry_usd += open_nb(r, fill, pos, lad, tab, vs)
         elif kind == KIND_STOP:
             stop_usd += settle_nb(r, fill, pos, tab, vp, vs)
-        elif kind == KIND_LIQ and liqord == LIQORD_IOC:
+        elif kind == KIND_LIQ and (liqord == LIQORD_IOC or liqord == LIQORD_TAKEOVER):
             usd = liquidate_ioc_nb(r, mark, pos, lad, tab, vp, vs)
             nliq += 1
             if pos.side[vs.rec[r].pos] > 0:

@@ -68,10 +68,12 @@ ADL_NONE, ADL_BINANCE, ADL_HYPERLIQUID = 0, 1, 2
 # how a liquidation is executed (I_LIQORD, mechanics.md section 5): a market order without limit
 # (a backstop vault, if any, books the position away); one IOC order limited at the bankruptcy
 # price, the fund taking over the rest (Binance); market orders, then the backstop vault holding
-# the position within its capacity, then ADL (Hyperliquid)
-LIQORD_MARKET, LIQORD_IOC, LIQORD_BACKSTOP = 0, 1, 2
+# the position within its capacity, then ADL (Hyperliquid); the fund taking the whole position
+# over at the bankruptcy price, within its cap, and offloading it, ADL beyond (Bybit, OKX:
+# mechanics.md section 2)
+LIQORD_MARKET, LIQORD_IOC, LIQORD_BACKSTOP, LIQORD_TAKEOVER = 0, 1, 2, 3
 LIQUIDATION_ORDERS = {"market": LIQORD_MARKET, "ioc_bankruptcy": LIQORD_IOC,
-                      "backstop": LIQORD_BACKSTOP}
+                      "backstop": LIQORD_BACKSTOP, "takeover": LIQORD_TAKEOVER}
 
 
 def step_times(sc):

@@ -107,7 +107,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                "'ioc_bankruptcy' (one IOC order limited at the bankruptcy price, "
                                "the fund takes over the rest; Binance), 'market' (a market order "
                                "without limit); 'rules': binance -> ioc_bankruptcy, hyperliquid "
-                               "-> market.", choices=("rules", "market", "ioc_bankruptcy")),
+                               "-> market; 'takeover' (the fund takes the whole position over at the "
+                               "bankruptcy price and offloads it; Bybit, OKX).",
+                               choices=("rules", "market", "ioc_bankruptcy", "takeover")),
     },
     "population": {
         "positions": F("int", 100_000, "Number of synthetic positions.", lo=0, hi=2_000_000_000),
@@ -290,8 +292,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                "backstopped positions within its cap, ADL beyond; needs partial "
                                "'hyperliquid'), 'market' (market orders without limit, the vault "
                                "uncapped); 'rules': binance -> ioc_bankruptcy, hyperliquid -> "
-                               "backstop.", choices=("rules", "market", "ioc_bankruptcy",
-                                                     "backstop")),
+                               "backstop; 'takeover' (the fund takes the whole position over "
+                               "at the bankruptcy price within its cap and offloads it, ADL "
+                               "beyond; Bybit, OKX: mechanics.md section 2).",
+                               choices=("rules", "market", "ioc_bankruptcy", "backstop",
+                                        "takeover")),
         # Hyperliquid publishes no cap for the liquidator vault (HLP); assumption: the same 1x
         # of its equity that Binance documents for its fund, so the vault's inventory cannot
         # cost it more than its equity before prices halve
@@ -789,7 +794,7 @@ def _check_venues(sc: Scenario, source: str) -> None:
         if v.liquidation_order == "backstop" and partial != "hyperliquid":
             raise CascadeError(f"{where} liquidation_order: expected 'backstop' only with partial "
                                f"'hyperliquid' (the rule that hands positions to the vault), got "
-                               f"partial {partial!r}; use 'market' or 'ioc_bankruptcy'")
+                               f"partial {partial!r}; use 'market', 'ioc_bankruptcy' or 'takeover'")
         lat = v.latency_s / s.step_s
         if abs(lat - round(lat)) > 1e-9:
             raise CascadeError(f"{where} latency_s: expected a multiple of step_s "

@@ -258,7 +258,8 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
     p0 = popu.price_start
     x, perm, trans, y, price, ref, rv, lf = math.log(p0), 0.0, 0.0, 0.0, p0, p0, 0.0, 0.0
     fund = Fund(fund0)
-    ioc_mode = int(iprm[m.I_LIQORD]) == m.LIQORD_IOC
+    take_all = int(iprm[m.I_LIQORD]) == m.LIQORD_TAKEOVER  # the fund takes every one over whole
+    ioc_mode = int(iprm[m.I_LIQORD]) in (m.LIQORD_IOC, m.LIQORD_TAKEOVER)
     ioc_of = {}  # row -> (coin filled, mean fill) of its IOC order
     window = [p0] * w  # last w prices, oldest first
     queue = {}  # exec step -> list of (row, kind, trigger_step, trigger_price)
@@ -299,7 +300,10 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
                 y_run = y + ext + (forced if feedback else 0.0)
                 new = 0.0
                 for i, kind in found:
-                    if kind == LIQ:
+                    if kind == LIQ and take_all:
+                        f = 0.0
+                        ioc_of[i] = (0.0, math.nan)
+                    elif kind == LIQ:
                         f, qf, px = ioc(side[i], qty[i], entry[i], wallet[i], y, y_run, p_pre,
                                         1.0, p, depth, alpha, feedback)
                         ioc_of[i] = (qf, px)

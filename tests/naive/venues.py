@@ -115,7 +115,10 @@ class Venue:
                     m.ADL_HYPERLIQUID: "hyperliquid"}[int(iprm[m.I_ADL])]
         self.basis_window = int(iprm[m.I_BWIN])
         self.liq_order = {m.LIQORD_MARKET: "market", m.LIQORD_IOC: "ioc",
-                          m.LIQORD_BACKSTOP: "backstop"}[int(iprm[m.I_LIQORD])]
+                          m.LIQORD_BACKSTOP: "backstop",
+                          m.LIQORD_TAKEOVER: "ioc"}[int(iprm[m.I_LIQORD])]
+        # takeover: an IOC order that never meets the book (the fund takes every one over whole)
+        self.takeover = int(iprm[m.I_LIQORD]) == m.LIQORD_TAKEOVER
         self.liq_eq = g["P_LIQ_EQ"] != 0
         self.feedback = g["P_FEEDBACK"] != 0
         self.funding_interval_s = funding_interval_s
@@ -227,7 +230,10 @@ class Venue:
         for rec in self.records[n0:]:
             i, kind = rec["pos"], rec["kind"]
             s = self.side[i]
-            if kind == LIQ:
+            if kind == LIQ and self.takeover:
+                f = 0.0
+                rec["ioc_qty"], rec["ioc_fill"] = 0.0, math.nan
+            elif kind == LIQ:
                 f, qf, px = ioc(s, self.qty[i], self.entry[i], self.wallet[i], y0, y_run, p_pre,
                                 wick, last, depth, self.p["P_ALPHA"], self.feedback)
                 rec["ioc_qty"], rec["ioc_fill"] = qf, px
