@@ -22,6 +22,7 @@ from cascade.engine import (
 )
 from cascade.engine import state as state_module
 from cascade.engine.ladder import sync_row_nb
+from cascade.engine.structs import Positions
 from cascade.model.scenario import parse_scenario
 from cascade.model.venues import build_populations
 from cascade.rules.brackets import bracket_table
@@ -64,12 +65,11 @@ def test_lazy_payment_is_the_eager_payment_bit_for_bit():
         lp_e[live] = out_lp
     # lazy: some rows synced midway, all at the end
     w_l, lp_l, fp_l, fep = wallet.copy(), lp.copy(), np.zeros(n), np.zeros(n, np.int32)
+    rows = Positions(side, qty, entry, w_l, lp_l, status, np.zeros(n), fep, fp_l)
     for i in rng.choice(n, 500, replace=False):
-        sync_row_nb(i, side, qty, entry, w_l, lp_l, status, fep, fp_l, events, 11, tb.floor,
-                    tb.cap, tb.mmr, tb.cum)
+        sync_row_nb(i, rows, tb.arrays, events, 11)
     for i in range(n):
-        sync_row_nb(i, side, qty, entry, w_l, lp_l, status, fep, fp_l, events, len(events),
-                    tb.floor, tb.cap, tb.mmr, tb.cum)
+        sync_row_nb(i, rows, tb.arrays, events, len(events))
     np.testing.assert_array_equal(w_l, w_e)
     np.testing.assert_array_equal(lp_l, lp_e)
     np.testing.assert_array_equal(fp_l, fp_e)
@@ -151,8 +151,8 @@ def test_runs_and_the_final_payment_are_the_same_on_1_and_2_threads():
                                        np.zeros(0), window=500.0)
             w, x, fp = wallet.copy(), lp.copy(), np.zeros(n)
             status = np.zeros(n, np.int8)
-            sync_rows_nb(side, qty, entry, w, x, status, np.zeros(n, np.int32), fp, events,
-                         len(events), tb.floor, tb.cap, tb.mmr, tb.cum)
+            sync_rows_nb(Positions(side, qty, entry, w, x, status, np.zeros(n),
+                                   np.zeros(n, np.int32), fp), tb.arrays, events, len(events))
             out.append((lad.order[:n - nxl - nxs].copy(), lad.runs.copy(), nxl, nxs, w, x, fp))
     finally:
         numba.set_num_threads(before)

@@ -44,6 +44,7 @@ from cascade.analysis.targets import (
     Target,
     bounds_text,
     format_value,
+    json_value,
     measure,
     parse_targets,
     pick_reference,
@@ -294,7 +295,7 @@ class Calibration:
                 m = [miss(t, x) for x in v]
                 rows.append({"event": e.name, "target": t.name, "metric": t.metric,
                              "skipped": None, "bounds": bounds_text(t, day),
-                             "median": _median_text(t, v, day), "values": [_j(x) for x in v],
+                             "median": _median_text(t, v, day), "values": [json_value(x) for x in v],
                              "misses": m, "miss": float(sum(m)),
                              "n_pass": int(sum(t.check(x) for x in v))})
         return rows
@@ -386,16 +387,6 @@ class Calibration:
             "fit.json": write_atomic(out, "fit.json", lambda p: p.write_text(
                 json.dumps(self.to_dict(), indent=2) + "\n")),
         }
-
-
-def _j(x):
-    if isinstance(x, pd.Timestamp):
-        return x.isoformat()
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def _median_text(t: Target, values: list, day) -> str:

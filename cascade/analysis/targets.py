@@ -214,6 +214,17 @@ def adl_delay_min(steps: pd.DataFrame, venue: str | None = None, start=None, end
     return float((w.index[j] - w.index[i]) / pd.Timedelta(minutes=1))
 
 
+def json_value(x):
+    """A target value as JSON takes it: ISO time, float (None if not finite), int, or as is."""
+    if isinstance(x, pd.Timestamp):
+        return x.isoformat()
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
 # ---------------------------------------------------------------------------------------------
 # The metric table: parameters, units, and how each is computed from a Result.
 # ---------------------------------------------------------------------------------------------
@@ -621,15 +632,7 @@ class ValidationReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        def j(x):
-            if isinstance(x, pd.Timestamp):
-                return x.isoformat()
-            if isinstance(x, (float, np.floating)):
-                return float(x) if math.isfinite(x) else None
-            if isinstance(x, np.integer):
-                return int(x)
-            return x
-
+        j = json_value
         targets = []
         for r in self.results:
             t = r.target

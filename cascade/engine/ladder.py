@@ -105,29 +105,31 @@ LADDER_FUNDING_WINDOW = 0.005
 
 
 @jit
-def sync_row_nb(i, side, qty, entry, wallet, lp, status, fep, fpaid, fev, nev, floor, cap, mmr,
-                cum):
-    """Pay row ``i`` the funding events ``fep[i]..nev-1`` it has not paid yet, if it held a
-    position (open, re-queued, or triggered with its order not yet filled; a conditional entry
-    not yet filled holds none), exactly as an eager payment would: ``pay = s * qty * price *
-    rate`` out of the wallet, into ``fpaid``, then its liquidation price from scratch. Sets
+def sync_row_nb(i, pos, tab, fev, nev):
+    """Pay row ``i`` of ``pos`` (:data:`~cascade.engine.structs.Positions`) the funding events
+    ``pos.fep[i]..nev-1`` it has not paid yet, if it held a position (open, re-queued, or
+    triggered with its order not yet filled; a conditional entry not yet filled holds none),
+    exactly as an eager payment would: ``pay = s * qty * price * rate`` out of the wallet, into
+    ``fpaid``, then its liquidation price from scratch in the bracket table ``tab``. Sets
     ``fep[i] = nev``. ``fev``: float64 (>= nev, 2) the events' (price, rate)."""
+    fep = pos.fep
     k0 = fep[i]
     if k0 >= nev:
         return
-    st = status[i]
-    if st == OPEN or st == HEAPED or (st == TRIGGERED and not np.isnan(entry[i])):
-        s = 1.0 if side[i] > 0 else -1.0
-        q = qty[i]
-        w = wallet[i]
-        fp = fpaid[i]
+    st = pos.status[i]
+    if st == OPEN or st == HEAPED or (st == TRIGGERED and not np.isnan(pos.entry[i])):
+        s = 1.0 if pos.side[i] > 0 else -1.0
+        q = pos.qty[i]
+        w = pos.wallet[i]
+        fp = pos.fpaid[i]
         for k in range(k0, nev):
             pay = s * q * fev[k, 0] * fev[k, 1]
             w -= pay
             fp += pay
-        wallet[i] = w
-        fpaid[i] = fp
-        lp[i], _ = liq_price_nb(side[i], q, entry[i], w, 0.0, 0.0, floor, cap, mmr, cum)
+        pos.wallet[i] = w
+        pos.fpaid[i] = fp
+        pos.lp[i], _ = liq_price_nb(pos.side[i], q, pos.entry[i], w, 0.0, 0.0, tab.floor,
+                                    tab.cap, tab.mmr, tab.cum)
     fep[i] = nev
 
 
@@ -136,8 +138,7 @@ def sync_nb(i, pos, tab, vs):
     """:func:`sync_row_nb` on the venue views (:mod:`cascade.engine.structs`). Callers test
     ``pos.fep[i] < vs.ist[J_NFEV]`` first: a call passing the views' arrays costs their reference
     counts (about 0.6 us measured), on every trigger and settlement otherwise."""
-    sync_row_nb(i, pos.side, pos.qty, pos.entry, pos.wallet, pos.lp, pos.status, pos.fep,
-                pos.fpaid, vs.fev, vs.ist[J_NFEV], tab.floor, tab.cap, tab.mmr, tab.cum)
+    sync_row_nb(i, pos, tab, vs.fev, vs.ist[J_NFEV])
 
 
 @jit
@@ -328,38 +329,23 @@ def _collect_ladder(sgn, mark, liq_on_equal, pos, lad, tab, vs):
         g = tab.mmr[lad.runs[r, R_BRACKET]] - sgn
         k = lad.runs[r, R_PTR]
         stop = -1
-        if sgn > 0:
-            lo = lad.runs[r, R_START]
-            while k > lo:
-                i = lad.order[k - 1]
-                if pos.status[i] == OPEN:
-                    approx = pos.lp[i] + (c_now - vs.fcs[row, pos.fep[i]]) / g
-                    if approx < mark - band:
-                        break
-                    if pos.fep[i] < vs.ist[J_NFEV]:
-                        sync_nb(i, pos, tab, vs)
-                    if _crossed_long(pos.lp[i], mark, liq_on_equal):
-                        lad.cand[nc] = i
-                        nc += 1
-                    elif stop < 0:
-                        stop = k
-                k -= 1
-        else:
-            hi = lad.runs[r, R_END]
-            while k < hi:
-                i = lad.order[k]
-                if pos.status[i] == OPEN:
-                    approx = pos.lp[i] + (c_now - vs.fcs[row, pos.fep[i]]) / g
-                    if approx > mark + band:
-                        break
-                    if pos.fep[i] < vs.ist[J_NFEV]:
-                        sync_nb(i, pos, tab, vs)
-                    if _crossed_short(pos.lp[i], mark, liq_on_equal):
-                        lad.cand[nc] = i
-                        nc += 1
-                    elif stop < 0:
-                        stop = k
-                k += 1
+        # longs walk down from the pointer to R_START (row order[k - 1]), shorts up to R_END
+        end = lad.runs[r, R_START] if sgn > 0 else lad.runs[r, R_END]
+        while k != end:
+            i = lad.order[k - 1] if sgn > 0 else lad.order[k]
+            if pos.status[i] == OPEN:
+                approx = pos.lp[i] + (c_now - vs.fcs[row, pos.fep[i]]) / g
+                if (approx < mark - band) if sgn > 0 else (approx > mark + band):
+                    break
+                if pos.fep[i] < vs.ist[J_NFEV]:
+                    sync_nb(i, pos, tab, vs)
+                if (_crossed_long(pos.lp[i], mark, liq_on_equal) if sgn > 0
+                        else _crossed_short(pos.lp[i], mark, liq_on_equal)):
+                    lad.cand[nc] = i
+                    nc += 1
+                elif stop < 0:
+                    stop = k
+            k += -1 if sgn > 0 else 1
         p = stop if stop >= 0 else k
         lad.runs[r, R_PTR] = p
         # the new head: an open row (the walk stops on one) or none left
@@ -530,13 +516,11 @@ def open_nb(r, fill, pos, lad, tab, vs):
 
 # ------------------------------------------------------------------------- funding, the runs
 @pjit
-def sync_rows_nb(side, qty, entry, wallet, lp, status, fep, fpaid, fev, nev, floor, cap, mmr,
-                 cum):
+def sync_rows_nb(pos, tab, fev, nev):
     """:func:`sync_row_nb` on every row of one venue (each row in one iteration: the same
     numbers on any thread count)."""
-    for i in numba.prange(side.shape[0]):
-        sync_row_nb(i, side, qty, entry, wallet, lp, status, fep, fpaid, fev, nev, floor, cap,
-                    mmr, cum)
+    for i in numba.prange(pos.side.shape[0]):
+        sync_row_nb(i, pos, tab, fev, nev)
 
 
 @jit
@@ -617,18 +601,21 @@ def _run_groups_nb(rows, side, qty, lp, br, floor, cap, mmr, w, out):
 
 
 @jit
-def key_runs_nb(rows, side, qty, lp, br, floor, cap, mmr, w, order, runs, rkey, xheap_l,
-                xheap_s, xkey, scratch):
-    """Lay out a venue's ladder: ``rows`` (int64 (m,), the ladder rows still open, sorted by
-    (side long first, liquidation price, row)) go into ``order`` as runs of one (side, bracket)
+def key_runs_nb(rows, side, qty, lp, br, tab, lad, w):
+    """Lay out a venue's ladder ``lad``: ``rows`` (int64 (m,), the ladder rows still open, sorted
+    by (side long first, liquidation price, row)) of ``side`` / ``qty`` / ``lp`` (indexed by row;
+    ``br`` int8 their brackets in ``tab``) go into ``lad.order`` as runs of one (side, bracket)
     (a stable counting sort, so each run stays sorted), except the strays (rows that may change
     bracket for a cumulative funding in ``[-w, w]`` USD per coin), which go into the stray heaps
-    keyed by ``xkey``. Writes ``runs`` (R, N_RUN), R >= 2 x brackets: runs ``b`` are longs in
-    bracket ``b``, runs ``nb + b`` shorts, and their heads ``rkey`` (:func:`_run_heads`);
-    ``scratch`` int32 (>= m,) holds each row's run.
+    ``lad.xheap_l`` / ``lad.xheap_s`` keyed by ``lad.xkey``. Writes ``lad.runs`` (R, N_RUN),
+    R >= 2 x brackets: runs ``b`` are longs in bracket ``b``, runs ``nb + b`` shorts, and their
+    heads ``lad.rkey`` (:func:`_run_heads`); ``lad.cand`` (int32, >= m) holds each row's run.
     Returns the stray heaps' sizes."""
-    nb = mmr.shape[0]
-    _run_groups_nb(rows, side, qty, lp, br, floor, cap, mmr, w, scratch)
+    order, runs, rkey, xheap_l, xheap_s, xkey, scratch = (lad.order, lad.runs, lad.rkey,
+                                                          lad.xheap_l, lad.xheap_s, lad.xkey,
+                                                          lad.cand)
+    nb = tab.mmr.shape[0]
+    _run_groups_nb(rows, side, qty, lp, br, tab.floor, tab.cap, tab.mmr, w, scratch)
     count = np.zeros(2 * nb + 1, np.int64)
     nxl = 0
     nxs = 0
@@ -685,8 +672,7 @@ def ladder_for(side, qty, lp, bracket, table, stop_idx, stop_px, *, window: floa
                  np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n), np.empty(n, np.int32))
     nxl, nxs = key_runs_nb(np.arange(n, dtype=np.int64), side, np.asarray(qty, np.float64),
                            np.asarray(lp, np.float64), np.ascontiguousarray(bracket, np.int8),
-                           table.floor, table.cap, table.mmr, float(window), lad.order, lad.runs,
-                           lad.rkey, lad.xheap_l, lad.xheap_s, lad.xkey, lad.cand)
+                           table.arrays, lad, float(window))
     return lad, int(nxl), int(nxs)
 
 

@@ -315,9 +315,8 @@ class EngineState:
         at their current liquidation price is ``bracket`` (indexed by row); every row has paid
         its funding. The runs' offsets count from the current funding event."""
         pos, lad, tab, vs = self._venue_views(v)
-        nxl, nxs = key_runs_nb(rows, pos.side, pos.qty, pos.lp, bracket, tab.floor, tab.cap,
-                               tab.mmr, self._window(v), lad.order, lad.runs, lad.rkey,
-                               lad.xheap_l, lad.xheap_s, lad.xkey, lad.cand)
+        nxl, nxs = key_runs_nb(rows, pos.side, pos.qty, pos.lp, bracket, tab, lad,
+                               self._window(v))
         self.ist[v, J_XL], self.ist[v, J_XS] = nxl, nxs
         self.ist[v, J_FBASE] = self.ist[v, J_NFEV]
         side_heads_nb(lad, tab, vs)
@@ -329,9 +328,7 @@ class EngineState:
 
     def _sync_venue(self, v: int) -> None:
         pos, lad, tab, vs = self._venue_views(v)
-        sync_rows_nb(pos.side, pos.qty, pos.entry, pos.wallet, pos.lp, pos.status, pos.fep,
-                     pos.fpaid, vs.fev, int(vs.ist[J_NFEV]), tab.floor, tab.cap, tab.mmr,
-                     tab.cum)
+        sync_rows_nb(pos, tab, vs.fev, int(vs.ist[J_NFEV]))
 
     def sync(self) -> None:
         """Pay every row the funding it owes (rows are otherwise paid when the engine touches

@@ -133,6 +133,22 @@ def ioc(s, q, ep, wb, y0, y_run, p_pre, wick, last, depth, alpha, feedback):
     return f, qf, (max(px, bp) if sell else min(px, bp))
 
 
+def average_entry_trade(inv, cost, d, price):
+    """An inventory of ``inv`` coin that cost ``cost`` USD (average entry) buys ``d`` coin (sells
+    if negative) at ``price``: (new inventory, new cost, realised PnL of what it closed)."""
+    if inv == 0 or (inv > 0) == (d > 0):
+        return inv + d, cost + d * price, 0.0
+    sgn = 1.0 if inv > 0 else -1.0
+    c = min(abs(d), abs(inv))
+    avg = cost / inv
+    real = sgn * c * (price - avg)
+    if c >= abs(inv):
+        rest = d + inv
+        return rest, rest * price, real
+    inv -= sgn * c
+    return inv, avg * inv, real
+
+
 class Fund:
     """Insurance fund (or vault): cash, bad debt, and an inventory (signed coin, its cost)."""
 
@@ -149,20 +165,7 @@ class Fund:
         """Buy ``d`` coin (sell if negative) at ``price``, at average-entry accounting."""
         if d == 0:
             return
-        if self.inv == 0 or (self.inv > 0) == (d > 0):
-            self.inv += d
-            self.cost += d * price
-            return
-        sgn = 1.0 if self.inv > 0 else -1.0
-        c = min(abs(d), abs(self.inv))
-        avg = self.cost / self.inv
-        real = sgn * c * (price - avg)
-        if c >= abs(self.inv):
-            rest = d + self.inv
-            self.inv, self.cost = rest, rest * price
-        else:
-            self.inv -= sgn * c
-            self.cost = avg * self.inv
+        self.inv, self.cost, real = average_entry_trade(self.inv, self.cost, d, price)
         self.real += real
         self.book(real)
 

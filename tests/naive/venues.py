@@ -44,6 +44,7 @@ import math
 
 from tests.naive import rules
 from tests.naive.engine import (  # the same impact law and order flows as one venue
+    average_entry_trade,
     counter_trend,
     curve,
     ioc,
@@ -186,20 +187,7 @@ class Venue:
         of what it closes goes to its cash."""
         if d == 0:
             return
-        if self.inv == 0 or (self.inv > 0) == (d > 0):
-            self.inv += d
-            self.cost += d * price
-            return
-        sgn = 1.0 if self.inv > 0 else -1.0
-        c = min(abs(d), abs(self.inv))
-        avg = self.cost / self.inv
-        real = sgn * c * (price - avg)
-        if c >= abs(self.inv):
-            rest = d + self.inv
-            self.inv, self.cost = rest, rest * price
-        else:
-            self.inv -= sgn * c
-            self.cost = avg * self.inv
+        self.inv, self.cost, real = average_entry_trade(self.inv, self.cost, d, price)
         self.real += real
         self.book_fund(real)
 
