@@ -251,6 +251,55 @@ def test_no_wall_of_triggers_under_the_start_price(lev):
         assert _near_far(popu) <= 1.5, seed
 
 
+@pytest.mark.parametrize("lev", [20, 50])
+def test_no_wall_with_several_history_paths(lev):
+    """Each position must have survived its own history path: with 8 paths there is no wall
+    either."""
+    from cascade.model.population import build_population
+
+    p_flat = 100000.0 / (1.0 - 1.0 / lev + 0.004) + 150.0
+    raw = tomllib.loads(WALL.format(p=p_flat))
+    raw["population"]["history_paths"] = 8
+    sc = parse_scenario(raw)
+    for seed in (1, 2):
+        assert _near_far(build_population(sc, seed=seed)) <= 1.5, seed
+
+
+def _map(sc, seed, bins):
+    from cascade.model.population import build_population
+
+    popu = build_population(sc, seed=seed, sort=False)
+    a = popu.n_ladder
+    long = popu.side[:a] == 1
+    h, _ = np.histogram(popu.lp[:a][long], bins=bins,
+                        weights=(popu.qty[:a] * popu.entry[:a])[long])
+    return h / h.sum()
+
+
+def test_history_paths_one_is_the_single_path_and_more_paths_smooth_the_map():
+    """history_paths = 1 is the one bridge of earlier versions; with 16 the liquidation map of a
+    seed varies less from seed to seed (it stands for the paths the waypoints allow)."""
+    from cascade.model.history import history_grid
+    from cascade.model.population import build_population
+
+    raw = tomllib.loads(WALL.format(p=104000.0))
+    raw["population"].update(positions=20000, size_tail_index=4.0)
+    one = parse_scenario(raw)
+    raw["population"]["history_paths"] = 1
+    explicit = parse_scenario(raw)
+    a, b = build_population(one, seed=5), build_population(explicit, seed=5)
+    assert np.array_equal(a.lp, b.lp) and np.array_equal(a.entry, b.entry)
+    assert not np.array_equal(history_grid(one, 5, path=0)[1], history_grid(one, 5, path=1)[1])
+    raw["population"]["history_paths"] = 16
+    many = parse_scenario(raw)
+    bins = np.linspace(80000, 100000, 21)
+    spread = {}
+    for name, sc in (("one", one), ("many", many)):
+        maps = np.array([_map(sc, seed, bins) for seed in range(6)])
+        spread[name] = float(np.mean(np.std(maps, axis=0)))
+    assert spread["many"] < 0.7 * spread["one"], spread
+
+
 def test_history_variance_adds_each_segments_move():
     from cascade.model.history import SECONDS_PER_YEAR, history_variance
 

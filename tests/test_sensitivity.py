@@ -35,7 +35,7 @@ def _raw_without(sc, section, key):
 # --- parameter names -----------------------------------------------------------------------------
 
 def test_default_params_and_subsets():
-    assert resolve_params() == list(PARAMS) and len(PARAMS) == 22
+    assert resolve_params() == list(PARAMS) and len(PARAMS) == 23
     assert FLOWS_SCALE in PARAMS and LEVERAGE_SCALE in PARAMS
     assert resolve_params("market.depth_usd, flows.scale") == ["market.depth_usd", "flows.scale"]
     with pytest.raises(CascadeError) as info:

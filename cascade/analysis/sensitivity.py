@@ -31,6 +31,7 @@ PARAMS: tuple[str, ...] = (
     "market.impact_exponent",
     "market.permanent_share",
     "market.news_permanent_share",
+    "market.noise_permanent_share",
     "market.resilience_half_life_s",
     "market.depth_floor",
     "market.depth_vol_sensitivity",

@@ -27,8 +27,11 @@ GRID_S = 60.0  # resolution of the history grid: one point a minute
 SECONDS_PER_YEAR = 365.0 * 86400.0
 
 
-def history_grid(sc, seed: int | None = None):
+def history_grid(sc, seed: int | None = None, path: int = 0):
     """Price history on a one-minute grid covering the entry lookback, ending at the start.
+
+    ``path`` numbers the independent bridges of a waypoint history (``[population]
+    history_paths``); path 0 is the one every earlier version drew.
 
     Returns
     -------
@@ -46,7 +49,8 @@ def history_grid(sc, seed: int | None = None):
         wt = np.array([t.timestamp() for t, _ in pop.history])
         wp = np.log(np.array([p for _, p in pop.history]))
         sigma_min = sc.market.volatility_annual_pct / 100.0 * np.sqrt(GRID_S / SECONDS_PER_YEAR)
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0x4849535])))
+        key = [seed, 0x4849535] if path == 0 else [seed, 0x4849535, path]
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(key)))
         logp = np.interp(t_epoch, wt, wp) + _bridge(t_epoch, wt, sigma_min, rng)
         close = np.exp(logp)
         low, high = close * np.exp(-sigma_min), close * np.exp(sigma_min)

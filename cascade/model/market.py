@@ -4,6 +4,7 @@ The price model (applied inside the engine's step loop, :mod:`cascade.engine`), 
 ``step_s`` seconds, all prices in USD:
 
     x_t        = x_{t-1} + sigma * z_t                         background noise, z ~ N(0, 1)
+                 (a random walk; with noise_permanent_share, see background_noise)
     log P_pre  = x_t + perm + trans * d                        before this step's orders
     F          = exogenous + dip-buying + forced orders        net market-order flow, USD (+ buy)
     G(y)       = 1% * sign(y) * g(|y| / D_t)                   impact of an outstanding imbalance
@@ -101,10 +102,28 @@ def exogenous_flow(sc) -> np.ndarray:
 
 
 def background_noise(sc, seed: int) -> np.ndarray:
-    """Log-price increments of the background random walk, float64 (n_steps,)."""
+    """Log-price increments of the background noise, float64 (n_steps,).
+
+    Shocks ``e_t = sigma * z_t``. With ``noise_permanent_share`` phi absent (or 1) the noise is a
+    random walk, ``x_t = x_{t-1} + e_t``. Otherwise ``x_t = perm_t + trans_t`` with
+    ``perm_t = perm_{t-1} + phi * e_t`` and ``trans_t = d * trans_{t-1} + (1 - phi) * e_t``,
+    ``d = 2 ** (-step_s / resilience_half_life_s)``: uninformed flow whose impact decays as the
+    book refills, like every uninformed order in the impact law."""
+    from scipy.signal import lfilter
+
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0x4D4B54])))
-    sigma = sc.market.volatility_annual_pct / 100.0 * np.sqrt(sc.scenario.step_s / SECONDS_PER_YEAR)
-    return rng.standard_normal(sc.n_steps) * sigma
+    m = sc.market
+    sigma = m.volatility_annual_pct / 100.0 * np.sqrt(sc.scenario.step_s / SECONDS_PER_YEAR)
+    e = rng.standard_normal(sc.n_steps) * sigma
+    phi = m.noise_permanent_share
+    if phi is None or phi == 1.0:
+        return e
+    d = 2.0 ** (-sc.scenario.step_s / m.resilience_half_life_s)
+    trans = lfilter([1.0 - phi], [1.0, -d], e)
+    out = phi * e
+    out[0] += trans[0]
+    out[1:] += np.diff(trans)
+    return out
 
 
 def news_permanent_share(m) -> float:

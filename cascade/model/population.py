@@ -144,12 +144,15 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     n_req = int(pop.positions if positions is None else positions)
     seed = int(sc.scenario.seed if seed is None else seed)
     table = bracket_table(sc.venue.name, sc.venue.symbol, venue_date(sc))
-    age_grid, price_grid, low_grid, high_grid = history_grid(sc, seed)
-    p0 = float(price_grid[-1])
-    # running extremes of the history from each grid point to the start: a position opened at
-    # that point would already have been liquidated (or stopped) if the path crossed its trigger
-    suffix_min = np.minimum.accumulate(low_grid[::-1])[::-1]
-    suffix_max = np.maximum.accumulate(high_grid[::-1])[::-1]
+    n_paths = pop.history_paths if pop.history is not None else 1
+    grids = [history_grid(sc, seed, path=j) for j in range(n_paths)]
+    age_grid = grids[0][0]
+    p0 = float(grids[0][1][-1])
+    # running extremes of each history path from each grid point to the start (paths end to end):
+    # a position opened at that point would already have been liquidated (or stopped) if its path
+    # crossed its trigger
+    suffix_min = np.concatenate([np.minimum.accumulate(g[2][::-1])[::-1] for g in grids])
+    suffix_max = np.concatenate([np.maximum.accumulate(g[3][::-1])[::-1] for g in grids])
 
     (rng_side, rng_size, rng_lev, rng_age, rng_noise, rng_mode, rng_spare, rng_stop, rng_dist,
      rng_entries, rng_survive) = _streams(seed, 11)
@@ -167,8 +170,14 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     gi = np.clip(np.rint((lb - age) / (lb / (len(age_grid) - 1))), 0,
                  len(age_grid) - 1).astype(np.int32) if len(age_grid) > 1 else \
         np.zeros(n_cand, np.int32)
-    entry = np.interp(-age, -age_grid, price_grid)
-    del age
+    # the history path of each candidate, in turn; gk indexes the paths' grids end to end
+    path_of = np.arange(n_cand) % n_paths
+    entry = np.empty(n_cand)
+    for j in range(n_paths):
+        sel = path_of == j
+        entry[sel] = np.interp(-age[sel], -age_grid, grids[j][1])
+    gk = gi + path_of * len(age_grid)
+    del age, path_of, grids
     entry *= np.exp(rng_noise.standard_normal(n_cand) * (pop.entry_noise_pct / 100.0))
     cross = rng_mode.random(n_cand) < pop.cross_share
     spare = rng_spare.exponential(1.0, n_cand) * pop.cross_spare_margin_mean if \
@@ -180,10 +189,10 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     targets = {LONG: sc.population.open_interest_usd * pop.long_share,
                SHORT: sc.population.open_interest_usd * (1.0 - pop.long_share)}
 
-    c = {"side": side, "shape": shape, "leverage": leverage, "gi": gi, "entry": entry,
+    c = {"side": side, "shape": shape, "leverage": leverage, "gi": gi, "gk": gk, "entry": entry,
          "cross": cross, "spare": spare, "has_stop": has_stop, "stop_dist": stop_dist,
          "u_survive": rng_survive.random(n_cand)}
-    del side, shape, leverage, gi, entry, cross, spare, has_stop, stop_dist
+    del side, shape, leverage, gi, gk, entry, cross, spare, has_stop, stop_dist
     # a waypoint history is one smooth path: test survival against the paths it stands for too
     var_to_start = history_variance(sc)
     bridge = None if var_to_start is None else (
@@ -346,7 +355,9 @@ def _derive(c: dict, table, targets: dict, max_share: float, p0: float) -> dict:
 
 def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) -> np.ndarray:
     """bool (n,): the position would still be open at the start, i.e. the history since its entry
-    never crossed its liquidation price nor its stop.
+    never crossed its liquidation price nor its stop. ``suffix_min`` / ``suffix_max``: the lowest
+    / highest price from each grid point to the start, float64 (paths x m,), the history paths'
+    grids end to end, indexed by ``c["gk"]``.
 
     ``bridge`` = (variance of log price from each history grid point to the start (m,), the
     smallest variance to use): for a waypoint history, the position must also survive the paths
@@ -361,7 +372,7 @@ def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) 
     (:func:`cascade.model.history.history_variance`) and narrows with the leverage."""
     side = c["side"]
     long = side == LONG
-    path_lo, path_hi = suffix_min[c["gi"]], suffix_max[c["gi"]]
+    path_lo, path_hi = suffix_min[c["gk"]], suffix_max[c["gk"]]
     ok = np.where(long, lp < np.minimum(path_lo, p0), lp > np.maximum(path_hi, p0))
     stop_px = c["entry"] * (1.0 - side * c["stop_dist"])
     stopped = c["has_stop"] & np.where(long, stop_px >= path_lo, stop_px <= path_hi)

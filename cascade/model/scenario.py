@@ -137,6 +137,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
                               "h", lo=0, lo_open=True, hi=87_600),
         "entry_age_mean_h": F("float", 24.0, "Mean age of a position at the start (exponential, "
                               "truncated at the lookback).", "h", lo=0, lo_open=True, hi=87_600),
+        "history_paths": F("int", 1, "Waypoint history only: the number of independent "
+                           "bridges drawn between the waypoints; each position takes its entry "
+                           "(and the path it must have survived) from one of them, so the "
+                           "population stands for the paths the waypoints allow rather than for "
+                           "one of them.", lo=1, hi=256),
         "entry_noise_pct": F("float", 0.1, "Dispersion of entry prices around the path price "
                              "(normal, one sigma).", "%", lo=0, hi=50),
         "entry_order_share": F("float", 0.0, "Conditional entries: traders who open a position "
@@ -179,6 +184,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                   "the impact of forced, fund, arbitrage and counter-trend orders "
                                   "(uninformed) keeps permanent_share. Absent: permanent_share.",
                                   lo=0, hi=1),
+        "noise_permanent_share": F("float", None, "Share of the background noise that is "
+                                   "permanent. The noise stands for uninformed order flow: the "
+                                   "rest of each shock is transient and decays with "
+                                   "resilience_half_life_s, so the noise keeps its volatility "
+                                   "over seconds and minutes and wanders less over hours. "
+                                   "Absent: 1 (a random walk).", lo=0, hi=1),
         "resilience_half_life_s": F("float", 900.0, "Half-life of transient impact (book refill).",
                                     "s", lo=0, lo_open=True, hi=MAX_S),
         "depth_floor": F("float", 0.009, "Depth never thins below this share of depth_usd.",
