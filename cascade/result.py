@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import subprocess
@@ -79,23 +80,55 @@ class Result:
     records : structured array (k,) of :data:`cascade.engine.RECORD_DTYPE`, one row per
         triggered position in trigger order (``pos`` indexes the population rows)
     population : the :class:`~cascade.model.population.Population` the run used
-    liq_map : DataFrame, notional liquidated at each price level before the shock
     summary : dict of headline figures (see README "Outputs")
+    liq_map : DataFrame, notional liquidated at each price level before the shock (built on
+        first use, from ``liq_map_fn``)
+    positions : DataFrame, every position's final state (positions.parquet; built on first use
+        from ``position_table``, a :class:`cascade.outputs.PositionTable`)
     heatmap : DataFrame or None, the liquidation heatmap recorded from the live ladder when the
         run asked for it (``cascade.run(..., heatmap=True)``; columns in
         :mod:`cascade.analysis.heatmap`)
+
+    The per-position frames cost O(positions) to build (seconds at 1e7 rows), so a run builds
+    them only when they are read or written, from the engine's final arrays.
     """
 
     scenario: object
     steps: pd.DataFrame
     records: np.ndarray
     population: object
-    liq_map: pd.DataFrame
     summary: dict
+    liq_map_fn: object = dataclasses.field(default=None, repr=False)
     reference: pd.DataFrame | None = None
     populations: list | None = None  # one per venue (the first is ``population``)
     heatmap: pd.DataFrame | None = None
-    positions: pd.DataFrame | None = None  # every position's final state (cascade.outputs)
+    position_table: object = dataclasses.field(default=None, repr=False)
+    _liq_map: pd.DataFrame | None = dataclasses.field(default=None, init=False, repr=False)
+    _positions: pd.DataFrame | None = dataclasses.field(default=None, init=False, repr=False)
+
+    @property
+    def liq_map(self) -> pd.DataFrame:
+        """Notional liquidated at each price level before the shock (DataFrame indexed by price,
+        columns long_usd, short_usd), built on first use."""
+        if self._liq_map is None and self.liq_map_fn is not None:
+            self._liq_map = self.liq_map_fn()
+        return self._liq_map
+
+    @liq_map.setter
+    def liq_map(self, frame: pd.DataFrame) -> None:
+        self._liq_map = frame
+
+    @property
+    def positions(self) -> pd.DataFrame | None:
+        """Every position's final state (columns :data:`cascade.outputs.POSITION_COLUMNS`),
+        built on first use."""
+        if self._positions is None and self.position_table is not None:
+            self._positions = self.position_table.frame()
+        return self._positions
+
+    @positions.setter
+    def positions(self, frame: pd.DataFrame) -> None:
+        self._positions = frame
 
     @classmethod
     def assemble(cls, sc, specs, pops, state: EngineState, liquidation_map, *,
@@ -143,11 +176,11 @@ class Result:
                 "rules", "symbol", "bracket_table_from", "population_share", "depth_share")}
         summary.update({"venue": ",".join(s.name for s in specs),
                         "symbol": specs[0].symbol, "venues": venues, "funding_payments": funding})
-        liq_map = liquidation_map(pops[0]) if len(pops) == 1 else _sum_maps(
-            [liquidation_map(p) for p in pops])
-        return cls(scenario=sc, steps=steps, records=rec, population=pops[0], liq_map=liq_map,
+        return cls(scenario=sc, steps=steps, records=rec, population=pops[0],
+                   liq_map_fn=functools.partial(_liq_map, liquidation_map, list(pops)),
                    summary=summary, populations=list(pops),
-                   positions=_positions(state, pops, [s.name for s in specs], summary))
+                   position_table=_positions(state, pops, [s.name for s in specs], rec,
+                                             summary))
 
     @classmethod
     def _assemble_shorthand(cls, sc, spec, popu, state: EngineState, liquidation_map, *,
@@ -160,8 +193,9 @@ class Result:
                         "bracket_table_from": str(spec.table.valid_from)})
         _fund_summary(summary, steps, float(spec.insurance_fund_usd), state.st[0])
         return cls(scenario=sc, steps=steps, records=rec, population=popu,
-                   liq_map=liquidation_map(popu), summary=summary, populations=[popu],
-                   positions=_positions(state, [popu], [""], summary))
+                   liq_map_fn=functools.partial(_liq_map, liquidation_map, [popu]),
+                   summary=summary, populations=[popu],
+                   position_table=_positions(state, [popu], [""], rec, summary))
 
     # ------------------------------------------------------------------------------------------
     def add_amplification(self, base: Result) -> None:
@@ -197,7 +231,10 @@ class Result:
         closed, a liquidation row); columns :data:`cascade.outputs.LIQUIDATION_COLUMNS`."""
         from cascade.outputs import liquidations_frame
 
-        return liquidations_frame(self.records, self.positions, step_times(self.scenario))
+        src = self.position_table if self._positions is None else self._positions
+        if src is None:
+            src = self.positions
+        return liquidations_frame(self.records, src, step_times(self.scenario))
 
     def table(self) -> str:
         """A short human-readable summary table."""
@@ -350,15 +387,22 @@ VENUE_KEYS = ("price_min", "price_min_time", "max_drawdown_pct", "liquidated_not
               "fund_offload_net_coin", "fund_offload_net_usd")
 
 
-def _positions(state, pops, names, summary: dict) -> pd.DataFrame:
-    """positions.parquet's frame; adds ``funding_paid_open_usd``, the funding paid by the
-    positions still held at the end, to the summary."""
-    from cascade.outputs import positions_frame
+def _positions(state, pops, names, rec: np.ndarray, summary: dict):
+    """positions.parquet's source, a :class:`cascade.outputs.PositionTable`; adds
+    ``funding_paid_open_usd``, the funding paid by the positions still held at the end (status
+    open or closing), to the summary."""
+    from cascade.outputs import PositionTable
 
-    pos = positions_frame(state, pops, names)
-    held = pos["status"].isin(["open", "closing"]).to_numpy()
-    summary["funding_paid_open_usd"] = float(pos["funding_paid_usd"].to_numpy()[held].sum())
-    return pos
+    table = PositionTable(state, pops, names, rec)
+    summary["funding_paid_open_usd"] = float(table.funding_paid[table.held_mask()].sum())
+    return table
+
+
+def _liq_map(liquidation_map, pops: list) -> pd.DataFrame:
+    """The liquidation map of one venue, or of several summed on the first one's grid."""
+    if len(pops) == 1:
+        return liquidation_map(pops[0])
+    return _sum_maps([liquidation_map(p) for p in pops])
 
 
 def _frame(out: np.ndarray, sc) -> pd.DataFrame:
