@@ -212,45 +212,48 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     rows = np.flatnonzero(keep)
     ent = _entries(sc, table, rng_entries, n_req, p0)
     t_ladder = time.perf_counter()
+    # the ladder's sorts and gathers: parallel kernels, exactly np.argsort(kind="stable") and
+    # fancy indexing (cascade.engine.sort)
+    from cascade.engine.sort import stable_argsort, take
+
     if sort and rows.size:
-        longs = rows[side[rows] == LONG]
-        shorts = rows[side[rows] == SHORT]
-        rows = np.concatenate([longs[np.argsort(lp[longs], kind="stable")],
-                               shorts[np.argsort(lp[shorts], kind="stable")]])
-    side_r = side[rows]
-    stop_px = (entry * (1.0 - side * stop_dist))[rows]
-    stop_rows = np.flatnonzero(has_stop[rows])
+        is_long = take(side, rows) == LONG
+        longs, shorts = rows[is_long], rows[~is_long]
+        del is_long
+        rows = np.concatenate([take(longs, stable_argsort(take(lp, longs))),
+                               take(shorts, stable_argsort(take(lp, shorts)))])
+        del longs, shorts
+    side_r = take(side, rows)
+    stop_rows = np.flatnonzero(take(has_stop, rows))
     n_long = int(np.count_nonzero(side_r == LONG))
     n_ladder = rows.size
     m = ent["side"].size
+    # stop prices of the rows with a stop (only those are read)
+    stop_px = np.zeros(n_ladder + m)
+    held = rows[stop_rows]
+    stop_px[stop_rows] = entry[held] * (1.0 - side[held] * stop_dist[held])
+    del held
     if m:  # entries join the orders on last price: breakdown shorts sell, breakout longs buy
-        stop_px = np.concatenate([stop_px, ent["level"]])
+        stop_px[n_ladder:] = ent["level"]
         stop_rows = np.concatenate([stop_rows, n_ladder + np.arange(m)])
         side_r = np.concatenate([side_r, ent["side"]])
     sells = stop_rows[(side_r[stop_rows] == LONG) == (stop_rows < n_ladder)]
     buys = stop_rows[(side_r[stop_rows] == LONG) != (stop_rows < n_ladder)]
-    ls = sells[np.argsort(stop_px[sells], kind="stable")]
-    ss = buys[np.argsort(stop_px[buys], kind="stable")]
+    ls = take(sells, stable_argsort(take(stop_px, sells)))
+    ss = take(buys, stable_argsort(take(stop_px, buys)))
     stop_idx = np.concatenate([ls, ss]).astype(np.int32)
     n_long_stops = ls.size
     del side, stop_dist, has_stop, ls, ss, stop_rows, sells, buys
-    stop_px = stop_px[stop_idx]
-    # gather one array at a time so at most one extra copy is alive
-    qty = qty[rows]
-    entry = entry[rows]
-    wallet = wallet[rows]
-    lp = lp[rows]
-    br = br[rows]
-    cross = cross[rows]
-    lev = lev[rows].astype(np.float32)
-    if m:
-        qty = np.concatenate([qty, ent["qty"]])
-        entry = np.concatenate([entry, np.full(m, np.nan)])
-        wallet = np.concatenate([wallet, 1.0 / ent["lev"]])
-        lp = np.concatenate([lp, np.full(m, np.nan)])
-        br = np.concatenate([br, np.zeros(m, np.int8)])
-        cross = np.concatenate([cross, np.zeros(m, bool)])
-        lev = np.concatenate([lev, ent["lev"].astype(np.float32)])
+    stop_px = take(stop_px, stop_idx)
+    # gather one array at a time so at most one extra copy is alive, straight into the rows
+    # of the ladder, the entries after them
+    qty = _gathered(qty, rows, m, ent["qty"])
+    entry = _gathered(entry, rows, m, np.nan)
+    wallet = _gathered(wallet, rows, m, 1.0 / ent["lev"])
+    lp = _gathered(lp, rows, m, np.nan)
+    br = _gathered(br, rows, m, 0)
+    cross = _gathered(cross, rows, m, False)
+    lev = _gathered(lev, rows, m, ent["lev"], np.float32)
     popu = Population(
         side=side_r, qty=qty, entry=entry, wallet=wallet, lp=lp, bracket=br, cross=cross,
         leverage=lev, n_long=n_long, stop_idx=stop_idx, stop_px=stop_px,
@@ -262,6 +265,17 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
         timings["ladder_s"] = time.perf_counter() - t_ladder
         timings["population_s"] = t_ladder - t_start
     return popu
+
+
+def _gathered(values: np.ndarray, rows: np.ndarray, m: int, tail, dtype=None) -> np.ndarray:
+    """``values[rows]`` (as ``dtype``, default the values'), followed by ``m`` entries' ``tail``
+    (an array of m, or a scalar for each): one array of ``rows.size + m``, gathered in place."""
+    from cascade.engine.sort import take_into
+
+    out = np.empty(rows.size + m, values.dtype if dtype is None else dtype)
+    take_into(values, rows, out[: rows.size])
+    out[rows.size:] = tail
+    return out
 
 
 def _entries(sc: Scenario, table, rng: np.random.Generator, n_req: int, p0: float) -> dict:
