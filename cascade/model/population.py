@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import numba
 import numpy as np
 
+from cascade._numba import jit, pjit
 from cascade.model.history import GRID_S, history_grid, history_variance
 from cascade.model.scenario import Scenario, venue_date
 from cascade.rules.brackets import bracket_table, venue_rules
@@ -373,25 +375,72 @@ def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) 
     each position keeps its draw ``u_survive`` below it. The density of triggers then falls to
     zero linearly at the start price, over a band that widens with the variance since entry
     (:func:`cascade.model.history.history_variance`) and narrows with the leverage."""
-    side = c["side"]
-    long = side == LONG
-    path_lo, path_hi = suffix_min[c["gi"]], suffix_max[c["gi"]]
-    ok = np.where(long, lp < np.minimum(path_lo, p0), lp > np.maximum(path_hi, p0))
-    stop_px = c["entry"] * (1.0 - side * c["stop_dist"])
-    stopped = c["has_stop"] & np.where(long, stop_px >= path_lo, stop_px <= path_hi)
-    alive = ok & ~stopped & (qty > 0)
-    if bridge is not None:
-        var_grid, var_min = bridge
-        # the nearest trigger: the stop when it lies between the entry and the liquidation price
-        trig = np.where(c["has_stop"],
-                        np.where(long, np.maximum(lp, stop_px), np.minimum(lp, stop_px)), lp)
+    alive = np.empty(qty.size, bool)
+    trig = np.empty(qty.size)  # the nearest trigger: the stop when it lies between the entry
+    # and the liquidation price, else the liquidation price
+    _survive_path_nb(c["side"], c["gi"], c["entry"], c["stop_dist"], c["has_stop"], qty, lp,
+                     suffix_min, suffix_max, float(p0), alive, trig)
+    if bridge is None:
+        return alive
+    var_grid, var_min = bridge
+    # only the rows the path left alive can die on the bridge; in blocks, to bound temporaries
+    rows = np.flatnonzero(alive)
+    entry, gi, u = c["entry"], c["gi"], c["u_survive"]
+    for a in range(0, rows.size, _BLOCK):
+        i = rows[a: a + _BLOCK]
+        t = trig[i]
         with np.errstate(divide="ignore", invalid="ignore"):
-            d_entry = np.abs(np.log(c["entry"] / trig))
-            d_start = np.abs(np.log(p0 / trig))
-            var = np.maximum(var_grid[c["gi"]], var_min)  # at least the grid's minute
+            d_entry = np.abs(np.log(entry[i] / t))
+            d_start = np.abs(np.log(p0 / t))
+            var = np.maximum(var_grid[gi[i]], var_min)  # at least the grid's minute
             p_clear = -np.expm1(-2.0 * d_entry * d_start / var)
-        alive &= np.where(np.isfinite(p_clear) & (trig > 0), c["u_survive"] < p_clear, True)
+        alive[i] = np.where(np.isfinite(p_clear) & (t > 0), u[i] < p_clear, True)
     return alive
+
+
+_BLOCK = 1 << 20  # rows per block of the bridge test (8 MiB per float64 temporary)
+
+
+@jit
+def _nanmin(a, b):
+    """``np.minimum`` of two floats: NaN if either is NaN."""
+    if a != a or b != b:
+        return np.nan
+    return a if a <= b else b
+
+
+@jit
+def _nanmax(a, b):
+    """``np.maximum`` of two floats: NaN if either is NaN."""
+    if a != a or b != b:
+        return np.nan
+    return a if a >= b else b
+
+
+@pjit
+def _survive_path_nb(side, gi, entry, stop_dist, has_stop, qty, lp, suffix_min, suffix_max, p0,
+                     alive, trig):
+    """The drawn history's part of :func:`_survived`, row by row: ``alive[i]``, the row's size is
+    positive and the path since its entry (grid point ``gi[i]``: ``suffix_min`` /
+    ``suffix_max`` the lowest / highest price from there to the start, with the start price
+    ``p0``) crossed neither its liquidation price ``lp[i]`` nor its stop (at ``entry * (1 - side
+    * stop_dist)``, if ``has_stop``); ``trig[i]``, its nearest trigger (the stop when it lies
+    between the entry and the liquidation price, else ``lp[i]``). tests/naive/population.py
+    holds the NumPy original it equals."""
+    for i in numba.prange(side.shape[0]):
+        lo = suffix_min[gi[i]]
+        hi = suffix_max[gi[i]]
+        stop = entry[i] * (1.0 - side[i] * stop_dist[i])
+        if side[i] == LONG:
+            ok = lp[i] < _nanmin(lo, p0)
+            stopped = has_stop[i] and stop >= lo
+            t = _nanmax(lp[i], stop)
+        else:
+            ok = lp[i] > _nanmax(hi, p0)
+            stopped = has_stop[i] and stop <= hi
+            t = _nanmin(lp[i], stop)
+        alive[i] = ok and not stopped and qty[i] > 0
+        trig[i] = t if has_stop[i] else lp[i]
 
 
 def _rescale_capped(notional, mask, target, max_share) -> None:

@@ -1,0 +1,59 @@
+"""The population build's kernels against their slow references (tests/naive/population.py):
+the survival test on random candidates with every edge (NaN and non-positive liquidation
+prices, zero sizes, stops on both sides, triggers at zero), on 1 and 2 threads."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from cascade.model import population as P
+from tests.naive import population as naive
+
+
+def _candidates(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    m = 200  # history grid points
+    lows = 60_000 * np.exp(np.cumsum(rng.normal(0, 0.01, m)))
+    highs = lows * (1 + rng.random(m) * 0.01)
+    smin = np.minimum.accumulate(lows[::-1])[::-1]
+    smax = np.maximum.accumulate(highs[::-1])[::-1]
+    p0 = float(lows[-1])
+    side = np.where(rng.random(n) < 0.6, 1, -1).astype(np.int8)
+    entry = p0 * np.exp(rng.normal(0, 0.05, n))
+    lev = rng.choice([1.0, 2.0, 5.0, 20.0, 100.0], n)
+    lp = entry * (1 - side / lev * 0.95)
+    lp[::97] = np.nan
+    lp[::89] = 0.0
+    lp[::83] = -5.0
+    lp[::79] = entry[::79]  # the trigger at the entry: log(entry / trig) is 0
+    qty = rng.random(n)
+    qty[::71] = 0.0
+    c = {"side": side, "gi": rng.integers(0, m, n).astype(np.int32), "entry": entry,
+         "stop_dist": rng.random(n) * 0.1, "has_stop": rng.random(n) < 0.3,
+         "u_survive": rng.random(n)}
+    c["stop_dist"][::61] = 2.0  # a long's stop below zero, a short's far above
+    var = np.abs(rng.normal(1e-4, 1e-4, m))
+    var[::17] = 0.0
+    return c, qty, lp, smin, smax, p0, (var, 1e-6)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("bridge", [True, False])
+def test_survived_equals_the_numpy_original(seed, bridge, monkeypatch):
+    c, qty, lp, smin, smax, p0, br = _candidates(50_000, seed)
+    br = br if bridge else None
+    want = naive.survived(c, qty, lp, smin, smax, p0, br)
+    assert 0 < want.sum() < want.size
+    if bridge:  # the bridge kills some the path left alive
+        assert want.sum() < naive.survived(c, qty, lp, smin, smax, p0, None).sum()
+    monkeypatch.setattr(P, "_BLOCK", 4096)  # several blocks of the bridge test
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            got = P._survived(c, qty, lp, smin, smax, p0, br)
+            assert got.dtype == bool and np.array_equal(got, want)
+    finally:
+        numba.set_num_threads(before)
