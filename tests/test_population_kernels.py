@@ -57,3 +57,23 @@ def test_survived_equals_the_numpy_original(seed, bridge, monkeypatch):
             assert got.dtype == bool and np.array_equal(got, want)
     finally:
         numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_derive_equals_the_numpy_original(seed):
+    from cascade.rules.brackets import bracket_table
+
+    c, *_ = _candidates(50_000, seed)
+    rng = np.random.default_rng(seed)
+    n = c["side"].size
+    c["shape"] = 100.0 * (1.0 + rng.pareto(1.5, n))
+    c["leverage"] = rng.choice([1.0, 3.0, 10.0, 50.0, 125.0], n)
+    c["cross"] = rng.random(n) < 0.4
+    c["spare"] = rng.exponential(1.0, n) * 0.5
+    table = bracket_table("binance", "BTCUSDT", __import__("datetime").date(2025, 10, 10))
+    targets = {1: 6e9, -1: 4e9}
+    want = naive.derive(c, table, targets, 0.01, 60_000.0)
+    got = P._derive(c, table, targets, 0.01, 60_000.0)
+    assert np.count_nonzero(want["lev"] < c["leverage"]) > 0  # some leverage capped
+    for k in ("qty", "lev", "wallet", "lp", "br"):
+        assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), k

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from cascade._numba import jit, pjit
+from cascade.engine.sort import stable_argsort, take
 from cascade.model.history import GRID_S, history_grid, history_variance
 from cascade.model.scenario import Scenario, venue_date
 from cascade.rules.brackets import bracket_table, venue_rules
@@ -197,7 +198,7 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     first = np.flatnonzero(alive)[:n_req]
     del alive
     considered = int(first[-1]) + 1 if first.size == n_req and n_req else n_cand
-    c = {k: v[first] for k, v in c.items()}
+    c = {k: take(v, first) for k, v in c.items()}
     short_of = n_req - int(first.size)
     del first
     _check_side_counts(sc, c["side"], targets, n_req)
@@ -216,7 +217,6 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     t_ladder = time.perf_counter()
     # the ladder's sorts and gathers: parallel kernels, exactly np.argsort(kind="stable") and
     # fancy indexing (cascade.engine.sort)
-    from cascade.engine.sort import stable_argsort, take
 
     if sort and rows.size:
         is_long = take(side, rows) == LONG
@@ -343,21 +343,56 @@ def _derive(c: dict, table, targets: dict, max_share: float, p0: float) -> dict:
     notional = c["shape"].copy()
     for s in (LONG, SHORT):
         _rescale_capped(notional, side == s, targets[s], max_share)
-    qty = notional / p0  # the target is notional at the start price
+    qty = np.empty(notional.size)
+    lev = np.empty(notional.size)
+    wallet = np.empty(notional.size)
+    beyond = _size_nb(notional, float(p0), c["entry"], c["leverage"], c["cross"], c["spare"],
+                      table.cap, table.max_leverage, qty, lev, wallet)
+    if beyond:
+        raise IndexError(f"{beyond} positions' entry notional lies beyond the bracket table's "
+                         "last cap")
     del notional
-    entry_notional = qty * c["entry"]
-    b_entry = np.searchsorted(table.cap, entry_notional, side="left")  # floor < n <= cap
-    lev = np.minimum(c["leverage"], table.max_leverage[b_entry])
-    del b_entry
-    wallet = entry_notional / lev
-    del entry_notional
-    cross = c["cross"]
-    wallet[cross] *= 1.0 + c["spare"][cross]
     lp = np.empty(qty.size)
     br = np.empty(qty.size, np.int8)
     liq_prices_nb(side, qty, c["entry"], wallet, table.floor, table.cap, table.mmr, table.cum,
                   lp, br)
     return {"qty": qty, "lev": lev, "wallet": wallet, "lp": lp, "br": br}
+
+
+@pjit
+def _size_nb(notional, p0, entry, leverage, cross, spare, cap, max_leverage, qty, lev, wallet):
+    """Row by row: ``qty = notional / p0`` (the target is notional at the start price);
+    leverage capped at the maximum of the bracket holding the entry notional ``qty * entry``
+    (``floor < n <= cap``); ``wallet = qty * entry / lev``, times ``1 + spare`` for a cross
+    account. Returns how many entry notionals lie beyond the last cap (NumPy's indexing would
+    raise). tests/naive/population.py holds the NumPy original it equals."""
+    nb = cap.shape[0]
+    beyond = 0
+    for i in numba.prange(notional.shape[0]):
+        q = notional[i] / p0
+        en = q * entry[i]
+        if en != en:  # np.searchsorted puts NaN after every cap
+            b = nb
+        else:  # np.searchsorted(cap, en, side="left"): the first cap >= en
+            lo, hi = 0, nb
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if cap[mid] < en:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            b = lo
+        if b >= nb:
+            beyond += 1
+            b = nb - 1
+        lv = _nanmin(leverage[i], max_leverage[b])
+        w = en / lv
+        if cross[i]:
+            w *= 1.0 + spare[i]
+        qty[i] = q
+        lev[i] = lv
+        wallet[i] = w
+    return beyond
 
 
 def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) -> np.ndarray:

@@ -1,11 +1,15 @@
-"""Slow, obvious reference for the population's survival test
-(:func:`cascade.model.population._survived`): the NumPy original, whole arrays at once."""
+"""Slow, obvious references for the population build's kernels: the NumPy originals, whole
+arrays at once, of the survival test (:func:`cascade.model.population._survived`) and of the
+sizes, leverage caps and wallets (:func:`cascade.model.population._derive`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-LONG = 1
+from cascade.model.population import _rescale_capped
+from cascade.rules.margin import liq_prices_nb
+
+LONG, SHORT = 1, -1
 
 
 def survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) -> np.ndarray:
@@ -42,4 +46,32 @@ def survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) -
             p_clear = -np.expm1(-2.0 * d_entry * d_start / var)
         alive &= np.where(np.isfinite(p_clear) & (trig > 0), c["u_survive"] < p_clear, True)
     return alive
+
+
+
+def derive(c: dict, table, targets: dict, max_share: float, p0: float) -> dict:
+    """Sizes scaled to the open-interest targets, leverage capped to the bracket, wallets, LPs.
+
+    ``c`` holds the candidate arrays (n,): side, shape (notional before scaling), leverage, entry,
+    cross, spare. Returns qty (coin), lev, wallet (USD), lp (USD), br (bracket index), all (n,).
+    """
+    side = c["side"]
+    notional = c["shape"].copy()
+    for s in (LONG, SHORT):
+        _rescale_capped(notional, side == s, targets[s], max_share)
+    qty = notional / p0  # the target is notional at the start price
+    del notional
+    entry_notional = qty * c["entry"]
+    b_entry = np.searchsorted(table.cap, entry_notional, side="left")  # floor < n <= cap
+    lev = np.minimum(c["leverage"], table.max_leverage[b_entry])
+    del b_entry
+    wallet = entry_notional / lev
+    del entry_notional
+    cross = c["cross"]
+    wallet[cross] *= 1.0 + c["spare"][cross]
+    lp = np.empty(qty.size)
+    br = np.empty(qty.size, np.int8)
+    liq_prices_nb(side, qty, c["entry"], wallet, table.floor, table.cap, table.mmr, table.cum,
+                  lp, br)
+    return {"qty": qty, "lev": lev, "wallet": wallet, "lp": lp, "br": br}
 
