@@ -77,3 +77,45 @@ def test_derive_equals_the_numpy_original(seed):
     assert np.count_nonzero(want["lev"] < c["leverage"]) > 0  # some leverage capped
     for k in ("qty", "lev", "wallet", "lp", "br"):
         assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), k
+
+
+@pytest.mark.parametrize("case", ["random", "hits", "flat", "steep"])
+def test_interp_is_numpy_interp(case):
+    rng = np.random.default_rng(5)
+    xp = np.sort(rng.random(300)) * 100.0
+    fp = 60_000 * np.exp(np.cumsum(rng.normal(0, 0.01, 300)))
+    x = rng.random(70_000) * 120.0 - 10.0  # some outside on both sides
+    if case == "hits":
+        x[::3] = xp[rng.integers(0, 300, x[::3].size)]  # exact grid points, the last included
+        x[-1] = xp[-1]
+    elif case == "flat":
+        fp[100:200] = fp[100]
+    elif case == "steep":  # infinite ends: the other end's formula, then the flat rule
+        fp[149] = -np.inf
+        fp[200] = fp[201] = np.inf
+        x[7] = 0.5 * (xp[149] + xp[150])
+        x[9] = 0.5 * (xp[200] + xp[201])
+    x[::101] = np.nan
+    want = np.interp(x, xp, fp)
+    if case == "steep":
+        assert want[7] == -np.inf and want[9] == np.inf
+    assert np.array_equal(P.interp(x, xp, fp), want, equal_nan=True)
+
+
+@pytest.mark.parametrize("case", ["tail", "few", "all_capped", "none_capped"])
+def test_rescale_capped_equals_the_original(case):
+    rng = np.random.default_rng(11)
+    n = 20_000
+    notional = 100.0 * (1.0 + rng.pareto(1.1, n))  # a heavy tail: several rounds of capping
+    mask = rng.random(n) < 0.6
+    notional[::50] = 0.0  # not rescaled
+    share = {"tail": 0.002, "few": 0.5, "all_capped": 1e-6, "none_capped": 1.0}[case]
+    if case == "few":
+        mask[:] = False
+        mask[:3] = True
+    want = notional.copy()
+    naive.rescale_capped(want, mask, 1e9, share)
+    got = notional.copy()
+    P._rescale_capped(got, mask, 1e9, share)
+    assert np.array_equal(got, want)
+    assert not np.array_equal(got, notional)

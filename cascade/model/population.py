@@ -170,7 +170,7 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     gi = np.clip(np.rint((lb - age) / (lb / (len(age_grid) - 1))), 0,
                  len(age_grid) - 1).astype(np.int32) if len(age_grid) > 1 else \
         np.zeros(n_cand, np.int32)
-    entry = np.interp(-age, -age_grid, price_grid)
+    entry = interp(-age, -age_grid, price_grid)
     del age
     entry *= np.exp(rng_noise.standard_normal(n_cand) * (pop.entry_noise_pct / 100.0))
     cross = rng_mode.random(n_cand) < pop.cross_share
@@ -267,6 +267,61 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
         timings["ladder_s"] = time.perf_counter() - t_ladder
         timings["population_s"] = t_ladder - t_start
     return popu
+
+
+def interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """``np.interp(x, xp, fp)`` (``xp`` increasing, at least 2 points), in parallel: the same
+    numbers (NumPy's formula, its exact-hit and NaN rules; tests/test_population_kernels.py)."""
+    x = np.ascontiguousarray(x, np.float64)
+    xp = np.ascontiguousarray(xp, np.float64)
+    fp = np.ascontiguousarray(fp, np.float64)
+    if xp.size < 2 or x.size < (1 << 15):
+        return np.interp(x, xp, fp)
+    out = np.empty(x.size)
+    with np.errstate(all="ignore"):  # as np.interp: an infinite slope is no error
+        slopes = (fp[1:] - fp[:-1]) / (xp[1:] - xp[:-1])
+    _interp_nb(x, xp, fp, slopes, out)
+    return out
+
+
+@pjit
+def _interp_nb(x, xp, fp, slopes, out):
+    """NumPy's ``arr_interp`` row by row (numpy/_core/src/multiarray/compiled_base.c): the
+    interval ``xp[j] <= x < xp[j + 1]`` by binary search; ``fp[0]`` / ``fp[-1]`` outside;
+    ``fp[j]`` on an exact hit; else ``slope * (x - xp[j]) + fp[j]``, from the other end if
+    that is NaN."""
+    n = xp.shape[0]
+    for i in numba.prange(x.shape[0]):
+        v = x[i]
+        if v != v:
+            out[i] = v
+            continue
+        if v < xp[0]:
+            out[i] = fp[0]
+            continue
+        if v > xp[n - 1]:
+            out[i] = fp[n - 1]
+            continue
+        lo, hi = 0, n - 1  # xp[lo] <= v, and v < xp[hi] or hi == n - 1
+        if v >= xp[n - 1]:
+            lo = n - 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if xp[mid] <= v:
+                lo = mid
+            else:
+                hi = mid
+        j = lo
+        if j == n - 1 or xp[j] == v:
+            out[i] = fp[j]
+            continue
+        slope = slopes[j]
+        r = slope * (v - xp[j]) + fp[j]
+        if r != r:
+            r = slope * (v - xp[j + 1]) + fp[j + 1]
+            if r != r and fp[j] == fp[j + 1]:
+                r = fp[j]
+        out[i] = r
 
 
 def _gathered(values: np.ndarray, rows: np.ndarray, m: int, tail, dtype=None) -> np.ndarray:
@@ -489,17 +544,23 @@ def _rescale_capped(notional, mask, target, max_share) -> None:
     if cap * idx.size < target:  # too few positions to reach the target under the cap
         cap = target / idx.size
     capped = np.zeros(idx.size, bool)
+    n_capped = 0
     for _ in range(64):
-        free_target = target - cap * np.count_nonzero(capped)
-        free = ~capped
-        if not free.any():  # every element at the cap: the cap times the count is the target
+        free_target = target - cap * n_capped
+        if n_capped == idx.size:  # every element at the cap: the cap times the count is the target
             break
-        vals[free] *= free_target / vals[free].sum()
-        over = free & (vals > cap)
-        if not over.any():
+        # the free elements' sum, over them alone in order (all of vals while none is capped);
+        # scaling every element then putting the capped back at the cap scales the free alone
+        vals *= free_target / (vals.sum() if n_capped == 0 else vals[~capped].sum())
+        if n_capped:
+            vals[capped] = cap
+        over = vals > cap  # a capped element holds the cap exactly: never above it
+        n_over = int(np.count_nonzero(over))
+        if not n_over:
             break
         vals[over] = cap
         capped |= over
+        n_capped += n_over
     notional[idx] = vals
 
 

@@ -1,6 +1,7 @@
 """Slow, obvious references for the population build's kernels: the NumPy originals, whole
-arrays at once, of the survival test (:func:`cascade.model.population._survived`) and of the
-sizes, leverage caps and wallets (:func:`cascade.model.population._derive`)."""
+arrays at once, of the survival test (:func:`cascade.model.population._survived`) of the
+sizes, leverage caps and wallets (:func:`cascade.model.population._derive`) and of the
+water-filling of sizes under a cap (:func:`cascade.model.population._rescale_capped`)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,28 @@ def derive(c: dict, table, targets: dict, max_share: float, p0: float) -> dict:
                   lp, br)
     return {"qty": qty, "lev": lev, "wallet": wallet, "lp": lp, "br": br}
 
+
+
+def rescale_capped(notional, mask, target, max_share) -> None:
+    """Scale ``notional[mask]`` (in place) to sum to ``target``, no element above
+    ``max_share * target``. Water-filling: capped elements stay at the cap, the rest are rescaled."""
+    idx = np.flatnonzero(mask & (notional > 0))
+    if idx.size == 0:
+        return
+    vals = notional[idx]
+    cap = max_share * target
+    if cap * idx.size < target:  # too few positions to reach the target under the cap
+        cap = target / idx.size
+    capped = np.zeros(idx.size, bool)
+    for _ in range(64):
+        free_target = target - cap * np.count_nonzero(capped)
+        free = ~capped
+        if not free.any():  # every element at the cap: the cap times the count is the target
+            break
+        vals[free] *= free_target / vals[free].sum()
+        over = free & (vals > cap)
+        if not over.any():
+            break
+        vals[over] = cap
+        capped |= over
+    notional[idx] = vals
