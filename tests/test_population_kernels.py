@@ -77,6 +77,10 @@ def test_derive_equals_the_numpy_original(seed):
     assert np.count_nonzero(want["lev"] < c["leverage"]) > 0  # some leverage capped
     for k in ("qty", "lev", "wallet", "lp", "br"):
         assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), k
+    lean = P._derive(c, table, targets, 0.01, 60_000.0, lev=False)  # sizes and prices only
+    assert set(lean) == {"qty", "lp"}
+    for k in ("qty", "lp"):
+        assert np.array_equal(lean[k], want[k]), k
 
 
 @pytest.mark.parametrize("case", ["random", "hits", "flat", "steep"])

@@ -22,7 +22,7 @@ from cascade.engine.sort import stable_argsort, take
 from cascade.model.history import GRID_S, history_grid, history_variance
 from cascade.model.scenario import Scenario, venue_date
 from cascade.rules.brackets import bracket_table, venue_rules
-from cascade.rules.margin import liq_prices_nb
+from cascade.rules.margin import liq_price_nb, liq_prices_nb
 
 LONG, SHORT = 1, -1
 SECONDS_PER_YEAR = 365.0 * 86400.0  # as cascade.model.history
@@ -191,19 +191,24 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     var_to_start = history_variance(sc)
     bridge = None if var_to_start is None else (
         var_to_start, (sc.market.volatility_annual_pct / 100.0) ** 2 / SECONDS_PER_YEAR * GRID_S)
-    derived = _derive(c, table, targets, pop.max_notional_share, p0)
-    alive = _survived(c, derived["qty"], derived["lp"], suffix_min, suffix_max, p0, bridge)
-    del derived
+    derived = _derive(c, table, targets, pop.max_notional_share, p0, lev=False)
+    qty, lp = derived["qty"], derived["lp"]
+    del derived  # only the sizes and liquidation prices decide who survived
+    alive = _survived(c, qty, lp, suffix_min, suffix_max, p0, bridge)
+    del qty, lp
     # keep the first n_req survivors in draw order, then re-derive sizes for exactly that set
     first = np.flatnonzero(alive)[:n_req]
     del alive
     considered = int(first[-1]) + 1 if first.size == n_req and n_req else n_cand
-    c = {k: take(v, first) for k, v in c.items()}
+    for k in list(c):  # one array at a time, each old one freed as its survivors are taken
+        c[k] = take(c[k], first)
     short_of = n_req - int(first.size)
     del first
     _check_side_counts(sc, c["side"], targets, n_req)
     d = _derive(c, table, targets, pop.max_notional_share, p0)
     capped = int(np.count_nonzero(d["lev"] < c["leverage"]))
+    for k in ("shape", "leverage", "spare"):  # sized: not needed any more
+        del c[k]
     # rescaling moved a few brackets: drop any that now fall on the wrong side of the history
     keep = _survived(c, d["qty"], d["lp"], suffix_min, suffix_max, p0, bridge)
     dropped = (considered - keep.size) + (keep.size - int(keep.sum()))
@@ -388,30 +393,87 @@ def _check_side_counts(sc: Scenario, side: np.ndarray, targets: dict, n_req: int
                 f"positions = 0 runs an empty market)")
 
 
-def _derive(c: dict, table, targets: dict, max_share: float, p0: float) -> dict:
+def _derive(c: dict, table, targets: dict, max_share: float, p0: float, *,
+            lev: bool = True) -> dict:
     """Sizes scaled to the open-interest targets, leverage capped to the bracket, wallets, LPs.
 
     ``c`` holds the candidate arrays (n,): side, shape (notional before scaling), leverage, entry,
-    cross, spare. Returns qty (coin), lev, wallet (USD), lp (USD), br (bracket index), all (n,).
+    cross, spare. Returns qty (coin), lev, wallet (USD), lp (USD), br (bracket index), all (n,);
+    without ``lev``, only qty and lp (the sizes written over a copy of the shapes: two arrays
+    instead of six at the peak of the build).
     """
     side = c["side"]
     notional = c["shape"].copy()
     for s in (LONG, SHORT):
         _rescale_capped(notional, side == s, targets[s], max_share)
+    if not lev:  # sizes and liquidation prices only: the sizes over the notionals
+        lp = np.empty(notional.size)
+        beyond = _size_lp_nb(notional, float(p0), c["entry"], c["leverage"], c["cross"],
+                             c["spare"], side, table.floor, table.cap, table.mmr, table.cum,
+                             table.max_leverage, lp)
+        _check_beyond(beyond)
+        return {"qty": notional, "lp": lp}
     qty = np.empty(notional.size)
-    lev = np.empty(notional.size)
+    lev_out = np.empty(notional.size)
     wallet = np.empty(notional.size)
     beyond = _size_nb(notional, float(p0), c["entry"], c["leverage"], c["cross"], c["spare"],
-                      table.cap, table.max_leverage, qty, lev, wallet)
-    if beyond:
-        raise IndexError(f"{beyond} positions' entry notional lies beyond the bracket table's "
-                         "last cap")
+                      table.cap, table.max_leverage, qty, lev_out, wallet)
+    _check_beyond(beyond)
     del notional
     lp = np.empty(qty.size)
     br = np.empty(qty.size, np.int8)
     liq_prices_nb(side, qty, c["entry"], wallet, table.floor, table.cap, table.mmr, table.cum,
                   lp, br)
-    return {"qty": qty, "lev": lev, "wallet": wallet, "lp": lp, "br": br}
+    return {"qty": qty, "lev": lev_out, "wallet": wallet, "lp": lp, "br": br}
+
+
+def _check_beyond(beyond: int) -> None:
+    if beyond:  # as NumPy's indexing of the bracket table would
+        raise IndexError(f"{beyond} positions' entry notional lies beyond the bracket table's "
+                         "last cap")
+
+
+@jit
+def _size_row(i, notional, p0, entry, leverage, cross, spare, cap, max_leverage):
+    """(qty, leverage, wallet, beyond) of row ``i``: see :func:`_size_nb`."""
+    nb = cap.shape[0]
+    q = notional[i] / p0
+    en = q * entry[i]
+    if en != en:  # np.searchsorted puts NaN after every cap
+        b = nb
+    else:  # np.searchsorted(cap, en, side="left"): the first cap >= en
+        lo, hi = 0, nb
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if cap[mid] < en:
+                lo = mid + 1
+            else:
+                hi = mid
+        b = lo
+    beyond = 0
+    if b >= nb:
+        beyond = 1
+        b = nb - 1
+    lv = _nanmin(leverage[i], max_leverage[b])
+    w = en / lv
+    if cross[i]:
+        w *= 1.0 + spare[i]
+    return q, lv, w, beyond
+
+
+@pjit
+def _size_lp_nb(notional, p0, entry, leverage, cross, spare, side, floor, cap, mmr, cum,
+                max_leverage, lp):
+    """:func:`_size_nb` keeping only the sizes, written over ``notional``, and each row's
+    liquidation price ``lp`` (as :func:`cascade.rules.margin.liq_prices_nb`)."""
+    beyond = 0
+    for i in numba.prange(notional.shape[0]):
+        q, lv, w, out = _size_row(i, notional, p0, entry, leverage, cross, spare, cap,
+                                  max_leverage)
+        beyond += out
+        notional[i] = q
+        lp[i], _ = liq_price_nb(side[i], q, entry[i], w, 0.0, 0.0, floor, cap, mmr, cum)
+    return beyond
 
 
 @pjit
@@ -421,29 +483,11 @@ def _size_nb(notional, p0, entry, leverage, cross, spare, cap, max_leverage, qty
     (``floor < n <= cap``); ``wallet = qty * entry / lev``, times ``1 + spare`` for a cross
     account. Returns how many entry notionals lie beyond the last cap (NumPy's indexing would
     raise). tests/naive/population.py holds the NumPy original it equals."""
-    nb = cap.shape[0]
     beyond = 0
     for i in numba.prange(notional.shape[0]):
-        q = notional[i] / p0
-        en = q * entry[i]
-        if en != en:  # np.searchsorted puts NaN after every cap
-            b = nb
-        else:  # np.searchsorted(cap, en, side="left"): the first cap >= en
-            lo, hi = 0, nb
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if cap[mid] < en:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            b = lo
-        if b >= nb:
-            beyond += 1
-            b = nb - 1
-        lv = _nanmin(leverage[i], max_leverage[b])
-        w = en / lv
-        if cross[i]:
-            w *= 1.0 + spare[i]
+        q, lv, w, out = _size_row(i, notional, p0, entry, leverage, cross, spare, cap,
+                                  max_leverage)
+        beyond += out
         qty[i] = q
         lev[i] = lv
         wallet[i] = w
@@ -466,19 +510,17 @@ def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) 
     zero linearly at the start price, over a band that widens with the variance since entry
     (:func:`cascade.model.history.history_variance`) and narrows with the leverage."""
     alive = np.empty(qty.size, bool)
-    trig = np.empty(qty.size)  # the nearest trigger: the stop when it lies between the entry
-    # and the liquidation price, else the liquidation price
     _survive_path_nb(c["side"], c["gi"], c["entry"], c["stop_dist"], c["has_stop"], qty, lp,
-                     suffix_min, suffix_max, float(p0), alive, trig)
+                     suffix_min, suffix_max, float(p0), alive)
     if bridge is None:
         return alive
     var_grid, var_min = bridge
     # only the rows the path left alive can die on the bridge; in blocks, to bound temporaries
-    rows = np.flatnonzero(alive)
-    entry, gi, u = c["entry"], c["gi"], c["u_survive"]
-    for a in range(0, rows.size, _BLOCK):
-        i = rows[a: a + _BLOCK]
-        t = trig[i]
+    side, entry, gi, u = c["side"], c["entry"], c["gi"], c["u_survive"]
+    for a in range(0, qty.size, _BLOCK):
+        i = a + np.flatnonzero(alive[a: a + _BLOCK])
+        t = np.empty(i.size)  # the nearest trigger
+        _trigger_nb(i, side, entry, c["stop_dist"], c["has_stop"], lp, t)
         with np.errstate(divide="ignore", invalid="ignore"):
             d_entry = np.abs(np.log(entry[i] / t))
             d_start = np.abs(np.log(p0 / t))
@@ -509,14 +551,13 @@ def _nanmax(a, b):
 
 @pjit
 def _survive_path_nb(side, gi, entry, stop_dist, has_stop, qty, lp, suffix_min, suffix_max, p0,
-                     alive, trig):
+                     alive):
     """The drawn history's part of :func:`_survived`, row by row: ``alive[i]``, the row's size is
     positive and the path since its entry (grid point ``gi[i]``: ``suffix_min`` /
     ``suffix_max`` the lowest / highest price from there to the start, with the start price
     ``p0``) crossed neither its liquidation price ``lp[i]`` nor its stop (at ``entry * (1 - side
-    * stop_dist)``, if ``has_stop``); ``trig[i]``, its nearest trigger (the stop when it lies
-    between the entry and the liquidation price, else ``lp[i]``). tests/naive/population.py
-    holds the NumPy original it equals."""
+    * stop_dist)``, if ``has_stop``). tests/naive/population.py holds the NumPy original it
+    equals."""
     for i in numba.prange(side.shape[0]):
         lo = suffix_min[gi[i]]
         hi = suffix_max[gi[i]]
@@ -524,13 +565,24 @@ def _survive_path_nb(side, gi, entry, stop_dist, has_stop, qty, lp, suffix_min, 
         if side[i] == LONG:
             ok = lp[i] < _nanmin(lo, p0)
             stopped = has_stop[i] and stop >= lo
-            t = _nanmax(lp[i], stop)
         else:
             ok = lp[i] > _nanmax(hi, p0)
             stopped = has_stop[i] and stop <= hi
-            t = _nanmin(lp[i], stop)
         alive[i] = ok and not stopped and qty[i] > 0
-        trig[i] = t if has_stop[i] else lp[i]
+
+
+@pjit
+def _trigger_nb(rows, side, entry, stop_dist, has_stop, lp, out):
+    """``out[k]``: the nearest trigger of row ``rows[k]``: its stop (at ``entry * (1 - side *
+    stop_dist)``) when it has one lying between the entry and the liquidation price ``lp``, else
+    ``lp`` (``np.maximum`` / ``np.minimum`` of the two, NaN if either is)."""
+    for k in numba.prange(rows.shape[0]):
+        i = rows[k]
+        if has_stop[i]:
+            stop = entry[i] * (1.0 - side[i] * stop_dist[i])
+            out[k] = _nanmax(lp[i], stop) if side[i] == LONG else _nanmin(lp[i], stop)
+        else:
+            out[k] = lp[i]
 
 
 def _rescale_capped(notional, mask, target, max_share) -> None:
