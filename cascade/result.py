@@ -165,8 +165,7 @@ class Result:
         _fund_summary(summary, steps, fund0, state.st.sum(axis=0))
         venues = {}
         for v, (spec, f) in enumerate(zip(specs, frames)):
-            mine = rec[rec["venue"] == v]
-            one = _summary(sc, f, mine, [pops[v]], oi_start=oi_start[v])
+            one = _summary(sc, f, rec, [pops[v]], oi_start=oi_start[v], sel=rec["venue"] == v)
             _fund_summary(one, f, float(spec.insurance_fund_usd), state.st[v])
             one.update({"rules": spec.rules, "symbol": spec.symbol,
                         "bracket_table_from": str(spec.table.valid_from),
@@ -423,9 +422,14 @@ def _sum_maps(maps):
     return base
 
 
-def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: float) -> dict:
-    """Headline figures of a run (or of one venue of it) from its steps and records."""
-    filled = rec[~np.isnan(rec["fill_price"])]
+def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: float,
+             sel: np.ndarray | None = None) -> dict:
+    """Headline figures of a run (or of one venue of it: ``sel``, bool, its records) from its
+    steps and records. Reads three fields of the records, never copies them whole."""
+    fill, kind, fee = rec["fill_price"], rec["kind"], rec["fee"]
+    if sel is not None:
+        fill, kind, fee = fill[sel], kind[sel], fee[sel]
+    filled = ~np.isnan(fill)
     price = steps["last_price"].to_numpy()
     liq = steps["liq_long_usd"].to_numpy() + steps["liq_short_usd"].to_numpy()
     step_s = sc.scenario.step_s
@@ -434,7 +438,7 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
     total = liq_long + liq_short
     p0 = pops[0].price_start
     imin = int(np.argmin(price)) if price.size else 0
-    kinds = filled["kind"]
+    kinds = kind[filled]
     return {
         "scenario": sc.name,
         "seed": sc.scenario.seed,
@@ -466,7 +470,7 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
         "backstop_usd": float(steps["backstop_usd"].sum()),
         "adl_notional_usd": float(steps["adl_usd"].sum()),
         "adl_count": int(steps["adl_count"].sum()),
-        "liquidations_pending_at_end": int(np.count_nonzero(np.isnan(rec["fill_price"]))),
+        "liquidations_pending_at_end": int(np.count_nonzero(~filled)),
         "stop_loss_usd": float(steps["stop_usd"].sum()),
         "stops_executed": int(np.count_nonzero(kinds == KIND_STOP)),
         "max_liquidation_1m_usd": _max_window_sum(liq, max(1, round(60 / step_s))),
@@ -480,7 +484,7 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
         "open_interest_start_usd": oi_start,
         "open_interest_end_usd": float(steps["open_interest_usd"].iloc[-1])
         if len(steps) else oi_start,
-        "clearance_fees_usd": float(filled["fee"][kinds == KIND_LIQ].sum()),
+        "clearance_fees_usd": float(fee[filled][kinds == KIND_LIQ].sum()),
         "max_iterations_used": int(steps["iterations"].max()) if len(steps) else 0,
         **branching_summary(steps),
     }
