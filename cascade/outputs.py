@@ -111,10 +111,10 @@ class PositionTable:
     row or only for some (O(rows asked)).
 
     state : the :class:`~cascade.engine.EngineState` after the run (funding settled); pops : its
-    populations; names : venue names ('' for a single-venue run); rec : ``state.records``.
+    populations; names : venue names ('' for a single-venue run).
     """
 
-    def __init__(self, state, pops, names: list[str], rec: np.ndarray):
+    def __init__(self, state, pops, names: list[str]):
         from cascade.rules.margin import liq_prices_nb
 
         self.off = state.lay[:, L_OFF].astype(np.int64)
@@ -128,19 +128,19 @@ class PositionTable:
         # the conditional entries that opened: wallet and liquidation price at their fill
         rows, wallets, lps = [], [], []
         for v, p in enumerate(self.pops):
-            mine = rec[(rec["venue"] == v) & (rec["kind"] == KIND_ENTRY)
-                       & ~np.isnan(rec["fill_price"])]
+            rec = state.venue_records(v)  # ``pos`` venue-local
+            mine = rec[(rec["kind"] == KIND_ENTRY) & ~np.isnan(rec["fill_price"])]
             if not mine.size:
                 continue
             a, n0 = int(self.off[v]), p.n_ladder
-            i = mine["pos"] - a
+            i = mine["pos"].astype(np.int64)
             w = p.qty[i] * mine["fill_price"] * p.entry_margin[i - n0]
             tb = state.tables[v]
             out_b = np.empty(i.size, np.int8)
             out_lp = np.empty(i.size)
             liq_prices_nb(p.side[i], p.qty[i], mine["fill_price"].astype(np.float64), w,
                           tb.floor, tb.cap, tb.mmr, tb.cum, out_lp, out_b)
-            rows.append(i.astype(np.int64) + a)
+            rows.append(i + a)
             wallets.append(w)
             lps.append(out_lp)
         rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
@@ -234,7 +234,7 @@ def positions_frame(state, pops, names: list[str]) -> pd.DataFrame:
 
     state : the :class:`~cascade.engine.EngineState` after the run; pops : its populations;
     names : venue names ('' for a single-venue run)."""
-    return PositionTable(state, pops, names, state.records).frame()
+    return PositionTable(state, pops, names).frame()
 
 
 def _fund_price(rec: np.ndarray, pos: pd.DataFrame) -> np.ndarray:

@@ -22,6 +22,8 @@ from cascade.engine import (
     KIND_LIQ,
     KIND_PARTIAL,
     KIND_STOP,
+    L_OFF,
+    RECORD_DTYPE,
     S_BAD,
     S_FREAL,
     S_FUND,
@@ -78,7 +80,8 @@ class Result:
     steps : DataFrame, one row per step, UTC DatetimeIndex (step start), columns ``COLUMNS``
         (USD unless the name says otherwise; flows signed, + buy)
     records : structured array (k,) of :data:`cascade.engine.RECORD_DTYPE`, one row per
-        triggered position in trigger order (``pos`` indexes the population rows)
+        triggered position in trigger order (``pos`` indexes the population rows; built on
+        first use from ``record_source``)
     population : the :class:`~cascade.model.population.Population` the run used
     summary : dict of headline figures (see README "Outputs")
     liq_map : DataFrame, notional liquidated at each price level before the shock (built on
@@ -95,7 +98,7 @@ class Result:
 
     scenario: object
     steps: pd.DataFrame
-    records: np.ndarray
+    record_source: object  # a RecordSource: the run's records, concatenated on first use
     population: object
     summary: dict
     liq_map_fn: object = dataclasses.field(default=None, repr=False)
@@ -105,6 +108,19 @@ class Result:
     position_table: object = dataclasses.field(default=None, repr=False)
     _liq_map: pd.DataFrame | None = dataclasses.field(default=None, init=False, repr=False)
     _positions: pd.DataFrame | None = dataclasses.field(default=None, init=False, repr=False)
+    _records: np.ndarray | None = dataclasses.field(default=None, init=False, repr=False)
+
+    @property
+    def records(self) -> np.ndarray:
+        """RECORD_DTYPE (k,): every venue's records (venue by venue, each in trigger order),
+        ``pos`` indexing the population rows, ``venue`` set; built on first use."""
+        if self._records is None and self.record_source is not None:
+            self._records = self.record_source.records()
+        return self._records
+
+    @records.setter
+    def records(self, rec: np.ndarray) -> None:
+        self._records = rec
 
     @property
     def liq_map(self) -> pd.DataFrame:
@@ -159,13 +175,13 @@ class Result:
                 cols[f"{spec.name}.{col}"] = f[col]
         steps = pd.DataFrame(cols, index=frames[0].index)
         steps["branching_ratio"] = branching_column(steps)
-        rec = state.records
-        summary = _summary(sc, steps, rec, pops, oi_start=float(sum(oi_start)))
+        src = RecordSource(state)
+        summary = _summary(sc, steps, src.fields(), pops, oi_start=float(sum(oi_start)))
         fund0 = float(sum(s.insurance_fund_usd for s in specs))
         _fund_summary(summary, steps, fund0, state.st.sum(axis=0))
         venues = {}
         for v, (spec, f) in enumerate(zip(specs, frames)):
-            one = _summary(sc, f, rec, [pops[v]], oi_start=oi_start[v], sel=rec["venue"] == v)
+            one = _summary(sc, f, src.views[v], [pops[v]], oi_start=oi_start[v])
             _fund_summary(one, f, float(spec.insurance_fund_usd), state.st[v])
             one.update({"rules": spec.rules, "symbol": spec.symbol,
                         "bracket_table_from": str(spec.table.valid_from),
@@ -175,26 +191,25 @@ class Result:
                 "rules", "symbol", "bracket_table_from", "population_share", "depth_share")}
         summary.update({"venue": ",".join(s.name for s in specs),
                         "symbol": specs[0].symbol, "venues": venues, "funding_payments": funding})
-        return cls(scenario=sc, steps=steps, records=rec, population=pops[0],
+        return cls(scenario=sc, steps=steps, record_source=src, population=pops[0],
                    liq_map_fn=functools.partial(_liq_map, liquidation_map, list(pops)),
                    summary=summary, populations=list(pops),
-                   position_table=_positions(state, pops, [s.name for s in specs], rec,
-                                             summary))
+                   position_table=_positions(state, pops, [s.name for s in specs], summary))
 
     @classmethod
     def _assemble_shorthand(cls, sc, spec, popu, state: EngineState, liquidation_map, *,
                             oi_start: float):
         steps = _frame(state.outs[0], sc)
         steps["branching_ratio"] = branching_column(steps)
-        rec = state.records
-        summary = _summary(sc, steps, rec, [popu], oi_start=oi_start)
+        src = RecordSource(state)
+        summary = _summary(sc, steps, src.fields(), [popu], oi_start=oi_start)
         summary.update({"venue": spec.name, "symbol": spec.symbol,
                         "bracket_table_from": str(spec.table.valid_from)})
         _fund_summary(summary, steps, float(spec.insurance_fund_usd), state.st[0])
-        return cls(scenario=sc, steps=steps, records=rec, population=popu,
+        return cls(scenario=sc, steps=steps, record_source=src, population=popu,
                    liq_map_fn=functools.partial(_liq_map, liquidation_map, [popu]),
                    summary=summary, populations=[popu],
-                   position_table=_positions(state, [popu], [""], rec, summary))
+                   position_table=_positions(state, [popu], [""], summary))
 
     # ------------------------------------------------------------------------------------------
     def add_amplification(self, base: Result) -> None:
@@ -386,13 +401,39 @@ VENUE_KEYS = ("price_min", "price_min_time", "max_drawdown_pct", "liquidated_not
               "fund_offload_net_coin", "fund_offload_net_usd")
 
 
-def _positions(state, pops, names, rec: np.ndarray, summary: dict):
+class RecordSource:
+    """A run's records as the engine left them: each venue's (``views``, ``pos`` venue-local,
+    views of the engine's buffer, which they alone keep alive); :meth:`records` concatenates
+    them as ``EngineState.records`` does, :meth:`fields` a few fields only."""
+
+    def __init__(self, state):
+        self.views = [state.venue_records(v) for v in range(state.lay.shape[0])]
+        self.offsets = [int(state.lay[v, L_OFF]) for v in range(state.lay.shape[0])]
+
+    def fields(self, names=("fill_price", "kind", "fee")) -> dict:
+        """{name: the field of every venue's records, concatenated in venue order}."""
+        return {k: np.concatenate([r[k] for r in self.views]) for k in names}
+
+    def records(self) -> np.ndarray:
+        """RECORD_DTYPE (k,): every venue's records, ``pos`` global and ``venue`` set."""
+        out = np.empty(sum(r.shape[0] for r in self.views), RECORD_DTYPE)
+        a = 0
+        for v, (r, off) in enumerate(zip(self.views, self.offsets)):
+            b = a + r.shape[0]
+            out[a:b] = r
+            out["pos"][a:b] += off
+            out["venue"][a:b] = v
+            a = b
+        return out
+
+
+def _positions(state, pops, names, summary: dict):
     """positions.parquet's source, a :class:`cascade.outputs.PositionTable`; adds
     ``funding_paid_open_usd``, the funding paid by the positions still held at the end (status
     open or closing), to the summary."""
     from cascade.outputs import PositionTable
 
-    table = PositionTable(state, pops, names, rec)
+    table = PositionTable(state, pops, names)
     summary["funding_paid_open_usd"] = float(table.funding_paid[table.held_mask()].sum())
     return table
 
@@ -422,13 +463,10 @@ def _sum_maps(maps):
     return base
 
 
-def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: float,
-             sel: np.ndarray | None = None) -> dict:
-    """Headline figures of a run (or of one venue of it: ``sel``, bool, its records) from its
-    steps and records. Reads three fields of the records, never copies them whole."""
+def _summary(sc, steps: pd.DataFrame, rec, pops: list, *, oi_start: float) -> dict:
+    """Headline figures of a run (or of one venue of it) from its steps and records (``rec``:
+    RECORD_DTYPE records, or a dict of their fields fill_price, kind and fee)."""
     fill, kind, fee = rec["fill_price"], rec["kind"], rec["fee"]
-    if sel is not None:
-        fill, kind, fee = fill[sel], kind[sel], fee[sel]
     filled = ~np.isnan(fill)
     price = steps["last_price"].to_numpy()
     liq = steps["liq_long_usd"].to_numpy() + steps["liq_short_usd"].to_numpy()
