@@ -91,8 +91,141 @@ POSITION_COLUMNS = {
     "liquidation_price": "liquidation price at the end, or when closed (NaN if never opened)",
 }
 
+# status text of positions.parquet: the engine's status codes (OPEN..DELEVERAGED), then a
+# triggered row that held a position ("closing") or was an entry order that never filled
 _STATUS = {OPEN: "open", HEAPED: "open", LIQUIDATED: "liquidated", STOPPED: "stopped",
-           DELEVERAGED: "deleveraged", DORMANT: "not_opened"}
+           DELEVERAGED: "deleveraged", DORMANT: "not_opened", TRIGGERED: ""}
+_CLOSING = len(_STATUS)
+_LABELS = tuple(_STATUS[k] for k in range(_CLOSING)) + ("closing",)
+
+
+def _text(labels, codes: np.ndarray):
+    """A pandas string array of ``labels[codes]`` (the dtype pandas gives Python strings), built
+    by one take instead of one Python object per row."""
+    return pd.array(list(labels), dtype="str").take(np.asarray(codes, np.intp))
+
+
+class PositionTable:
+    """Every position's final state, kept as the engine left it (its arrays, no copies): the
+    frames of positions.parquet and liquidations.parquet are built from it on demand, for every
+    row or only for some (O(rows asked)).
+
+    state : the :class:`~cascade.engine.EngineState` after the run (funding settled); pops : its
+    populations; names : venue names ('' for a single-venue run).
+    """
+
+    def __init__(self, state, pops, names: list[str]):
+        from cascade.rules.margin import liq_prices_nb
+
+        self.off = state.lay[:, L_OFF].astype(np.int64)
+        self.end = state.lay[:, L_END].astype(np.int64)
+        self.n_ladder = np.array([p.n_ladder for p in pops], np.int64)
+        self.pops = list(pops)
+        self.names = [names[v] if v < len(names) else "" for v in range(len(pops))]
+        self.status, self.side, self.qty, self.entry = (state.status, state.side, state.qty,
+                                                        state.entry)
+        self.wallet, self.lp, self.funding_paid = state.wallet, state.lp, state.funding_paid
+        # the conditional entries that opened: wallet and liquidation price at their fill
+        rows, wallets, lps = [], [], []
+        for v, p in enumerate(self.pops):
+            rec = state.venue_records(v)  # ``pos`` venue-local
+            mine = rec[(rec["kind"] == KIND_ENTRY) & ~np.isnan(rec["fill_price"])]
+            if not mine.size:
+                continue
+            a, n0 = int(self.off[v]), p.n_ladder
+            i = mine["pos"].astype(np.int64)
+            w = p.qty[i] * mine["fill_price"] * p.entry_margin[i - n0]
+            tb = state.tables[v]
+            out_b = np.empty(i.size, np.int8)
+            out_lp = np.empty(i.size)
+            liq_prices_nb(p.side[i], p.qty[i], mine["fill_price"].astype(np.float64), w,
+                          tb.floor, tb.cap, tb.mmr, tb.cum, out_lp, out_b)
+            rows.append(i + a)
+            wallets.append(w)
+            lps.append(out_lp)
+        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        # one value per row, the last written (as an indexed assignment keeps it)
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        last = np.ones(srt.size, bool)
+        last[:-1] = srt[1:] != srt[:-1]
+        self._erows = srt[last]
+        pick = order[last]
+        self._ewallet = (np.concatenate(wallets) if wallets else np.zeros(0))[pick]
+        self._elp = (np.concatenate(lps) if lps else np.zeros(0))[pick]
+
+    def __len__(self) -> int:
+        return int(self.end[-1]) if self.end.size else 0
+
+    def _opened(self, rows: np.ndarray, venue: np.ndarray) -> np.ndarray:
+        """bool: the row held a position at some time (a held row, or an entry that filled)."""
+        held = rows < self.off[venue] + self.n_ladder[venue]
+        return held | ~np.isnan(self.entry[rows])
+
+    def held_mask(self) -> np.ndarray:
+        """bool (n,): positions still held at the end (status open or closing)."""
+        st = self.status
+        out = (st == OPEN) | (st == HEAPED)
+        trig = np.flatnonzero(st == TRIGGERED)
+        if trig.size:
+            venue = np.searchsorted(self.end, trig, side="right")
+            out[trig] = self._opened(trig, venue)
+        return out
+
+    def frame(self, rows: np.ndarray | None = None) -> pd.DataFrame:
+        """The positions frame (columns :data:`POSITION_COLUMNS`), of every row (``rows`` None:
+        positions.parquet) or of ``rows`` (int64 global row indices, any order, repeats allowed),
+        in that order with a fresh RangeIndex."""
+        every = rows is None
+        if every:
+            rows = np.arange(len(self), dtype=np.int64)
+            venue = np.repeat(np.arange(len(self.pops), dtype=np.int64), self.end - self.off)
+        else:
+            rows = np.asarray(rows, np.int64)
+            venue = np.searchsorted(self.end, rows, side="right")
+        local = rows - self.off[venue]
+        held = local < self.n_ladder[venue]
+        entry = self.entry.copy() if every else self.entry[rows]
+        opened = held | ~np.isnan(entry)
+        qty_start = np.empty(rows.size)
+        wallet_open = np.full(rows.size, np.nan)
+        lp_open = np.full(rows.size, np.nan)
+        for v, p in enumerate(self.pops):
+            if every:  # each venue's rows are one slice
+                a, n0 = int(self.off[v]), p.n_ladder
+                qty_start[a: int(self.end[v])] = p.qty
+                wallet_open[a: a + n0] = p.wallet[:n0]
+                lp_open[a: a + n0] = p.lp[:n0]
+                continue
+            at = venue == v
+            qty_start[at] = p.qty[local[at]]
+            h = at & held
+            wallet_open[h] = p.wallet[local[h]]
+            lp_open[h] = p.lp[local[h]]
+        if self._erows.size:
+            k = np.clip(np.searchsorted(self._erows, rows), 0, self._erows.size - 1)
+            hit = self._erows[k] == rows
+            wallet_open[hit] = self._ewallet[k[hit]]
+            lp_open[hit] = self._elp[k[hit]]
+        code = (self.status if every else self.status[rows]).astype(np.intp)
+        trig = code == TRIGGERED
+        code[trig & opened] = _CLOSING
+        code[trig & ~opened] = DORMANT
+        return pd.DataFrame({
+            "row": rows.copy(),
+            "venue": _text(self.names, venue),
+            "origin": _text(("entry", "held"), held),
+            "side": _text(("short", "long"), (self.side if every else self.side[rows]) > 0),
+            "status": _text(_LABELS, code),
+            "qty_start": qty_start,
+            "qty": self.qty.copy() if every else self.qty[rows],
+            "entry_price": np.where(opened, entry, np.nan),
+            "wallet_open_usd": wallet_open,
+            "wallet_usd": np.where(opened, self.wallet if every else self.wallet[rows], np.nan),
+            "funding_paid_usd": self.funding_paid.copy() if every else self.funding_paid[rows],
+            "liquidation_price_open": lp_open,
+            "liquidation_price": np.where(opened, self.lp if every else self.lp[rows], np.nan),
+        })
 
 
 def positions_frame(state, pops, names: list[str]) -> pd.DataFrame:
@@ -101,60 +234,14 @@ def positions_frame(state, pops, names: list[str]) -> pd.DataFrame:
 
     state : the :class:`~cascade.engine.EngineState` after the run; pops : its populations;
     names : venue names ('' for a single-venue run)."""
-    from cascade.rules.margin import liq_prices_nb
-
-    parts = []
-    rec = state.records
-    for v, p in enumerate(pops):
-        a, b = int(state.lay[v, L_OFF]), int(state.lay[v, L_END])
-        n0 = p.n_ladder
-        status = state.status[a:b]
-        entry = state.entry[a:b].copy()
-        opened = np.ones(b - a, bool)
-        opened[n0:] = ~np.isnan(entry[n0:])
-        wallet_open = np.full(b - a, np.nan)
-        wallet_open[:n0] = p.wallet[:n0]
-        lp_open = np.full(b - a, np.nan)
-        lp_open[:n0] = p.lp[:n0]
-        mine = rec[(rec["venue"] == v) & (rec["kind"] == KIND_ENTRY)
-                   & ~np.isnan(rec["fill_price"])]
-        if mine.size:
-            i = mine["pos"] - a
-            wallet_open[i] = p.qty[i] * mine["fill_price"] * p.entry_margin[i - n0]
-            tb = state.tables[v]
-            out_b = np.empty(i.size, np.int8)
-            out_lp = np.empty(i.size)
-            liq_prices_nb(p.side[i], p.qty[i], mine["fill_price"].astype(np.float64),
-                          wallet_open[i], tb.floor, tb.cap, tb.mmr, tb.cum, out_lp, out_b)
-            lp_open[i] = out_lp
-        text = np.array([_STATUS.get(int(s), "") for s in range(7)], dtype=object)[status]
-        text[(status == TRIGGERED) & opened] = "closing"
-        text[(status == TRIGGERED) & ~opened] = "not_opened"
-        parts.append(pd.DataFrame({
-            "row": np.arange(a, b, dtype=np.int64),
-            "venue": names[v] if v < len(names) else "",
-            "origin": np.where(np.arange(b - a) < n0, "held", "entry"),
-            "side": np.where(p.side > 0, "long", "short"),
-            "status": text.astype(str),
-            "qty_start": p.qty.astype(np.float64),
-            "qty": state.qty[a:b],
-            "entry_price": np.where(opened, entry, np.nan),
-            "wallet_open_usd": wallet_open,
-            "wallet_usd": np.where(opened, state.wallet[a:b], np.nan),
-            "funding_paid_usd": state.funding_paid[a:b],
-            "liquidation_price_open": lp_open,
-            "liquidation_price": np.where(opened, state.lp[a:b], np.nan),
-        }))
-    if not parts:
-        return pd.DataFrame({k: [] for k in POSITION_COLUMNS})
-    return pd.concat(parts, ignore_index=True)[list(POSITION_COLUMNS)]
+    return PositionTable(state, pops, names).frame()
 
 
 def _fund_price(rec: np.ndarray, pos: pd.DataFrame) -> np.ndarray:
     """Price of each record's takeover into the fund's inventory (NaN where ``fund_qty`` is 0):
     a backstop's is its fill (the mark at its trigger); an IOC liquidation's, the bankruptcy
     price of the position as it was liquidated (its last qty, entry and wallet: those of
-    ``pos``, the position's row), computed as the engine computed it."""
+    ``pos``, the record's position row), computed as the engine computed it."""
     from cascade.rules.margin import bankruptcy_price_nb
 
     out = np.full(rec.size, np.nan)
@@ -171,12 +258,16 @@ def _fund_price(rec: np.ndarray, pos: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def liquidations_frame(rec: np.ndarray, positions: pd.DataFrame, times) -> pd.DataFrame:
+def liquidations_frame(rec: np.ndarray, positions, times) -> pd.DataFrame:
     """One row per record (RECORD_DTYPE (k,), ``pos`` global), columns
-    :data:`LIQUIDATION_COLUMNS`; the position's fields come from ``positions``
-    (:func:`positions_frame`); ``times``: the step start times."""
+    :data:`LIQUIDATION_COLUMNS`; the position's fields come from ``positions`` (a
+    :class:`PositionTable`, read for the records' rows only, or the positions frame);
+    ``times``: the step start times."""
     i = rec["pos"].astype(np.int64)
-    pos = positions.iloc[i] if len(positions) else positions
+    if isinstance(positions, PositionTable):
+        pos = positions.frame(i)
+    else:
+        pos = positions.iloc[i] if len(positions) else positions
     closed = ~pos["status"].isin(["open", "closing", "not_opened"]).to_numpy()
     kind = np.array(["", "liquidation", "stop", "entry", "partial", "backstop", "adl"])
     df = pd.DataFrame({

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import subprocess
@@ -21,6 +22,8 @@ from cascade.engine import (
     KIND_LIQ,
     KIND_PARTIAL,
     KIND_STOP,
+    L_OFF,
+    RECORD_DTYPE,
     S_BAD,
     S_FREAL,
     S_FUND,
@@ -77,25 +80,71 @@ class Result:
     steps : DataFrame, one row per step, UTC DatetimeIndex (step start), columns ``COLUMNS``
         (USD unless the name says otherwise; flows signed, + buy)
     records : structured array (k,) of :data:`cascade.engine.RECORD_DTYPE`, one row per
-        triggered position in trigger order (``pos`` indexes the population rows)
+        triggered position in trigger order (``pos`` indexes the population rows; built on
+        first use from ``record_source``)
     population : the :class:`~cascade.model.population.Population` the run used
-    liq_map : DataFrame, notional liquidated at each price level before the shock
     summary : dict of headline figures (see README "Outputs")
+    liq_map : DataFrame, notional liquidated at each price level before the shock (built on
+        first use, from ``liq_map_fn``)
+    positions : DataFrame, every position's final state (positions.parquet; built on first use
+        from ``position_table``, a :class:`cascade.outputs.PositionTable`)
     heatmap : DataFrame or None, the liquidation heatmap recorded from the live ladder when the
         run asked for it (``cascade.run(..., heatmap=True)``; columns in
         :mod:`cascade.analysis.heatmap`)
+
+    The per-position frames cost O(positions) to build (seconds at 1e7 rows), so a run builds
+    them only when they are read or written, from the engine's final arrays.
     """
 
     scenario: object
     steps: pd.DataFrame
-    records: np.ndarray
+    record_source: object  # a RecordSource: the run's records, concatenated on first use
     population: object
-    liq_map: pd.DataFrame
     summary: dict
+    liq_map_fn: object = dataclasses.field(default=None, repr=False)
     reference: pd.DataFrame | None = None
     populations: list | None = None  # one per venue (the first is ``population``)
     heatmap: pd.DataFrame | None = None
-    positions: pd.DataFrame | None = None  # every position's final state (cascade.outputs)
+    position_table: object = dataclasses.field(default=None, repr=False)
+    _liq_map: pd.DataFrame | None = dataclasses.field(default=None, init=False, repr=False)
+    _positions: pd.DataFrame | None = dataclasses.field(default=None, init=False, repr=False)
+    _records: np.ndarray | None = dataclasses.field(default=None, init=False, repr=False)
+
+    @property
+    def records(self) -> np.ndarray:
+        """RECORD_DTYPE (k,): every venue's records (venue by venue, each in trigger order),
+        ``pos`` indexing the population rows, ``venue`` set; built on first use."""
+        if self._records is None and self.record_source is not None:
+            self._records = self.record_source.records()
+        return self._records
+
+    @records.setter
+    def records(self, rec: np.ndarray) -> None:
+        self._records = rec
+
+    @property
+    def liq_map(self) -> pd.DataFrame:
+        """Notional liquidated at each price level before the shock (DataFrame indexed by price,
+        columns long_usd, short_usd), built on first use."""
+        if self._liq_map is None and self.liq_map_fn is not None:
+            self._liq_map = self.liq_map_fn()
+        return self._liq_map
+
+    @liq_map.setter
+    def liq_map(self, frame: pd.DataFrame) -> None:
+        self._liq_map = frame
+
+    @property
+    def positions(self) -> pd.DataFrame | None:
+        """Every position's final state (columns :data:`cascade.outputs.POSITION_COLUMNS`),
+        built on first use."""
+        if self._positions is None and self.position_table is not None:
+            self._positions = self.position_table.frame()
+        return self._positions
+
+    @positions.setter
+    def positions(self, frame: pd.DataFrame) -> None:
+        self._positions = frame
 
     @classmethod
     def assemble(cls, sc, specs, pops, state: EngineState, liquidation_map, *,
@@ -126,14 +175,13 @@ class Result:
                 cols[f"{spec.name}.{col}"] = f[col]
         steps = pd.DataFrame(cols, index=frames[0].index)
         steps["branching_ratio"] = branching_column(steps)
-        rec = state.records
-        summary = _summary(sc, steps, rec, pops, oi_start=float(sum(oi_start)))
+        src = RecordSource(state)
+        summary = _summary(sc, steps, src.fields(), pops, oi_start=float(sum(oi_start)))
         fund0 = float(sum(s.insurance_fund_usd for s in specs))
         _fund_summary(summary, steps, fund0, state.st.sum(axis=0))
         venues = {}
         for v, (spec, f) in enumerate(zip(specs, frames)):
-            mine = rec[rec["venue"] == v]
-            one = _summary(sc, f, mine, [pops[v]], oi_start=oi_start[v])
+            one = _summary(sc, f, src.views[v], [pops[v]], oi_start=oi_start[v])
             _fund_summary(one, f, float(spec.insurance_fund_usd), state.st[v])
             one.update({"rules": spec.rules, "symbol": spec.symbol,
                         "bracket_table_from": str(spec.table.valid_from),
@@ -143,25 +191,25 @@ class Result:
                 "rules", "symbol", "bracket_table_from", "population_share", "depth_share")}
         summary.update({"venue": ",".join(s.name for s in specs),
                         "symbol": specs[0].symbol, "venues": venues, "funding_payments": funding})
-        liq_map = liquidation_map(pops[0]) if len(pops) == 1 else _sum_maps(
-            [liquidation_map(p) for p in pops])
-        return cls(scenario=sc, steps=steps, records=rec, population=pops[0], liq_map=liq_map,
+        return cls(scenario=sc, steps=steps, record_source=src, population=pops[0],
+                   liq_map_fn=functools.partial(_liq_map, liquidation_map, list(pops)),
                    summary=summary, populations=list(pops),
-                   positions=_positions(state, pops, [s.name for s in specs], summary))
+                   position_table=_positions(state, pops, [s.name for s in specs], summary))
 
     @classmethod
     def _assemble_shorthand(cls, sc, spec, popu, state: EngineState, liquidation_map, *,
                             oi_start: float):
         steps = _frame(state.outs[0], sc)
         steps["branching_ratio"] = branching_column(steps)
-        rec = state.records
-        summary = _summary(sc, steps, rec, [popu], oi_start=oi_start)
+        src = RecordSource(state)
+        summary = _summary(sc, steps, src.fields(), [popu], oi_start=oi_start)
         summary.update({"venue": spec.name, "symbol": spec.symbol,
                         "bracket_table_from": str(spec.table.valid_from)})
         _fund_summary(summary, steps, float(spec.insurance_fund_usd), state.st[0])
-        return cls(scenario=sc, steps=steps, records=rec, population=popu,
-                   liq_map=liquidation_map(popu), summary=summary, populations=[popu],
-                   positions=_positions(state, [popu], [""], summary))
+        return cls(scenario=sc, steps=steps, record_source=src, population=popu,
+                   liq_map_fn=functools.partial(_liq_map, liquidation_map, [popu]),
+                   summary=summary, populations=[popu],
+                   position_table=_positions(state, [popu], [""], summary))
 
     # ------------------------------------------------------------------------------------------
     def add_amplification(self, base: Result) -> None:
@@ -197,7 +245,10 @@ class Result:
         closed, a liquidation row); columns :data:`cascade.outputs.LIQUIDATION_COLUMNS`."""
         from cascade.outputs import liquidations_frame
 
-        return liquidations_frame(self.records, self.positions, step_times(self.scenario))
+        src = self.position_table if self._positions is None else self._positions
+        if src is None:
+            src = self.positions
+        return liquidations_frame(self.records, src, step_times(self.scenario))
 
     def table(self) -> str:
         """A short human-readable summary table."""
@@ -350,15 +401,48 @@ VENUE_KEYS = ("price_min", "price_min_time", "max_drawdown_pct", "liquidated_not
               "fund_offload_net_coin", "fund_offload_net_usd")
 
 
-def _positions(state, pops, names, summary: dict) -> pd.DataFrame:
-    """positions.parquet's frame; adds ``funding_paid_open_usd``, the funding paid by the
-    positions still held at the end, to the summary."""
-    from cascade.outputs import positions_frame
+class RecordSource:
+    """A run's records as the engine left them: each venue's (``views``, ``pos`` venue-local,
+    views of the engine's buffer, which they alone keep alive); :meth:`records` concatenates
+    them as ``EngineState.records`` does, :meth:`fields` a few fields only."""
 
-    pos = positions_frame(state, pops, names)
-    held = pos["status"].isin(["open", "closing"]).to_numpy()
-    summary["funding_paid_open_usd"] = float(pos["funding_paid_usd"].to_numpy()[held].sum())
-    return pos
+    def __init__(self, state):
+        self.views = [state.venue_records(v) for v in range(state.lay.shape[0])]
+        self.offsets = [int(state.lay[v, L_OFF]) for v in range(state.lay.shape[0])]
+
+    def fields(self, names=("fill_price", "kind", "fee")) -> dict:
+        """{name: the field of every venue's records, concatenated in venue order}."""
+        return {k: np.concatenate([r[k] for r in self.views]) for k in names}
+
+    def records(self) -> np.ndarray:
+        """RECORD_DTYPE (k,): every venue's records, ``pos`` global and ``venue`` set."""
+        out = np.empty(sum(r.shape[0] for r in self.views), RECORD_DTYPE)
+        a = 0
+        for v, (r, off) in enumerate(zip(self.views, self.offsets)):
+            b = a + r.shape[0]
+            out[a:b] = r
+            out["pos"][a:b] += off
+            out["venue"][a:b] = v
+            a = b
+        return out
+
+
+def _positions(state, pops, names, summary: dict):
+    """positions.parquet's source, a :class:`cascade.outputs.PositionTable`; adds
+    ``funding_paid_open_usd``, the funding paid by the positions still held at the end (status
+    open or closing), to the summary."""
+    from cascade.outputs import PositionTable
+
+    table = PositionTable(state, pops, names)
+    summary["funding_paid_open_usd"] = float(table.funding_paid[table.held_mask()].sum())
+    return table
+
+
+def _liq_map(liquidation_map, pops: list) -> pd.DataFrame:
+    """The liquidation map of one venue, or of several summed on the first one's grid."""
+    if len(pops) == 1:
+        return liquidation_map(pops[0])
+    return _sum_maps([liquidation_map(p) for p in pops])
 
 
 def _frame(out: np.ndarray, sc) -> pd.DataFrame:
@@ -379,9 +463,11 @@ def _sum_maps(maps):
     return base
 
 
-def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: float) -> dict:
-    """Headline figures of a run (or of one venue of it) from its steps and records."""
-    filled = rec[~np.isnan(rec["fill_price"])]
+def _summary(sc, steps: pd.DataFrame, rec, pops: list, *, oi_start: float) -> dict:
+    """Headline figures of a run (or of one venue of it) from its steps and records (``rec``:
+    RECORD_DTYPE records, or a dict of their fields fill_price, kind and fee)."""
+    fill, kind, fee = rec["fill_price"], rec["kind"], rec["fee"]
+    filled = ~np.isnan(fill)
     price = steps["last_price"].to_numpy()
     liq = steps["liq_long_usd"].to_numpy() + steps["liq_short_usd"].to_numpy()
     step_s = sc.scenario.step_s
@@ -390,7 +476,7 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
     total = liq_long + liq_short
     p0 = pops[0].price_start
     imin = int(np.argmin(price)) if price.size else 0
-    kinds = filled["kind"]
+    kinds = kind[filled]
     return {
         "scenario": sc.name,
         "seed": sc.scenario.seed,
@@ -422,7 +508,7 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
         "backstop_usd": float(steps["backstop_usd"].sum()),
         "adl_notional_usd": float(steps["adl_usd"].sum()),
         "adl_count": int(steps["adl_count"].sum()),
-        "liquidations_pending_at_end": int(np.count_nonzero(np.isnan(rec["fill_price"]))),
+        "liquidations_pending_at_end": int(np.count_nonzero(~filled)),
         "stop_loss_usd": float(steps["stop_usd"].sum()),
         "stops_executed": int(np.count_nonzero(kinds == KIND_STOP)),
         "max_liquidation_1m_usd": _max_window_sum(liq, max(1, round(60 / step_s))),
@@ -436,7 +522,7 @@ def _summary(sc, steps: pd.DataFrame, rec: np.ndarray, pops: list, *, oi_start: 
         "open_interest_start_usd": oi_start,
         "open_interest_end_usd": float(steps["open_interest_usd"].iloc[-1])
         if len(steps) else oi_start,
-        "clearance_fees_usd": float(filled["fee"][kinds == KIND_LIQ].sum()),
+        "clearance_fees_usd": float(fee[filled][kinds == KIND_LIQ].sum()),
         "max_iterations_used": int(steps["iterations"].max()) if len(steps) else 0,
         **branching_summary(steps),
     }

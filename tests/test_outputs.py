@@ -272,3 +272,74 @@ def test_full_october_run_balances_from_its_files(tmp_path):
     assert abs(math.fsum(pos["funding_paid_usd"]) + s["funding_to_others_usd"]) < 0.01
     assert s["funding_paid_long_usd"] != 0
     check_accounting(pos, liq, s)
+
+
+def _run_keeping_state(sc, monkeypatch):
+    """``cascade.run`` of ``sc`` and the engine state, populations and venue names it assembled
+    its result from."""
+    from cascade.result import Result
+
+    seen = {}
+    assemble = Result.assemble.__func__
+
+    def grab(cls, sc_, specs, pops, state, *args, **kw):
+        seen.update(state=state, pops=pops,
+                    names=[s.name for s in specs] if sc_.venues else [""])
+        return assemble(cls, sc_, specs, pops, state, *args, **kw)
+
+    monkeypatch.setattr(Result, "assemble", classmethod(grab))
+    res = cascade.run(sc)
+    return res, seen["state"], seen["pops"], seen["names"]
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    frame.to_parquet(buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("which", ["storm", "one_venue", "empty"])
+def test_lazy_tables_equal_the_reference_frames(which, monkeypatch):
+    """positions and liquidations, built lazily from the engine's arrays (for every row, or only
+    for the records' rows), are the frames and parquet files the slow reference builds row by
+    row from the same state; so is the held positions' funding in the summary."""
+    from cascade.model.market import step_times
+    from tests.conftest import make_scenario
+    from tests.naive import outputs as naive
+
+    if which == "storm":
+        sc = parse_scenario(storm_raw(), source="<storm>")
+    elif which == "one_venue":
+        sc = make_scenario(**{"population.positions": 3000, "population.entry_order_share": 0.2})
+    else:
+        sc = make_scenario(**{"population.positions": 0})
+    res, state, pops, names = _run_keeping_state(sc, monkeypatch)
+    ref_pos = naive.positions_frame(state, pops, names)
+    liq = res.liquidations  # before res.positions: read from the arrays for its rows only
+    ref_liq = naive.liquidations_frame(res.records, ref_pos, step_times(sc))
+    pd.testing.assert_frame_equal(liq, ref_liq, check_exact=True)
+    pd.testing.assert_frame_equal(res.positions, ref_pos, check_exact=True)
+    pd.testing.assert_frame_equal(res.liquidations, ref_liq, check_exact=True)
+    assert _parquet_bytes(res.positions) == _parquet_bytes(ref_pos)
+    assert _parquet_bytes(liq) == _parquet_bytes(ref_liq)
+    held = ref_pos["status"].isin(["open", "closing"]).to_numpy()
+    assert res.summary["funding_paid_open_usd"] == float(
+        ref_pos["funding_paid_usd"].to_numpy()[held].sum())
+    if which == "storm":
+        assert set(ref_pos["status"]) >= {"open", "liquidated", "deleveraged", "stopped"}
+        assert (ref_pos["origin"] == "entry").any() and len(ref_liq) > 0
+    if which != "empty":
+        # orders pending at the end: a held row and entries, opened (storm) or not, triggered
+        from cascade.engine.layout import TRIGGERED
+        from cascade.outputs import positions_frame
+
+        entries = ref_pos.index[ref_pos["origin"] == "entry"]
+        opened = list(entries[ref_pos.loc[entries, "entry_price"].notna()][:1])
+        unopened = list(entries[ref_pos.loc[entries, "entry_price"].isna()][:1])
+        assert opened if which == "storm" else unopened
+        state.status[[0, *opened, *unopened, len(ref_pos) - 1]] = TRIGGERED
+        ref = naive.positions_frame(state, pops, names)
+        assert "closing" in set(ref["status"])
+        pd.testing.assert_frame_equal(positions_frame(state, pops, names), ref, check_exact=True)

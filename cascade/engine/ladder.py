@@ -600,6 +600,43 @@ def _run_groups_nb(rows, side, qty, lp, br, floor, cap, mmr, w, out):
             out[j] = -1
 
 
+_KEY_BLOCKS = 64  # fixed row blocks of the runs' counting sort: the same split on any thread count
+
+
+@pjit
+def _group_counts_nb(groups, hist):
+    """``hist[k, g]``: rows of block ``k`` (of ``_KEY_BLOCKS`` equal blocks) in group ``g``
+    (``groups`` int32 (m,), -1: none)."""
+    m = groups.shape[0]
+    size = (m + _KEY_BLOCKS - 1) // _KEY_BLOCKS
+    for k in numba.prange(_KEY_BLOCKS):
+        for j in range(k * size, min(m, (k + 1) * size)):
+            g = groups[j]
+            if g >= 0:
+                hist[k, g] += 1
+
+
+@pjit
+def _group_scatter_nb(rows, groups, start, hist, order):
+    """The stable counting sort's scatter: ``rows[j]`` of group ``groups[j] >= 0`` to
+    ``order``, group ``g`` from ``start[g]`` on, each group in row order (block ``k`` after the
+    blocks before it: ``hist`` the counts of :func:`_group_counts_nb`, overwritten)."""
+    m = rows.shape[0]
+    size = (m + _KEY_BLOCKS - 1) // _KEY_BLOCKS
+    for g in range(hist.shape[1]):
+        acc = start[g]
+        for k in range(_KEY_BLOCKS):
+            c = hist[k, g]
+            hist[k, g] = acc
+            acc += c
+    for k in numba.prange(_KEY_BLOCKS):
+        for j in range(k * size, min(m, (k + 1) * size)):
+            g = groups[j]
+            if g >= 0:
+                order[hist[k, g]] = rows[j]
+                hist[k, g] += 1
+
+
 @jit
 def key_runs_nb(rows, side, qty, lp, br, tab, lad, w):
     """Lay out a venue's ladder ``lad``: ``rows`` (int64 (m,), the ladder rows still open, sorted
@@ -616,24 +653,25 @@ def key_runs_nb(rows, side, qty, lp, br, tab, lad, w):
                                                           lad.cand)
     nb = tab.mmr.shape[0]
     _run_groups_nb(rows, side, qty, lp, br, tab.floor, tab.cap, tab.mmr, w, scratch)
+    groups = scratch[: rows.shape[0]]
+    hist = np.zeros((_KEY_BLOCKS, 2 * nb), np.int64)
+    _group_counts_nb(groups, hist)
     count = np.zeros(2 * nb + 1, np.int64)
+    for g in range(2 * nb):
+        count[g + 1] = count[g] + hist[:, g].sum()
     nxl = 0
     nxs = 0
-    for j in range(rows.shape[0]):
-        g = scratch[j]
-        if g >= 0:
-            count[g + 1] += 1
-        else:
-            i = rows[j]
-            xkey[i] = lp[i]
-            if side[i] > 0:
-                xheap_l[nxl] = i
-                nxl += 1
-            else:
-                xheap_s[nxs] = i
-                nxs += 1
-    for g in range(2 * nb):
-        count[g + 1] += count[g]
+    if count[2 * nb] < rows.shape[0]:  # the strays, in row order
+        for j in range(rows.shape[0]):
+            if groups[j] < 0:
+                i = rows[j]
+                xkey[i] = lp[i]
+                if side[i] > 0:
+                    xheap_l[nxl] = i
+                    nxl += 1
+                else:
+                    xheap_s[nxs] = i
+                    nxs += 1
     runs[:, :] = 0
     for g in range(2 * nb):
         runs[g, R_START] = count[g]
@@ -641,11 +679,7 @@ def key_runs_nb(rows, side, qty, lp, br, tab, lad, w):
         runs[g, R_BRACKET] = g if g < nb else g - nb
         runs[g, R_SIDE] = 1 if g < nb else -1
         runs[g, R_PTR] = count[g + 1] if g < nb else count[g]
-    for j in range(rows.shape[0]):
-        g = scratch[j]
-        if g >= 0:
-            order[count[g]] = rows[j]
-            count[g] += 1
+    _group_scatter_nb(rows, groups, count, hist, order)
     _run_heads(runs, order, lp, rkey)
     heapify_nb(xheap_l, nxl, xkey, -1.0)
     heapify_nb(xheap_s, nxs, xkey, 1.0)

@@ -415,13 +415,17 @@ class EngineState:
     def records(self) -> np.ndarray:
         """RECORD_DTYPE (k,): every venue's records (venue by venue, each in the order written),
         ``pos`` indexing the concatenated rows and ``venue`` set."""
-        parts = []
-        for v in range(self.lay.shape[0]):
-            r = self.venue_records(v).copy()
-            r["pos"] += self.lay[v, L_OFF]
-            r["venue"] = v
-            parts.append(r)
-        return np.concatenate(parts) if parts else np.empty(0, RECORD_DTYPE)
+        nv = self.lay.shape[0]
+        out = np.empty(int(self.ist[:, J_NREC].sum()), RECORD_DTYPE)
+        a = 0
+        for v in range(nv):  # written in place: one copy of the records, not two
+            r = self.venue_records(v)
+            b = a + r.shape[0]
+            out[a:b] = r
+            out["pos"][a:b] += self.lay[v, L_OFF]
+            out["venue"][a:b] = v
+            a = b
+        return out
 
     def write_back_entries(self) -> None:
         """Copy the opened conditional entries' entry, wallet and liquidation price into each

@@ -14,12 +14,15 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import numba
 import numpy as np
 
+from cascade._numba import jit, pjit
+from cascade.engine.sort import stable_argsort, take
 from cascade.model.history import GRID_S, history_grid, history_variance
 from cascade.model.scenario import Scenario, venue_date
 from cascade.rules.brackets import bracket_table, venue_rules
-from cascade.rules.margin import liq_prices_nb
+from cascade.rules.margin import liq_price_nb, liq_prices_nb
 
 LONG, SHORT = 1, -1
 SECONDS_PER_YEAR = 365.0 * 86400.0  # as cascade.model.history
@@ -172,10 +175,13 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
         np.zeros(n_cand, np.int32)
     # the history path of each candidate, in turn; gk indexes the paths' grids end to end
     path_of = np.arange(n_cand) % n_paths
-    entry = np.empty(n_cand)
-    for j in range(n_paths):
-        sel = path_of == j
-        entry[sel] = np.interp(-age[sel], -age_grid, grids[j][1])
+    if n_paths == 1:
+        entry = interp(-age, -age_grid, grids[0][1])
+    else:
+        entry = np.empty(n_cand)
+        for j in range(n_paths):
+            sel = path_of == j
+            entry[sel] = interp(-age[sel], -age_grid, grids[j][1])
     gk = gi + path_of * len(age_grid)
     del age, path_of, grids
     entry *= np.exp(rng_noise.standard_normal(n_cand) * (pop.entry_noise_pct / 100.0))
@@ -197,19 +203,24 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     var_to_start = history_variance(sc)
     bridge = None if var_to_start is None else (
         var_to_start, (sc.market.volatility_annual_pct / 100.0) ** 2 / SECONDS_PER_YEAR * GRID_S)
-    derived = _derive(c, table, targets, pop.max_notional_share, p0)
-    alive = _survived(c, derived["qty"], derived["lp"], suffix_min, suffix_max, p0, bridge)
-    del derived
+    derived = _derive(c, table, targets, pop.max_notional_share, p0, lev=False)
+    qty, lp = derived["qty"], derived["lp"]
+    del derived  # only the sizes and liquidation prices decide who survived
+    alive = _survived(c, qty, lp, suffix_min, suffix_max, p0, bridge)
+    del qty, lp
     # keep the first n_req survivors in draw order, then re-derive sizes for exactly that set
     first = np.flatnonzero(alive)[:n_req]
     del alive
     considered = int(first[-1]) + 1 if first.size == n_req and n_req else n_cand
-    c = {k: v[first] for k, v in c.items()}
+    for k in list(c):  # one array at a time, each old one freed as its survivors are taken
+        c[k] = take(c[k], first)
     short_of = n_req - int(first.size)
     del first
     _check_side_counts(sc, c["side"], targets, n_req)
     d = _derive(c, table, targets, pop.max_notional_share, p0)
     capped = int(np.count_nonzero(d["lev"] < c["leverage"]))
+    for k in ("shape", "leverage", "spare"):  # sized: not needed any more
+        del c[k]
     # rescaling moved a few brackets: drop any that now fall on the wrong side of the history
     keep = _survived(c, d["qty"], d["lp"], suffix_min, suffix_max, p0, bridge)
     dropped = (considered - keep.size) + (keep.size - int(keep.sum()))
@@ -221,45 +232,47 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     rows = np.flatnonzero(keep)
     ent = _entries(sc, table, rng_entries, n_req, p0)
     t_ladder = time.perf_counter()
+    # the ladder's sorts and gathers: parallel kernels, exactly np.argsort(kind="stable") and
+    # fancy indexing (cascade.engine.sort)
+
     if sort and rows.size:
-        longs = rows[side[rows] == LONG]
-        shorts = rows[side[rows] == SHORT]
-        rows = np.concatenate([longs[np.argsort(lp[longs], kind="stable")],
-                               shorts[np.argsort(lp[shorts], kind="stable")]])
-    side_r = side[rows]
-    stop_px = (entry * (1.0 - side * stop_dist))[rows]
-    stop_rows = np.flatnonzero(has_stop[rows])
+        is_long = take(side, rows) == LONG
+        longs, shorts = rows[is_long], rows[~is_long]
+        del is_long
+        rows = np.concatenate([take(longs, stable_argsort(take(lp, longs))),
+                               take(shorts, stable_argsort(take(lp, shorts)))])
+        del longs, shorts
+    side_r = take(side, rows)
+    stop_rows = np.flatnonzero(take(has_stop, rows))
     n_long = int(np.count_nonzero(side_r == LONG))
     n_ladder = rows.size
     m = ent["side"].size
+    # stop prices of the rows with a stop (only those are read)
+    stop_px = np.zeros(n_ladder + m)
+    held = rows[stop_rows]
+    stop_px[stop_rows] = entry[held] * (1.0 - side[held] * stop_dist[held])
+    del held
     if m:  # entries join the orders on last price: breakdown shorts sell, breakout longs buy
-        stop_px = np.concatenate([stop_px, ent["level"]])
+        stop_px[n_ladder:] = ent["level"]
         stop_rows = np.concatenate([stop_rows, n_ladder + np.arange(m)])
         side_r = np.concatenate([side_r, ent["side"]])
     sells = stop_rows[(side_r[stop_rows] == LONG) == (stop_rows < n_ladder)]
     buys = stop_rows[(side_r[stop_rows] == LONG) != (stop_rows < n_ladder)]
-    ls = sells[np.argsort(stop_px[sells], kind="stable")]
-    ss = buys[np.argsort(stop_px[buys], kind="stable")]
+    ls = take(sells, stable_argsort(take(stop_px, sells)))
+    ss = take(buys, stable_argsort(take(stop_px, buys)))
     stop_idx = np.concatenate([ls, ss]).astype(np.int32)
     n_long_stops = ls.size
     del side, stop_dist, has_stop, ls, ss, stop_rows, sells, buys
-    stop_px = stop_px[stop_idx]
-    # gather one array at a time so at most one extra copy is alive
-    qty = qty[rows]
-    entry = entry[rows]
-    wallet = wallet[rows]
-    lp = lp[rows]
-    br = br[rows]
-    cross = cross[rows]
-    lev = lev[rows].astype(np.float32)
-    if m:
-        qty = np.concatenate([qty, ent["qty"]])
-        entry = np.concatenate([entry, np.full(m, np.nan)])
-        wallet = np.concatenate([wallet, 1.0 / ent["lev"]])
-        lp = np.concatenate([lp, np.full(m, np.nan)])
-        br = np.concatenate([br, np.zeros(m, np.int8)])
-        cross = np.concatenate([cross, np.zeros(m, bool)])
-        lev = np.concatenate([lev, ent["lev"].astype(np.float32)])
+    stop_px = take(stop_px, stop_idx)
+    # gather one array at a time so at most one extra copy is alive, straight into the rows
+    # of the ladder, the entries after them
+    qty = _gathered(qty, rows, m, ent["qty"])
+    entry = _gathered(entry, rows, m, np.nan)
+    wallet = _gathered(wallet, rows, m, 1.0 / ent["lev"])
+    lp = _gathered(lp, rows, m, np.nan)
+    br = _gathered(br, rows, m, 0)
+    cross = _gathered(cross, rows, m, False)
+    lev = _gathered(lev, rows, m, ent["lev"], np.float32)
     popu = Population(
         side=side_r, qty=qty, entry=entry, wallet=wallet, lp=lp, bracket=br, cross=cross,
         leverage=lev, n_long=n_long, stop_idx=stop_idx, stop_px=stop_px,
@@ -271,6 +284,72 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
         timings["ladder_s"] = time.perf_counter() - t_ladder
         timings["population_s"] = t_ladder - t_start
     return popu
+
+
+def interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """``np.interp(x, xp, fp)`` (``xp`` increasing, at least 2 points), in parallel: the same
+    numbers (NumPy's formula, its exact-hit and NaN rules; tests/test_population_kernels.py)."""
+    x = np.ascontiguousarray(x, np.float64)
+    xp = np.ascontiguousarray(xp, np.float64)
+    fp = np.ascontiguousarray(fp, np.float64)
+    if xp.size < 2 or x.size < (1 << 15):
+        return np.interp(x, xp, fp)
+    out = np.empty(x.size)
+    with np.errstate(all="ignore"):  # as np.interp: an infinite slope is no error
+        slopes = (fp[1:] - fp[:-1]) / (xp[1:] - xp[:-1])
+    _interp_nb(x, xp, fp, slopes, out)
+    return out
+
+
+@pjit
+def _interp_nb(x, xp, fp, slopes, out):
+    """NumPy's ``arr_interp`` row by row (numpy/_core/src/multiarray/compiled_base.c): the
+    interval ``xp[j] <= x < xp[j + 1]`` by binary search; ``fp[0]`` / ``fp[-1]`` outside;
+    ``fp[j]`` on an exact hit; else ``slope * (x - xp[j]) + fp[j]``, from the other end if
+    that is NaN."""
+    n = xp.shape[0]
+    for i in numba.prange(x.shape[0]):
+        v = x[i]
+        if v != v:
+            out[i] = v
+            continue
+        if v < xp[0]:
+            out[i] = fp[0]
+            continue
+        if v > xp[n - 1]:
+            out[i] = fp[n - 1]
+            continue
+        lo, hi = 0, n - 1  # xp[lo] <= v, and v < xp[hi] or hi == n - 1
+        if v >= xp[n - 1]:
+            lo = n - 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if xp[mid] <= v:
+                lo = mid
+            else:
+                hi = mid
+        j = lo
+        if j == n - 1 or xp[j] == v:
+            out[i] = fp[j]
+            continue
+        slope = slopes[j]
+        r = slope * (v - xp[j]) + fp[j]
+        if r != r:
+            r = slope * (v - xp[j + 1]) + fp[j + 1]
+            if r != r and fp[j] == fp[j + 1]:
+                r = fp[j]
+        out[i] = r
+
+
+def _gathered(values: np.ndarray, rows: np.ndarray, m: int, tail, dtype=None) -> np.ndarray:
+    """``values[rows]`` (as ``dtype``, default the values'), followed by ``m`` entries' ``tail``
+    (an array of m, or a scalar for each): one array of ``rows.size + m``, gathered in place."""
+    from cascade.engine.sort import take_into
+
+    out = np.empty(rows.size + m, values.dtype if dtype is None else dtype)
+    take_into(values, rows, out[: rows.size])
+    out[rows.size:] = tail
+    return out
 
 
 def _entries(sc: Scenario, table, rng: np.random.Generator, n_req: int, p0: float) -> dict:
@@ -326,31 +405,105 @@ def _check_side_counts(sc: Scenario, side: np.ndarray, targets: dict, n_req: int
                 f"positions = 0 runs an empty market)")
 
 
-def _derive(c: dict, table, targets: dict, max_share: float, p0: float) -> dict:
+def _derive(c: dict, table, targets: dict, max_share: float, p0: float, *,
+            lev: bool = True) -> dict:
     """Sizes scaled to the open-interest targets, leverage capped to the bracket, wallets, LPs.
 
     ``c`` holds the candidate arrays (n,): side, shape (notional before scaling), leverage, entry,
-    cross, spare. Returns qty (coin), lev, wallet (USD), lp (USD), br (bracket index), all (n,).
+    cross, spare. Returns qty (coin), lev, wallet (USD), lp (USD), br (bracket index), all (n,);
+    without ``lev``, only qty and lp (the sizes written over a copy of the shapes: two arrays
+    instead of six at the peak of the build).
     """
     side = c["side"]
     notional = c["shape"].copy()
     for s in (LONG, SHORT):
         _rescale_capped(notional, side == s, targets[s], max_share)
-    qty = notional / p0  # the target is notional at the start price
+    if not lev:  # sizes and liquidation prices only: the sizes over the notionals
+        lp = np.empty(notional.size)
+        beyond = _size_lp_nb(notional, float(p0), c["entry"], c["leverage"], c["cross"],
+                             c["spare"], side, table.floor, table.cap, table.mmr, table.cum,
+                             table.max_leverage, lp)
+        _check_beyond(beyond)
+        return {"qty": notional, "lp": lp}
+    qty = np.empty(notional.size)
+    lev_out = np.empty(notional.size)
+    wallet = np.empty(notional.size)
+    beyond = _size_nb(notional, float(p0), c["entry"], c["leverage"], c["cross"], c["spare"],
+                      table.cap, table.max_leverage, qty, lev_out, wallet)
+    _check_beyond(beyond)
     del notional
-    entry_notional = qty * c["entry"]
-    b_entry = np.searchsorted(table.cap, entry_notional, side="left")  # floor < n <= cap
-    lev = np.minimum(c["leverage"], table.max_leverage[b_entry])
-    del b_entry
-    wallet = entry_notional / lev
-    del entry_notional
-    cross = c["cross"]
-    wallet[cross] *= 1.0 + c["spare"][cross]
     lp = np.empty(qty.size)
     br = np.empty(qty.size, np.int8)
     liq_prices_nb(side, qty, c["entry"], wallet, table.floor, table.cap, table.mmr, table.cum,
                   lp, br)
-    return {"qty": qty, "lev": lev, "wallet": wallet, "lp": lp, "br": br}
+    return {"qty": qty, "lev": lev_out, "wallet": wallet, "lp": lp, "br": br}
+
+
+def _check_beyond(beyond: int) -> None:
+    if beyond:  # as NumPy's indexing of the bracket table would
+        raise IndexError(f"{beyond} positions' entry notional lies beyond the bracket table's "
+                         "last cap")
+
+
+@jit
+def _size_row(i, notional, p0, entry, leverage, cross, spare, cap, max_leverage):
+    """(qty, leverage, wallet, beyond) of row ``i``: see :func:`_size_nb`."""
+    nb = cap.shape[0]
+    q = notional[i] / p0
+    en = q * entry[i]
+    if en != en:  # np.searchsorted puts NaN after every cap
+        b = nb
+    else:  # np.searchsorted(cap, en, side="left"): the first cap >= en
+        lo, hi = 0, nb
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if cap[mid] < en:
+                lo = mid + 1
+            else:
+                hi = mid
+        b = lo
+    beyond = 0
+    if b >= nb:
+        beyond = 1
+        b = nb - 1
+    lv = _nanmin(leverage[i], max_leverage[b])
+    w = en / lv
+    if cross[i]:
+        w *= 1.0 + spare[i]
+    return q, lv, w, beyond
+
+
+@pjit
+def _size_lp_nb(notional, p0, entry, leverage, cross, spare, side, floor, cap, mmr, cum,
+                max_leverage, lp):
+    """:func:`_size_nb` keeping only the sizes, written over ``notional``, and each row's
+    liquidation price ``lp`` (as :func:`cascade.rules.margin.liq_prices_nb`)."""
+    beyond = 0
+    for i in numba.prange(notional.shape[0]):
+        q, lv, w, out = _size_row(i, notional, p0, entry, leverage, cross, spare, cap,
+                                  max_leverage)
+        beyond += out
+        notional[i] = q
+        lp[i], _ = liq_price_nb(side[i], q, entry[i], w, 0.0, 0.0, floor, cap, mmr, cum)
+    return beyond
+
+
+@pjit
+def _size_nb(notional, p0, entry, leverage, cross, spare, cap, max_leverage, qty, lev, wallet):
+    """Row by row: ``qty = notional / p0`` (the target is notional at the start price);
+    leverage capped at the maximum of the bracket holding the entry notional ``qty * entry``
+    (``floor < n <= cap``); ``wallet = qty * entry / lev``, times ``1 + spare`` for a cross
+    account. Returns how many entry notionals lie beyond the last cap (NumPy's indexing would
+    raise). tests/naive/population.py holds the NumPy original it equals."""
+    beyond = 0
+    for i in numba.prange(notional.shape[0]):
+        q, lv, w, out = _size_row(i, notional, p0, entry, leverage, cross, spare, cap,
+                                  max_leverage)
+        beyond += out
+        qty[i] = q
+        lev[i] = lv
+        wallet[i] = w
+    return beyond
 
 
 def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) -> np.ndarray:
@@ -370,25 +523,81 @@ def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) 
     each position keeps its draw ``u_survive`` below it. The density of triggers then falls to
     zero linearly at the start price, over a band that widens with the variance since entry
     (:func:`cascade.model.history.history_variance`) and narrows with the leverage."""
-    side = c["side"]
-    long = side == LONG
-    path_lo, path_hi = suffix_min[c["gk"]], suffix_max[c["gk"]]
-    ok = np.where(long, lp < np.minimum(path_lo, p0), lp > np.maximum(path_hi, p0))
-    stop_px = c["entry"] * (1.0 - side * c["stop_dist"])
-    stopped = c["has_stop"] & np.where(long, stop_px >= path_lo, stop_px <= path_hi)
-    alive = ok & ~stopped & (qty > 0)
-    if bridge is not None:
-        var_grid, var_min = bridge
-        # the nearest trigger: the stop when it lies between the entry and the liquidation price
-        trig = np.where(c["has_stop"],
-                        np.where(long, np.maximum(lp, stop_px), np.minimum(lp, stop_px)), lp)
+    alive = np.empty(qty.size, bool)
+    _survive_path_nb(c["side"], c["gk"], c["entry"], c["stop_dist"], c["has_stop"], qty, lp,
+                     suffix_min, suffix_max, float(p0), alive)
+    if bridge is None:
+        return alive
+    var_grid, var_min = bridge
+    # only the rows the path left alive can die on the bridge; in blocks, to bound temporaries
+    side, entry, gi, u = c["side"], c["entry"], c["gi"], c["u_survive"]
+    for a in range(0, qty.size, _BLOCK):
+        i = a + np.flatnonzero(alive[a: a + _BLOCK])
+        t = np.empty(i.size)  # the nearest trigger
+        _trigger_nb(i, side, entry, c["stop_dist"], c["has_stop"], lp, t)
         with np.errstate(divide="ignore", invalid="ignore"):
-            d_entry = np.abs(np.log(c["entry"] / trig))
-            d_start = np.abs(np.log(p0 / trig))
-            var = np.maximum(var_grid[c["gi"]], var_min)  # at least the grid's minute
+            d_entry = np.abs(np.log(entry[i] / t))
+            d_start = np.abs(np.log(p0 / t))
+            var = np.maximum(var_grid[gi[i]], var_min)  # at least the grid's minute
             p_clear = -np.expm1(-2.0 * d_entry * d_start / var)
-        alive &= np.where(np.isfinite(p_clear) & (trig > 0), c["u_survive"] < p_clear, True)
+        alive[i] = np.where(np.isfinite(p_clear) & (t > 0), u[i] < p_clear, True)
     return alive
+
+
+_BLOCK = 1 << 20  # rows per block of the bridge test (8 MiB per float64 temporary)
+
+
+@jit
+def _nanmin(a, b):
+    """``np.minimum`` of two floats: NaN if either is NaN."""
+    if a != a or b != b:
+        return np.nan
+    return a if a <= b else b
+
+
+@jit
+def _nanmax(a, b):
+    """``np.maximum`` of two floats: NaN if either is NaN."""
+    if a != a or b != b:
+        return np.nan
+    return a if a >= b else b
+
+
+@pjit
+def _survive_path_nb(side, gi, entry, stop_dist, has_stop, qty, lp, suffix_min, suffix_max, p0,
+                     alive):
+    """The drawn history's part of :func:`_survived`, row by row: ``alive[i]``, the row's size is
+    positive and the path since its entry (grid point ``gi[i]`` of the history paths' grids end
+    to end: ``suffix_min`` /
+    ``suffix_max`` the lowest / highest price from there to the start, with the start price
+    ``p0``) crossed neither its liquidation price ``lp[i]`` nor its stop (at ``entry * (1 - side
+    * stop_dist)``, if ``has_stop``). tests/naive/population.py holds the NumPy original it
+    equals."""
+    for i in numba.prange(side.shape[0]):
+        lo = suffix_min[gi[i]]
+        hi = suffix_max[gi[i]]
+        stop = entry[i] * (1.0 - side[i] * stop_dist[i])
+        if side[i] == LONG:
+            ok = lp[i] < _nanmin(lo, p0)
+            stopped = has_stop[i] and stop >= lo
+        else:
+            ok = lp[i] > _nanmax(hi, p0)
+            stopped = has_stop[i] and stop <= hi
+        alive[i] = ok and not stopped and qty[i] > 0
+
+
+@pjit
+def _trigger_nb(rows, side, entry, stop_dist, has_stop, lp, out):
+    """``out[k]``: the nearest trigger of row ``rows[k]``: its stop (at ``entry * (1 - side *
+    stop_dist)``) when it has one lying between the entry and the liquidation price ``lp``, else
+    ``lp`` (``np.maximum`` / ``np.minimum`` of the two, NaN if either is)."""
+    for k in numba.prange(rows.shape[0]):
+        i = rows[k]
+        if has_stop[i]:
+            stop = entry[i] * (1.0 - side[i] * stop_dist[i])
+            out[k] = _nanmax(lp[i], stop) if side[i] == LONG else _nanmin(lp[i], stop)
+        else:
+            out[k] = lp[i]
 
 
 def _rescale_capped(notional, mask, target, max_share) -> None:
@@ -402,17 +611,23 @@ def _rescale_capped(notional, mask, target, max_share) -> None:
     if cap * idx.size < target:  # too few positions to reach the target under the cap
         cap = target / idx.size
     capped = np.zeros(idx.size, bool)
+    n_capped = 0
     for _ in range(64):
-        free_target = target - cap * np.count_nonzero(capped)
-        free = ~capped
-        if not free.any():  # every element at the cap: the cap times the count is the target
+        free_target = target - cap * n_capped
+        if n_capped == idx.size:  # every element at the cap: the cap times the count is the target
             break
-        vals[free] *= free_target / vals[free].sum()
-        over = free & (vals > cap)
-        if not over.any():
+        # the free elements' sum, over them alone in order (all of vals while none is capped);
+        # scaling every element then putting the capped back at the cap scales the free alone
+        vals *= free_target / (vals.sum() if n_capped == 0 else vals[~capped].sum())
+        if n_capped:
+            vals[capped] = cap
+        over = vals > cap  # a capped element holds the cap exactly: never above it
+        n_over = int(np.count_nonzero(over))
+        if not n_over:
             break
         vals[over] = cap
         capped |= over
+        n_capped += n_over
     notional[idx] = vals
 
 
