@@ -30,10 +30,12 @@ N_STATE = 34
 # S_DEPTHNOW: the venue's depth per 1 % in its last step (thinned), USD; arbitrage sizes by it
 # integer state vector, per venue (J_ADLT/N/P: two slots each, longs then shorts). J_NFEV:
 # funding events paid so far; J_FBASE: the event at which the ladder runs were keyed (their
-# offsets count from there); J_XL / J_XS: sizes of the stray heaps (cascade.engine.ladder)
+# offsets count from there); J_XL / J_XS: sizes of the stray heaps (cascade.engine.ladder);
+# J_HDIRTY: 1 when ADL changed the key of a heaped row this step (the heaps are rebuilt once,
+# after the step's executions)
 (J_NFEV, J_FBASE, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING, J_HL, J_HS, J_BRING, J_BCOUNT,
- J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_ADLP, _J_ADLP2, J_XL, J_XS) = range(19)
-N_ISTATE = 19
+ J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_ADLP, _J_ADLP2, J_XL, J_XS, J_HDIRTY) = range(20)
+N_ISTATE = 20
 # the ladder's runs, per venue: one row per (side, bracket) with its place range in ``order``,
 # its walk pointer (longs walk down from R_END, shorts up from R_START), bracket and side
 R_START, R_END, R_PTR, R_BRACKET, R_SIDE = range(5)

@@ -28,7 +28,7 @@ import numpy as np
 
 from cascade._numba import jit
 from cascade.engine.book import impact_curve_nb, impact_nb, limit_flow_nb, mean_impact_nb
-from cascade.engine.ladder import open_nb, scan_triggers_nb
+from cascade.engine.ladder import heapify_nb, open_nb, scan_triggers_nb
 from cascade.engine.layout import (
     C_ADL,
     C_ADLN,
@@ -60,6 +60,9 @@ from cascade.engine.layout import (
     J_BCOUNT,
     J_BRING,
     J_FPTR,
+    J_HDIRTY,
+    J_HL,
+    J_HS,
     J_NREC,
     J_RING,
     KIND_ADL,
@@ -564,6 +567,10 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
                 liq_s += usd
         r += 1
     vs.ist[J_FPTR] = r
+    if vs.ist[J_HDIRTY]:  # ADL closed heaped rows in part: their keys changed
+        heapify_nb(lad.heap_l, vs.ist[J_HL], pos.lp, -1.0)
+        heapify_nb(lad.heap_s, vs.ist[J_HS], pos.lp, 1.0)
+        vs.ist[J_HDIRTY] = 0
     if off_c > 0.0:
         d_off = -off_c if inv > 0.0 else off_c
         fund_trade_nb(vs.st, d_off, fill)

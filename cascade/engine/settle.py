@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from cascade._numba import jit
-from cascade.engine.ladder import _record, _requeue, heapify_nb, sync_nb
+from cascade.engine.ladder import _record, _requeue, sync_nb
 from cascade.engine.layout import (
     DELEVERAGED,
     HEAPED,
     J_ADLN,
     J_ADLP,
     J_ADLT,
-    J_HL,
-    J_HS,
+    J_HDIRTY,
     J_NFEV,
     KIND_ADL,
     KIND_BACKSTOP,
@@ -147,7 +146,6 @@ def _adl_nb(r, t, deficit, gap, price, mark, pos, lad, tab, vp, vs):
         vs.ist[J_ADLT + slot] = t + 1
     buf = vs.adl_buf[slot]
     done = 0.0
-    touched_heap = False
     while done < need and vs.ist[J_ADLP + slot] < vs.ist[J_ADLN + slot]:
         i = buf[vs.ist[J_ADLP + slot]]
         if not (pos.status[i] == OPEN or pos.status[i] == HEAPED):
@@ -167,7 +165,9 @@ def _adl_nb(r, t, deficit, gap, price, mark, pos, lad, tab, vp, vs):
             pos.lp[i], _ = liq_price_nb(s, pos.qty[i], pos.entry[i], pos.wallet[i], 0.0, 0.0,
                                         tab.floor, tab.cap, tab.mmr, tab.cum)
             if pos.status[i] == HEAPED or i >= lad.n_ladder:
-                touched_heap = True
+                # its key in a heap changed: the step rebuilds the heaps once after its
+                # executions (nothing reads them before; one rebuild per call was O(heap) each)
+                vs.ist[J_HDIRTY] = 1
             else:
                 _requeue(i, pos, lad, vs)
         else:
@@ -178,9 +178,6 @@ def _adl_nb(r, t, deficit, gap, price, mark, pos, lad, tab, vp, vs):
             pos.status[i] = DELEVERAGED
             vs.ist[J_ADLP + slot] += 1
         done += c
-    if touched_heap:
-        heapify_nb(lad.heap_l, vs.ist[J_HL], pos.lp, -1.0)
-        heapify_nb(lad.heap_s, vs.ist[J_HS], pos.lp, 1.0)
     return done
 
 
