@@ -37,7 +37,7 @@ def _candidates(n: int, seed: int):
     qty = rng.random(n)
     qty[::71] = 0.0
     gi = rng.integers(0, m, n).astype(np.int32)
-    c = {"side": side, "gi": gi, "gk": gi + m * rng.integers(0, paths, n).astype(np.int32),
+    c = {"side": side, "gk": gi + m * rng.integers(0, paths, n).astype(np.int32),
          "entry": entry,
          "stop_dist": rng.random(n) * 0.1, "has_stop": rng.random(n) < 0.3,
          "u_survive": rng.random(n)}

@@ -170,20 +170,22 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     lb, mean_age = pop.entry_lookback_h * 3600.0, pop.entry_age_mean_h * 3600.0
     # truncated exponential age by inverse CDF
     age = -mean_age * np.log1p(-rng_age.random(n_cand) * -np.expm1(-lb / mean_age))
-    gi = np.clip(np.rint((lb - age) / (lb / (len(age_grid) - 1))), 0,
+    # gk: the grid point of the entry on the candidate's history path (the paths' grids end to
+    # end; candidates take the paths in turn)
+    gk = np.clip(np.rint((lb - age) / (lb / (len(age_grid) - 1))), 0,
                  len(age_grid) - 1).astype(np.int32) if len(age_grid) > 1 else \
         np.zeros(n_cand, np.int32)
-    # the history path of each candidate, in turn; gk indexes the paths' grids end to end
-    path_of = np.arange(n_cand) % n_paths
     if n_paths == 1:
         entry = interp(-age, -age_grid, grids[0][1])
     else:
+        path_of = (np.arange(n_cand) % n_paths).astype(np.int32)
         entry = np.empty(n_cand)
         for j in range(n_paths):
             sel = path_of == j
             entry[sel] = interp(-age[sel], -age_grid, grids[j][1])
-    gk = gi + path_of * len(age_grid)
-    del age, path_of, grids
+        gk += path_of * np.int32(len(age_grid))
+        del path_of
+    del age, grids
     entry *= np.exp(rng_noise.standard_normal(n_cand) * (pop.entry_noise_pct / 100.0))
     cross = rng_mode.random(n_cand) < pop.cross_share
     spare = rng_spare.exponential(1.0, n_cand) * pop.cross_spare_margin_mean if \
@@ -195,10 +197,10 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     targets = {LONG: sc.population.open_interest_usd * pop.long_share,
                SHORT: sc.population.open_interest_usd * (1.0 - pop.long_share)}
 
-    c = {"side": side, "shape": shape, "leverage": leverage, "gi": gi, "gk": gk, "entry": entry,
+    c = {"side": side, "shape": shape, "leverage": leverage, "gk": gk, "entry": entry,
          "cross": cross, "spare": spare, "has_stop": has_stop, "stop_dist": stop_dist,
          "u_survive": rng_survive.random(n_cand)}
-    del side, shape, leverage, gi, gk, entry, cross, spare, has_stop, stop_dist
+    del side, shape, leverage, gk, entry, cross, spare, has_stop, stop_dist
     # a waypoint history is one smooth path: test survival against the paths it stands for too
     var_to_start = history_variance(sc)
     bridge = None if var_to_start is None else (
@@ -530,7 +532,7 @@ def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) 
         return alive
     var_grid, var_min = bridge
     # only the rows the path left alive can die on the bridge; in blocks, to bound temporaries
-    side, entry, gi, u = c["side"], c["entry"], c["gi"], c["u_survive"]
+    side, entry, gk, u = c["side"], c["entry"], c["gk"], c["u_survive"]
     for a in range(0, qty.size, _BLOCK):
         i = a + np.flatnonzero(alive[a: a + _BLOCK])
         t = np.empty(i.size)  # the nearest trigger
@@ -538,7 +540,9 @@ def _survived(c: dict, qty, lp, suffix_min, suffix_max, p0: float, bridge=None) 
         with np.errstate(divide="ignore", invalid="ignore"):
             d_entry = np.abs(np.log(entry[i] / t))
             d_start = np.abs(np.log(p0 / t))
-            var = np.maximum(var_grid[gi[i]], var_min)  # at least the grid's minute
+            # the variance from the entry's grid point (on any path) to the start, at least
+            # the grid's minute
+            var = np.maximum(var_grid[gk[i] % var_grid.size], var_min)
             p_clear = -np.expm1(-2.0 * d_entry * d_start / var)
         alive[i] = np.where(np.isfinite(p_clear) & (t > 0), u[i] < p_clear, True)
     return alive
@@ -564,18 +568,17 @@ def _nanmax(a, b):
 
 
 @pjit
-def _survive_path_nb(side, gi, entry, stop_dist, has_stop, qty, lp, suffix_min, suffix_max, p0,
+def _survive_path_nb(side, gk, entry, stop_dist, has_stop, qty, lp, suffix_min, suffix_max, p0,
                      alive):
     """The drawn history's part of :func:`_survived`, row by row: ``alive[i]``, the row's size is
-    positive and the path since its entry (grid point ``gi[i]`` of the history paths' grids end
-    to end: ``suffix_min`` /
-    ``suffix_max`` the lowest / highest price from there to the start, with the start price
-    ``p0``) crossed neither its liquidation price ``lp[i]`` nor its stop (at ``entry * (1 - side
+    positive and the path since its entry (grid point ``gk[i]`` of the history paths' grids end
+    to end: ``suffix_min`` / ``suffix_max`` the lowest / highest price from there to the start,
+    with the start price ``p0``) crossed neither its liquidation price ``lp[i]`` nor its stop (at ``entry * (1 - side
     * stop_dist)``, if ``has_stop``). tests/naive/population.py holds the NumPy original it
     equals."""
     for i in numba.prange(side.shape[0]):
-        lo = suffix_min[gi[i]]
-        hi = suffix_max[gi[i]]
+        lo = suffix_min[gk[i]]
+        hi = suffix_max[gk[i]]
         stop = entry[i] * (1.0 - side[i] * stop_dist[i])
         if side[i] == LONG:
             ok = lp[i] < _nanmin(lo, p0)

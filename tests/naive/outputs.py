@@ -13,9 +13,7 @@ from cascade.engine.layout import (
     DELEVERAGED,
     DORMANT,
     HEAPED,
-    KIND_BACKSTOP,
     KIND_ENTRY,
-    KIND_LIQ,
     L_END,
     L_OFF,
     LIQUIDATED,
@@ -23,7 +21,8 @@ from cascade.engine.layout import (
     STOPPED,
     TRIGGERED,
 )
-from cascade.outputs import LIQUIDATION_COLUMNS, POSITION_COLUMNS
+from cascade.outputs import POSITION_COLUMNS
+from cascade.outputs import liquidations_frame as _liquidations_frame
 
 _STATUS = {OPEN: "open", HEAPED: "open", LIQUIDATED: "liquidated", STOPPED: "stopped",
            DELEVERAGED: "deleveraged", DORMANT: "not_opened"}
@@ -84,56 +83,9 @@ def positions_frame(state, pops, names: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[list(POSITION_COLUMNS)]
 
 
-def _fund_price(rec: np.ndarray, pos: pd.DataFrame) -> np.ndarray:
-    """Price of each record's takeover into the fund's inventory (NaN where ``fund_qty`` is 0):
-    a backstop's is its fill (the mark at its trigger); an IOC liquidation's, the bankruptcy
-    price of the position as it was liquidated (its last qty, entry and wallet: those of
-    ``pos``, the position's row), computed as the engine computed it."""
-    from cascade.rules.margin import bankruptcy_price_nb
-
-    out = np.full(rec.size, np.nan)
-    took = rec["fund_qty"] > 0
-    back = took & (rec["kind"] == KIND_BACKSTOP)
-    out[back] = rec["fill_price"][back]
-    ioc = np.flatnonzero(took & (rec["kind"] == KIND_LIQ))
-    if ioc.size:
-        p = pos.iloc[ioc]
-        sgn = np.where(p["side"].to_numpy() == "long", 1, -1)
-        for j, s, q, ep, w in zip(ioc, sgn, p["qty"].to_numpy(), p["entry_price"].to_numpy(),
-                                  p["wallet_usd"].to_numpy()):
-            out[j] = bankruptcy_price_nb(s, q, ep, w)
-    return out
-
-
 def liquidations_frame(rec: np.ndarray, positions: pd.DataFrame, times) -> pd.DataFrame:
-    """One row per record (RECORD_DTYPE (k,), ``pos`` global), columns
-    :data:`LIQUIDATION_COLUMNS`; the position's fields come from ``positions``
-    (:func:`positions_frame`); ``times``: the step start times."""
-    i = rec["pos"].astype(np.int64)
-    pos = positions.iloc[i] if len(positions) else positions
-    closed = ~pos["status"].isin(["open", "closing", "not_opened"]).to_numpy()
-    kind = np.array(["", "liquidation", "stop", "entry", "partial", "backstop", "adl"])
-    df = pd.DataFrame({
-        "trigger_time": np.asarray(times)[rec["trigger_step"]],
-        "kind": kind[rec["kind"]],
-        "venue": pos["venue"].to_numpy(),
-        "side": pos["side"].to_numpy(),
-        "qty": rec["qty"],
-        "entry_price": pos["entry_price"].to_numpy(),
-        "wallet_open_usd": pos["wallet_open_usd"].to_numpy(),
-        "wallet_close_usd": np.where(closed, pos["wallet_usd"].to_numpy(), np.nan),
-        "funding_paid_usd": pos["funding_paid_usd"].to_numpy(),
-        "liquidation_price_open": pos["liquidation_price_open"].to_numpy(),
-        "trigger_price": rec["trigger_price"],
-        "fill_price": rec["fill_price"],
-        "fund_delta_usd": rec["fund_delta"],
-        "clearance_fee_usd": rec["fee"],
-        "adl_qty": rec["adl_qty"],
-        "adl_price": rec["adl_price"],
-        "ioc_qty": rec["ioc_qty"],
-        "ioc_fill_price": np.where(rec["ioc_qty"] > 0, rec["ioc_fill"], np.nan),
-        "fund_qty": rec["fund_qty"],
-        "fund_price": _fund_price(rec, pos),
-        "row": i,
-    })
-    return df[list(LIQUIDATION_COLUMNS)]
+    """The liquidations table as it was first built: from the whole positions frame
+    (:func:`positions_frame`, read with ``DataFrame.iloc``), through
+    :func:`cascade.outputs.liquidations_frame`, which takes a frame or a
+    :class:`cascade.outputs.PositionTable`; the lazy table reads only the records' rows."""
+    return _liquidations_frame(rec, positions, times)
