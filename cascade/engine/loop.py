@@ -224,7 +224,7 @@ def step_loop_nb(t_begin, t_end, lay, tb_lay, pos, lad, tab, vp, vs, mk, inp, ou
     vp : :class:`~cascade.engine.structs.VenueParams` float64 (V, N_PARAMS), int64
         (V, N_IPARAMS) (:func:`cascade.model.market.parameters`)
     vs : :class:`~cascade.engine.structs.VenueState` per-venue state, leading axis V; ``rec``
-        per venue ranges, ``adl_buf`` int32 (2, n), ``adl_rank`` float64 (n,), ``fev`` (V, E, 2),
+        per venue ranges, ``adl_buf`` int32 (2, n), ``adl_rank`` float64 (2, n), ``fev`` (V, E, 2),
         ``fcs`` (V, 2, E + 1); in/out
     mk : :class:`~cascade.engine.structs.Market` market parameters and state, in/out
     inp : :class:`~cascade.engine.structs.Inputs` exogenous paths
@@ -297,7 +297,7 @@ def step_loop_nb(t_begin, t_end, lay, tb_lay, pos, lad, tab, vp, vs, mk, inp, ou
                 Tables(tab.floor[ta:tb], tab.cap[ta:tb], tab.mmr[ta:tb], tab.cum[ta:tb]),
                 VenueParams(vp.prm[v], vp.iprm[v]),
                 VenueState(vs.st[v], vs.ist[v], vs.rec[lay[v, L_ROFF]:lay[v, L_REND]],
-                           vs.adl_buf[:, a:b], vs.adl_rank[a:b], vs.ring[v], vs.bring[v],
+                           vs.adl_buf[:, a:b], vs.adl_rank[:, a:b], vs.ring[v], vs.bring[v],
                            vs.pend[v], vs.marks[v], vs.arb[v], vs.fev[v], vs.fcs[v]),
                 mst, inp.exo[v, t], inp.wick[v, t], out[v, t])
         # composite of the perpetual venues (depth-weighted log price), and arbitrage between them

@@ -248,7 +248,7 @@ class EngineState:
             arb=np.zeros((nv, int(arb_delay) + 1)),
             comp_ring=np.full(maxlag + 2, log(p0)), rec=np.empty(int(caps.sum()), RECORD_DTYPE),
             adl_buf=np.empty((2, int(n.sum())), np.int32),
-            adl_rank=np.empty(int(n.sum())), outs=np.zeros((nv, n_steps, len(COLUMNS))),
+            adl_rank=np.empty((2, int(n.sum()))), outs=np.zeros((nv, n_steps, len(COLUMNS))),
             wick=np.ones((nv + 1, n_steps)) if wick is None else wick,
             mprm=np.zeros(N_MPARAMS) if mprm is None else mprm, spot=spot,
             spot_exo=np.zeros((nsp, n_steps)) if spot_exo is None else spot_exo,
@@ -301,7 +301,7 @@ class EngineState:
         tab = Tables(self.floor[ta:tb], self.cap[ta:tb], self.mmr[ta:tb], self.cum[ta:tb])
         r0, r1 = int(self.lay[v, L_ROFF]), int(self.lay[v, L_REND])
         vs = VenueState(self.st[v], self.ist[v], self.rec[r0:r1], self.adl_buf[:, a:b],
-                        self.adl_rank[a:b], self.ring[v], self.bring[v], self.pend[v],
+                        self.adl_rank[:, a:b], self.ring[v], self.bring[v], self.pend[v],
                         self.marks[v], self.arb[v], self.fev[v], self.fcs[v])
         return pos, lad, tab, vs
 
