@@ -7,17 +7,56 @@ keeps the machine code in ``__pycache__`` so later processes skip the compilatio
 Environment overrides
 ---------------------
 CASCADE_NUMBA_CACHE=0   disable the on-disk cache (e.g. read-only installs)
+NUMBA_CACHE_DIR         numba's own setting; when it is not set, the cache goes to
+                        ``cascade/__pycache__/numba-<stamp>`` (see below)
 CASCADE_THREADS=N       numba threads used by parallel kernels (default: all cores)
 OMP_WAIT_POLICY         set to PASSIVE unless already set (see below)
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
+from pathlib import Path
 
 import numba
 
 _CACHE = os.environ.get("CASCADE_NUMBA_CACHE", "1") != "0"
+
+
+def _source_stamp(root: Path) -> str:
+    """A digest of every module's path, size and modification time (stat only, about 1 ms)."""
+    h = hashlib.sha1()
+    for p in sorted(root.rglob("*.py")):
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:12]
+
+
+def _stamped_cache_dir() -> None:
+    """Key the on-disk cache by the whole package's sources.
+
+    numba invalidates a cached kernel only when the kernel's own file changes, but the kernels
+    read constants from other modules (the state layout in cascade.engine.layout, the parameter
+    indices in cascade.model.market) and freeze them at compile time. After a checkout that
+    changed only such a module, a stale kernel would index the state arrays with old offsets:
+    wrong results or a crash. One cache folder per state of the sources makes that impossible
+    (an edit compiles everything once, about a minute). A user's NUMBA_CACHE_DIR wins; an
+    unwritable install falls back to numba's default."""
+    if not _CACHE or os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    root = Path(__file__).resolve().parent
+    path = root / "__pycache__" / f"numba-{_source_stamp(root)}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError:
+        return
+    numba.config.CACHE_DIR = str(path)
+
+
+_stamped_cache_dir()
 
 # numba's OpenMP threading layer (libgomp, read when numba first runs a parallel kernel) lets a
 # thread that finished its share spin for its next one by default. On a machine whose cores are
