@@ -196,6 +196,38 @@ def to_markdown(res: dict) -> str:
             L += [f"Rows identical across worker counts: {'yes' if sw['agree_workers'] else 'NO'}; "
                   f"identical to the serial loop's: {'yes' if sw['agree_serial'] else 'NO'}.", ""]
 
+    dx = res.get("dexsim")
+    if dx is not None:
+        w0 = dx.get("warm") or {}
+        shape = (w0.get("paths"), w0.get("traders"), w0.get("steps"))
+        cold = ("first with an empty numba cache (everything compiled), then with the cache it "
+                "left" if dx.get("cold") else "with a warm numba cache only (--quick)")
+        L += ["## dex-sim's workload shape", "",
+              ("dex-sim's CLI simulates 2,000 traders on 100 price paths of 7,200 steps in one "
+               f"process. Here: the demo at {shape[1] or 0:,} positions over {shape[2] or 0:,} "
+               f"one-second steps, seeds 0 to {(shape[0] or 1) - 1} (a population and a noise "
+               "path each), a serial loop of `cascade.run` in one fresh process, timed from "
+               f"before the imports: {cold}. dex-sim is not installed here: its figure is the "
+               "one quoted in issue 12 for this machine, not measured in this run."), ""] + _err(dx)
+        if "warm" in dx:
+            rows = []
+            for label, w in (("cold numba cache", dx["cold"]), ("warm numba cache", dx["warm"])):
+                if w is None:
+                    continue
+                rows.append([label, f"{w['paths']} x {w['traders']:,} x {w['steps']:,}",
+                             fmt_s(w["import_s"]), fmt_s(w["first_run_s"]),
+                             fmt_s(w["per_path_s"]), fmt_s(w["wall_s"])])
+            lo, hi = dx["quoted_dexsim_s"]
+            rows.append(["dex-sim (quoted, issue 12)", "100 x 2,000 x 7,200", "", "about 4.6 s JIT",
+                         "", f"{lo:.0f}-{hi:.0f} s"])
+            L += _table(["engine", "paths x positions x steps", "imports", "first path",
+                         "each further path", "whole process"], rows)
+            if shape == (100, 2_000, 7_200):
+                w = dx["warm"]["wall_s"]
+                L += [f"Warm cache: {0.5 * (lo + hi) / w:.1f}x faster than dex-sim's quoted time"
+                      + (f"; cold cache: {0.5 * (lo + hi) / dx['cold']['wall_s']:.2f}x."
+                         if dx.get("cold") else "."), ""]
+
     mem = res.get("memory")
     if mem is not None:
         L += ["## Memory", "",

@@ -19,7 +19,11 @@ from pathlib import Path
 from benchmarks.common import DEMO, RESULTS, ROOT, cpu_busy, median, mem_available
 
 SECTIONS = ("startup", "end_to_end", "october", "memory", "steps_scaling", "baseline", "threads",
-            "sweep")
+            "sweep", "dexsim")
+# dex-sim's own figure for the same workload shape on this machine (issue 12, as filed): about
+# 18-19 s per CLI run, of which about 4.6 s is JIT compilation it does not cache. Not measured
+# here (dex-sim is not a dependency): quoted beside ours.
+DEXSIM_QUOTED_S = (18.0, 19.0)
 OCTOBER = ROOT / "scenarios" / "oct2025.toml"
 OCTOBER_MIN = 20_000  # fewer positions cannot hold the October open interest (max_notional_share)
 TARGETS = {
@@ -67,6 +71,7 @@ class Config:
         default_factory=lambda: [100_000, 1_000_000, 10_000_000])
     october_repeats: int = 1
     october: Path = OCTOBER
+    dexsim: tuple = (2_000, 100, 7_200)  # traders, paths, steps
 
     def repeats_for(self, n: int) -> int:
         if self.repeats is not None:
@@ -86,7 +91,8 @@ class Config:
                       sweep_n=20_000, sweep_steps=[], threads_pop_n=20_000,
                       threads_kernel_n=200_000, kernel_repeats=3, pop_repeats=1,
                       import_repeats=3, sweep_pos=20_000, sweep_task_steps=3_600, sweep_depths=3,
-                      sweep_seeds=2, sweep_serial=2, october_sizes=[20_000, 50_000])
+                      sweep_seeds=2, sweep_serial=2, october_sizes=[20_000, 50_000],
+                      dexsim=(2_000, 5, 3_600))
         else:
             cfg = cls(sizes=[100_000, 1_000_000, 10_000_000], steps=86_400)
         cfg.scenario = scenario
@@ -393,6 +399,21 @@ def section_sweep(cfg: Config) -> dict:
     return w
 
 
+def section_dexsim(cfg: Config) -> dict:
+    traders, paths, steps = cfg.dexsim
+    args = {"traders": traders, "paths": paths, "steps": steps, "scenario": str(cfg.scenario)}
+    if cfg.quick:  # compiling everything takes minutes: --quick times the warm cache only
+        _say(f"[dexsim] {paths} seeds x {traders:,} positions x {steps:,} steps in one process")
+        return {"cold": None, "warm": run_worker("dexsim", args),
+                "quoted_dexsim_s": list(DEXSIM_QUOTED_S)}
+    _say(f"[dexsim] {paths} seeds x {traders:,} positions x {steps:,} steps in one process: "
+         "with a cold numba cache, then a warm one")
+    with tempfile.TemporaryDirectory(prefix="cascade-bench-dexsim-") as cache:
+        cold = run_worker("dexsim", args, env={"NUMBA_CACHE_DIR": cache})
+        warm = run_worker("dexsim", args, env={"NUMBA_CACHE_DIR": cache})
+    return {"cold": cold, "warm": warm, "quoted_dexsim_s": list(DEXSIM_QUOTED_S)}
+
+
 # ---------------------------------------------------------------------------------------------
 def _target(name, goal, measured, met, note=""):
     return {"target": name, "goal": goal, "measured": measured, "met": met, "note": note}
@@ -550,6 +571,7 @@ def run_suite(cfg: Config, argv: list | None = None) -> tuple[dict, dict]:
         ("baseline", lambda: section_baseline(cfg)),
         ("threads", lambda: section_threads(cfg)),
         ("sweep", lambda: section_sweep(cfg)),
+        ("dexsim", lambda: section_dexsim(cfg)),
     ]
     for name, fn in steps:
         if name not in cfg.sections:

@@ -7,6 +7,8 @@ baseline  engine step loop vs the naive NumPy baseline at one size, same inputs
 threads   the parallel kernels and the population phase at 1, 2, ... numba threads
 import    ``import cascade`` time; which kernels (if any) are compiled at import
 compile   first call of a tiny run, then a second call (run with NUMBA_CACHE_DIR set by the parent)
+dexsim    dex-sim's workload shape: 100 seeds of 2,000 positions x 7,200 steps, one process,
+          imports and (under an empty NUMBA_CACHE_DIR) compilation counted
 sweep     tasks per minute of ``cascade sweep`` on 1, 2, ... worker processes against a serial
           loop over ``cascade.run``, and whether their rows agree bit for bit
 
@@ -463,7 +465,34 @@ def task_sweep(a: dict) -> dict:
     return out
 
 
-TASKS = {"e2e": task_e2e, "baseline": task_baseline, "threads": task_threads,
+def task_dexsim(a: dict) -> dict:
+    """dex-sim's workload shape (its CLI: ``traders`` traders x ``paths`` price paths x ``steps``
+    steps in one process): ``paths`` runs of the demo at ``traders`` positions over ``steps``
+    one-second steps, seeds 0, 1, ..., each with its own population and noise path, as a serial
+    loop of ``cascade.run`` (a sweep of seeds). The wall time counts from before the imports, so
+    compilation counts too when the parent gives an empty NUMBA_CACHE_DIR."""
+    t0 = time.perf_counter()
+    t_import = _import_all()
+
+    from benchmarks.common import demo_scenario
+    from cascade.runner import run
+
+    sc = demo_scenario(a["traders"], a["steps"], a["scenario"])
+    t = time.perf_counter()
+    first = run(sc, seed=0)
+    t_first = time.perf_counter() - t
+    t = time.perf_counter()
+    liq = float(first.summary["liquidated_notional_usd"])
+    for seed in range(1, a["paths"]):
+        liq += float(run(sc, seed=seed).summary["liquidated_notional_usd"])
+    rest = time.perf_counter() - t
+    return {"traders": a["traders"], "paths": a["paths"], "steps": a["steps"],
+            "import_s": t_import, "first_run_s": t_first, "rest_s": rest,
+            "per_path_s": rest / max(1, a["paths"] - 1),
+            "wall_s": time.perf_counter() - t0, "liquidated_usd_all_paths": liq}
+
+
+TASKS = {"dexsim": task_dexsim, "e2e": task_e2e, "baseline": task_baseline, "threads": task_threads,
          "import": task_import, "compile": task_compile, "sweep": task_sweep}
 
 

@@ -186,7 +186,7 @@ def test_benchmark_runner_quick(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((out / "latest.json").read_text())
     for key in ("meta", "startup", "end_to_end", "october", "memory", "steps_scaling",
-                "baseline", "threads", "sweep", "targets"):
+                "baseline", "threads", "sweep", "dexsim", "targets"):
         assert key in res, key
         assert not (isinstance(res[key], dict) and "error" in res[key]), res[key]
     meta = res["meta"]
@@ -204,10 +204,12 @@ def test_benchmark_runner_quick(tmp_path):
     assert res["startup"]["import"]["compiled_at_import"] == []
     assert res["sweep"]["agree_workers"] and res["sweep"]["agree_serial"]
     assert [s["workers"] for s in res["sweep"]["sweeps"]] == [1, 2]
+    dx = res["dexsim"]["warm"]
+    assert dx["paths"] == 5 and dx["per_path_s"] > 0 and dx["liquidated_usd_all_paths"] >= 0
     assert {t["target"] for t in res["targets"]} >= {"import cascade", "nothing compiled at import"}
     md = (out / "latest.md").read_text()
     assert "## Targets" in md and "| target | goal | measured | status | note |" in md
     assert "## End-to-end engine" in md and "## Naive NumPy baseline vs engine" in md
-    assert "## October scenario" in md
+    assert "## October scenario" in md and "## dex-sim's workload shape" in md
     assert (out / "scaling.png").stat().st_size > 0
     assert len(list(out.glob("*Z.md"))) == 1 and len(list(out.glob("*Z.json"))) == 1
