@@ -115,3 +115,15 @@ def test_too_many_positions_are_refused_on_this_machine(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "--positions" in r.stderr and "GB" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_estimate_counts_the_positions_it_writes(tmp_path):
+    """`cascade run` writes positions.parquet: its estimate per position is the saved one, and a
+    run that would fit only without writing them is refused before anything is built."""
+    sc = make_scenario(**{"population.positions": 1000})
+    plain, saved = memory.estimate_bytes(sc), memory.estimate_bytes(sc, save=True)
+    assert saved["per_position"] == memory.BYTES_PER_POSITION_SAVED > plain["per_position"]
+    between = (plain["total"] + saved["total"]) // 2
+    assert memory.check_memory(sc, available=between)["total"] == plain["total"]
+    with pytest.raises(CascadeError, match="GB of memory available"):
+        memory.check_memory(sc, available=between, save=True)

@@ -126,6 +126,11 @@ def main(args) -> int:
         return main_seeds(args, sc, out)
     if args.workers is not None or args.scheduler is not None:
         raise CascadeError("--workers/--scheduler: only with --seeds N; expected --seeds too")
+    from cascade.engine.memory import check_memory
+    from cascade.runner import with_run_options
+
+    # the run and the positions it writes, refused before anything is built if they cannot fit
+    check_memory(with_run_options(sc, args.positions), save=True)
     res = run(sc, positions=args.positions, seed=args.seed,
               feedback=False if args.no_feedback else None, amplification=args.amplification,
               progress=not args.quiet, threads=args.threads or None, reference=args.reference)

@@ -9,10 +9,14 @@ from pathlib import Path
 from cascade.engine.layout import COLUMNS
 
 # Bytes per population row over a whole run: the population build (candidates drawn with
-# oversampling, sized and sorted), the engine's copies (rows, heaps, ADL buffers, records),
-# positions.parquet. Measured with tracemalloc on 20k-80k positions: 540 B one venue, 490 B two
-# venues (slope between the two sizes); rounded up for the arrow copies tracemalloc misses.
-BYTES_PER_POSITION = 700
+# oversampling, sized and sorted), the engine's copies (rows, heaps, ADL queues, records).
+# Measured 2026-12-06 as peak RSS in a fresh process (benchmarks/results/latest.md): 129 B at
+# 1e7 on the demo, 182 B on October (two venues); rounded up.
+BYTES_PER_POSITION = 200
+# ... and when the run's positions frame is built and written to positions.parquet (`cascade run`
+# with its output folder): October through the CLI peaked at 0.87 GB at 1e6 positions and 4.24 GB
+# at 1e7, 376 B per row between the two (2026-12-06, /usr/bin/time); rounded up.
+BYTES_PER_POSITION_SAVED = 450
 
 
 def bytes_per_step(n_venues: int, n_spot: int = 0) -> int:
@@ -52,23 +56,26 @@ def available_bytes() -> int | None:
     return avail
 
 
-def estimate_bytes(sc) -> dict:
-    """{'steps', 'per_step', 'positions', 'per_position', 'total'} of a scenario's run."""
+def estimate_bytes(sc, save: bool = False) -> dict:
+    """{'steps', 'per_step', 'positions', 'per_position', 'total'} of a scenario's run; ``save``:
+    its positions are also written (positions.parquet)."""
     nv = max(1, len(sc.venues))
     per_step = bytes_per_step(nv, len(sc.spot))
     pop = sc.population
     rows = int(pop.positions * (1.0 + pop.entry_order_share))
-    total = sc.n_steps * per_step + rows * BYTES_PER_POSITION
+    per_position = BYTES_PER_POSITION_SAVED if save else BYTES_PER_POSITION
+    total = sc.n_steps * per_step + rows * per_position
     return {"steps": sc.n_steps, "per_step": per_step, "positions": rows,
-            "per_position": BYTES_PER_POSITION, "total": total}
+            "per_position": per_position, "total": total}
 
 
-def check_memory(sc, available: int | None = None) -> dict:
+def check_memory(sc, available: int | None = None, save: bool = False) -> dict:
     """Raise :class:`~cascade.errors.CascadeError` when the run's estimate exceeds the memory
-    available (``available``: bytes, default :func:`available_bytes`); returns the estimate."""
+    available (``available``: bytes, default :func:`available_bytes`; ``save``: the positions
+    will be written too); returns the estimate."""
     from cascade.errors import CascadeError
 
-    est = estimate_bytes(sc)
+    est = estimate_bytes(sc, save)
     avail = available_bytes() if available is None else available
     if avail is not None and est["total"] > avail:
         gb = 1e9
