@@ -127,3 +127,22 @@ def test_cli_estimate_counts_the_positions_it_writes(tmp_path):
     assert memory.check_memory(sc, available=between)["total"] == plain["total"]
     with pytest.raises(CascadeError, match="GB of memory available"):
         memory.check_memory(sc, available=between, save=True)
+
+
+def test_lazy_empty_buffers():
+    """A worst-case buffer larger than the machine's memory is mapped without being counted
+    (Linux): only the pages written become resident. Small ones are plain np.empty."""
+    import sys
+
+    from cascade.engine.layout import RECORD_DTYPE
+
+    small = memory.lazy_empty(10, RECORD_DTYPE)
+    assert small.shape == (10,) and small.dtype == RECORD_DTYPE and small.flags.writeable
+    if not sys.platform.startswith("linux"):
+        return
+    total = memory.available_bytes() or 2**34
+    n = int(2 * total // RECORD_DTYPE.itemsize) + 1  # twice what the machine has
+    big = memory.lazy_empty(n, RECORD_DTYPE)
+    assert big.shape == (n,) and big.flags.writeable
+    big["qty"][0], big["qty"][n - 1] = 1.5, 2.5
+    assert big["qty"][0] == 1.5 and big["qty"][n - 1] == 2.5

@@ -3,8 +3,12 @@ has: a run that cannot fit is refused up front instead of dying in the middle.""
 
 from __future__ import annotations
 
+import mmap
 import os
+import sys
 from pathlib import Path
+
+import numpy as np
 
 from cascade.engine.layout import COLUMNS
 
@@ -86,3 +90,22 @@ def check_memory(sc, available: int | None = None, save: bool = False) -> dict:
             f"expected a larger [scenario] step_s (now {sc.scenario.step_s:g} s), a shorter "
             f"window ([scenario] start/end) or fewer --positions ([population] positions)")
     return est
+
+
+_MAP_NORESERVE = 0x4000  # Linux; the mmap module does not export it
+_LAZY_FROM = 1 << 30
+
+
+def lazy_empty(n: int, dtype) -> np.ndarray:
+    """``np.empty(n, dtype)`` for a buffer sized by a worst case that a run seldom fills (the
+    liquidation records: three per position). np.empty maps memory lazily too, but Linux's
+    default overcommit refuses one allocation larger than RAM + swap, even untouched: at 1e8
+    positions the records' bound is 29 GB. From 1 GiB on Linux the buffer is an anonymous
+    private mapping with MAP_NORESERVE, which that check does not count; only the pages a run
+    writes become resident (check_memory bounds those). Elsewhere, or smaller: np.empty."""
+    dtype = np.dtype(dtype)
+    size = int(n) * dtype.itemsize
+    if size < _LAZY_FROM or not sys.platform.startswith("linux"):
+        return np.empty(int(n), dtype)
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+    return np.frombuffer(buf, dtype, count=int(n))

@@ -61,6 +61,7 @@ from cascade.engine.layout import (
     S_REF,
     SP_LAG,
 )
+from cascade.engine.memory import lazy_empty
 from cascade.engine.loop import step_loop_nb
 from cascade.engine.structs import (
     Inputs,
@@ -246,7 +247,7 @@ class EngineState:
             pend=np.zeros((nv, int(iprm[:, I_LAT].max()) + 1)),
             marks=np.full((nv, int(iprm[:, I_LAT].max()) + 2), p0),
             arb=np.zeros((nv, int(arb_delay) + 1)),
-            comp_ring=np.full(maxlag + 2, log(p0)), rec=np.empty(int(caps.sum()), RECORD_DTYPE),
+            comp_ring=np.full(maxlag + 2, log(p0)), rec=lazy_empty(int(caps.sum()), RECORD_DTYPE),
             adl_buf=np.empty((2, int(n.sum())), np.int32),
             adl_rank=np.empty((2, int(n.sum()))), outs=np.zeros((nv, n_steps, len(COLUMNS))),
             wick=np.ones((nv + 1, n_steps)) if wick is None else wick,
