@@ -54,6 +54,22 @@ def _stamped_cache_dir() -> None:
     except OSError:
         return
     numba.config.CACHE_DIR = str(path)
+    _prune(path)
+
+
+def _prune(current: Path, older_than_s: float = 86_400.0) -> None:
+    """Delete the caches of earlier states of the sources (about 12 MB each) once they are a day
+    old: a process of another checkout that still runs uses its own, younger, folder."""
+    import shutil
+    import time
+
+    cutoff = time.time() - older_than_s
+    for old in current.parent.glob("numba-*"):
+        try:
+            if old != current and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
 
 
 _stamped_cache_dir()

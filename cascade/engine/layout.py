@@ -28,15 +28,17 @@ N_STATE = 34
 # bankruptcy price or the backstop mark) / offloaded into the book (at the fill), cumulative USD;
 # S_OFFCOIN / S_OFFCASH: the offloads signed (+ bought): coin, and coin x fill, USD
 # S_DEPTHNOW: the venue's depth per 1 % in its last step (thinned), USD; arbitrage sizes by it
-# integer state vector, per venue (J_ADLT/N: two slots each, longs then shorts;
-# J_ADLT: the step + 1 whose ADL queue is built, J_ADLN: rows left in that queue). J_NFEV:
+# integer state vector, per venue (J_ADLT/N/P/K: two slots each, longs then shorts;
+# J_ADLT: the step + 1 whose ADL queue is keyed, J_ADLN: rows in its current batch, J_ADLP: the
+# next place in that batch, J_ADLK: the batch's capacity; cascade.engine.adlqueue). J_NFEV:
 # funding events paid so far; J_FBASE: the event at which the ladder runs were keyed (their
 # offsets count from there); J_XL / J_XS: sizes of the stray heaps (cascade.engine.ladder);
 # J_HDIRTY: 1 when ADL changed the key of a heaped row this step (the heaps are rebuilt once,
 # after the step's executions)
 (J_NFEV, J_FBASE, J_LSPTR, J_SSPTR, J_NREC, J_FPTR, J_RING, J_HL, J_HS, J_BRING, J_BCOUNT,
- J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_XL, J_XS, J_HDIRTY) = range(18)
-N_ISTATE = 18
+ J_ADLT, _J_ADLT2, J_ADLN, _J_ADLN2, J_ADLP, _J_ADLP2, J_ADLK, _J_ADLK2, J_XL, J_XS,
+ J_HDIRTY) = range(22)
+N_ISTATE = 22
 # the ladder's runs, per venue: one row per (side, bracket) with its place range in ``order``,
 # its walk pointer (longs walk down from R_END, shorts up from R_START), bracket and side
 R_START, R_END, R_PTR, R_BRACKET, R_SIDE = range(5)

@@ -9,7 +9,9 @@ from cascade.engine.ladder import _record, _requeue, sync_nb
 from cascade.engine.layout import (
     DELEVERAGED,
     HEAPED,
+    J_ADLK,
     J_ADLN,
+    J_ADLP,
     J_ADLT,
     J_HDIRTY,
     J_NFEV,
@@ -40,7 +42,7 @@ from cascade.model.market import (
     P_FEE,
     P_FUNDCAP,
 )
-from cascade.engine.rankheap import rank_heap_pop_nb, rank_heapify_nb
+from cascade.engine.adlqueue import select_batch_nb
 from cascade.rules.adl import binance_adl_rank_nb, hl_adl_rank_nb
 from cascade.rules.margin import bankruptcy_price_nb, liq_price_nb
 
@@ -102,30 +104,45 @@ def settle_nb(r, fill, pos, tab, vp, vs):
     return q * fill
 
 
+ADL_BATCH = 4096  # rows in a step's first ADL batch; later batches double
+
+
 @jit
-def _adl_queue_nb(want, mark, pos, tab, vp, vs, keys, rows):
-    """The ADL queue of side ``want``: its open rows as a heap of (-rank, row) in ``keys``,
-    ``rows`` (:mod:`cascade.engine.rankheap`), so they come out best rank first, ties by row,
-    exactly as a stable sort would give them; returns their count. Rank: Binance
-    ``PnL% * EffLev`` (``PnL% / EffLev`` at a loss), Hyperliquid
-    ``(mark/entry) * (notional/account value)`` (cascade.rules.adl). O(n) to build, O(log n) per
-    row taken: a step rarely takes more than a few."""
-    m = 0
+def _adl_keys_nb(want, mark, pos, tab, vp, vs, keys):
+    """Key every row for the ADL queue of side ``want``: ``-rank`` for its open rows, NaN for
+    the others (one sequential pass). Rank: Binance ``PnL% * EffLev`` (``PnL% / EffLev`` at a
+    loss), Hyperliquid ``(mark/entry) * (notional/account value)`` (cascade.rules.adl); ``-inf``
+    ranks (no equity) key ``+inf`` and come last."""
     hl = vp.iprm[I_ADL] == ADL_HYPERLIQUID
     for i in range(pos.side.shape[0]):
         if pos.side[i] == want and (pos.status[i] == OPEN or pos.status[i] == HEAPED):
             if pos.fep[i] < vs.ist[J_NFEV]:
                 sync_nb(i, pos, tab, vs)
             if hl:
-                keys[m] = -hl_adl_rank_nb(pos.side[i], pos.qty[i], pos.entry[i], pos.wallet[i],
+                keys[i] = -hl_adl_rank_nb(pos.side[i], pos.qty[i], pos.entry[i], pos.wallet[i],
                                           mark)
             else:
-                keys[m] = -binance_adl_rank_nb(pos.side[i], pos.qty[i], pos.entry[i],
+                keys[i] = -binance_adl_rank_nb(pos.side[i], pos.qty[i], pos.entry[i],
                                                pos.wallet[i], mark)
-            rows[m] = i
-            m += 1
-    rank_heapify_nb(keys, rows, m)
-    return m
+        else:
+            keys[i] = np.nan
+
+
+@jit
+def _adl_next_nb(slot, keys, rows, vs):
+    """Make ``rows[ist[J_ADLP + slot]]`` the queue's next row, taking a new batch when the
+    current one is used up; False when the queue is empty."""
+    if vs.ist[J_ADLP + slot] < vs.ist[J_ADLN + slot]:
+        return True
+    n, cap = vs.ist[J_ADLN + slot], vs.ist[J_ADLK + slot]
+    if n < cap:  # the last batch was not full: nothing is left
+        return False
+    last = rows[n - 1]
+    cap = min(2 * cap, rows.shape[0])
+    vs.ist[J_ADLN + slot] = select_batch_nb(keys, rows, cap, True, keys[last], last)
+    vs.ist[J_ADLK + slot] = cap
+    vs.ist[J_ADLP + slot] = 0
+    return vs.ist[J_ADLN + slot] > 0
 
 
 @jit
@@ -137,18 +154,22 @@ def _adl_nb(r, t, deficit, gap, price, mark, pos, lad, tab, vp, vs):
     i0 = vs.rec[r].pos
     want = -1 if pos.side[i0] > 0 else 1
     need = min(deficit / gap, vs.rec[r].qty)
-    # the ranking is computed once per step and side, then walked
+    # the ranking is computed once per step and side (at that call's mark), then walked
     slot = 0 if want > 0 else 1
     keys = vs.adl_rank[slot]
     rows = vs.adl_buf[slot]
     if vs.ist[J_ADLT + slot] != t + 1:
-        vs.ist[J_ADLN + slot] = _adl_queue_nb(want, mark, pos, tab, vp, vs, keys, rows)
+        _adl_keys_nb(want, mark, pos, tab, vp, vs, keys)
+        cap = max(1, min(ADL_BATCH, rows.shape[0]))
+        vs.ist[J_ADLN + slot] = select_batch_nb(keys, rows, cap, False, 0.0, 0)
+        vs.ist[J_ADLK + slot] = cap
+        vs.ist[J_ADLP + slot] = 0
         vs.ist[J_ADLT + slot] = t + 1
     done = 0.0
-    while done < need and vs.ist[J_ADLN + slot] > 0:
-        i = rows[0]
+    while done < need and _adl_next_nb(slot, keys, rows, vs):
+        i = rows[vs.ist[J_ADLP + slot]]
         if not (pos.status[i] == OPEN or pos.status[i] == HEAPED):
-            vs.ist[J_ADLN + slot] = rank_heap_pop_nb(keys, rows, vs.ist[J_ADLN + slot])
+            vs.ist[J_ADLP + slot] += 1
             continue
         c = min(pos.qty[i], need - done)
         n = _record(vs.rec, vs.ist, i, KIND_ADL, t, 0, price, c)
@@ -175,7 +196,7 @@ def _adl_nb(r, t, deficit, gap, price, mark, pos, lad, tab, vp, vs):
                 vs.rec[n].fund_delta = eq
                 _book_fund(vs.st, eq)
             pos.status[i] = DELEVERAGED
-            vs.ist[J_ADLN + slot] = rank_heap_pop_nb(keys, rows, vs.ist[J_ADLN + slot])
+            vs.ist[J_ADLP + slot] += 1
         done += c
     return done
 

@@ -66,8 +66,8 @@ VenueState = namedtuple("VenueState",
 VenueState.__doc__ = """A venue's mutable state (leading axis V at the market level).
 
 st : float64 (N_STATE,) ``S_*``; ist : int64 (N_ISTATE,) ``J_*``; rec : RECORD_DTYPE records;
-adl_buf : int32 (2, n), adl_rank : float64 (2, n) the ADL queue of each side, a heap of
-(-rank, row) pairs (:mod:`cascade.engine.rankheap`); ring : last
+adl_rank : float64 (2, n) the ADL key (-rank) of every row for each side's queue, NaN out of it;
+adl_buf : int32 (2, n) the queue's current batch of rows (:mod:`cascade.engine.adlqueue`); ring : last
 prices (mark window); bring : basis samples (last - index); pend : forced flow queued (latency);
 marks : the mark at the end of recent steps (slot t % width); arb : arbitrage flow in flight.
 fev : float64 (E, 2) the funding events paid so far (price, rate), ``ist[J_NFEV]`` of them;
