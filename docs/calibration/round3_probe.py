@@ -7,7 +7,8 @@ law overrides and news-flow sizes, and print every target's value (``!`` marks a
 Arguments: law/population overrides (JSON, ``section.key``), seed offsets from each event's
 default seed, positions, and per event either a list of ``oi_share_per_min`` (one per
 [[flows]] entry, null keeps it) or a factor on every sell flow. EVS=oct2025 (environment) picks
-the events. Two worker processes; ``path_rmse`` needs the candles and is not computed here.
+the events. Two worker processes. ``path_rmse`` needs the candles: REFS=FILE[,FILE...] (environment,
+Binance 1-minute klines, never in the repository) gives them; without, it is reported as None.
 """
 import copy
 import json
@@ -42,6 +43,13 @@ def one(job):
         sc = parse_scenario(raw, source=str(sc.path), base_dir=sc.path.parent, path=sc.path)
     t = time.time()
     res = run(sc, positions=positions, seed=seed, amplification=True)
+    if os.environ.get("REFS"):
+        from cascade.analysis.targets import pick_reference, read_references
+
+        frame, _ = pick_reference(sc, parse_targets(sc),
+                                  read_references(os.environ["REFS"].split(",")), required=False)
+        if frame is not None:
+            res.add_reference(frame)
     out = {}
     for tg in parse_targets(sc):
         try:
