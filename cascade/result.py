@@ -363,6 +363,23 @@ class Result:
         """
         from cascade.io.files import write_run_folder
 
+        # Every writer's modules are loaded before the temporary folder exists: a Ctrl-C that
+        # lands inside an import (in the import lock's weakref callback) is printed and
+        # swallowed by CPython, so the run would go on after the user stopped it.
+        import matplotlib.dates  # noqa: F401
+        import matplotlib.ticker  # noqa: F401
+        import pyarrow.parquet  # noqa: F401  (pandas' to_parquet engine)
+
+        import cascade.plots._figure  # noqa: F401
+        import cascade.plots.venues  # noqa: F401
+        import cascade.plots.waterfall  # noqa: F401
+        if self.heatmap is not None:
+            import matplotlib.colors  # noqa: F401
+            import matplotlib.lines  # noqa: F401
+            import matplotlib.patches  # noqa: F401
+
+            import cascade.plots.heatmap  # noqa: F401
+
         def write(folder: Path) -> dict:
             paths = {}
 
