@@ -361,8 +361,6 @@ class Result:
         ``out_dir`` that then takes its place in one rename
         (:func:`cascade.io.files.write_run_folder`). Returns {name: path}.
         """
-        from cascade.io.files import write_run_folder
-
         # Every writer's modules are loaded before the temporary folder exists: a Ctrl-C that
         # lands inside an import (in the import lock's weakref callback) is printed and
         # swallowed by CPython, so the run would go on after the user stopped it.
@@ -373,6 +371,7 @@ class Result:
         import cascade.plots._figure  # noqa: F401
         import cascade.plots.venues  # noqa: F401
         import cascade.plots.waterfall  # noqa: F401
+        from cascade.io.files import write_run_folder
         if self.heatmap is not None:
             import matplotlib.colors  # noqa: F401
             import matplotlib.lines  # noqa: F401

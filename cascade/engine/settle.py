@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cascade._numba import jit
+from cascade.engine.adlqueue import select_batch_nb
 from cascade.engine.ladder import _record, _requeue, sync_nb
 from cascade.engine.layout import (
     DELEVERAGED,
@@ -42,7 +43,6 @@ from cascade.model.market import (
     P_FEE,
     P_FUNDCAP,
 )
-from cascade.engine.adlqueue import select_batch_nb
 from cascade.rules.adl import binance_adl_rank_nb, hl_adl_rank_nb
 from cascade.rules.margin import bankruptcy_price_nb, liq_price_nb
 

@@ -61,8 +61,8 @@ from cascade.engine.layout import (
     S_REF,
     SP_LAG,
 )
-from cascade.engine.memory import lazy_empty
 from cascade.engine.loop import step_loop_nb
+from cascade.engine.memory import lazy_empty
 from cascade.engine.structs import (
     Inputs,
     Ladder,
