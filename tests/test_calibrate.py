@@ -31,7 +31,7 @@ def _target(**kw):
 def test_miss_is_zero_inside_and_scaled_outside():
     band = _target(metric="price_low", min=100.0, max=110.0)
     assert C.miss(band, 105.0) == 0.0 and C.miss(band, 100.0) == 0.0
-    assert C.miss(band, 95.0) == pytest.approx(0.5) and C.miss(band, 130.0) == pytest.approx(2.0)
+    assert C.miss(band, 95.0) == pytest.approx(0.5) and C.miss(band, 130.0) == pytest.approx(1.0)  # capped
     tol = _target(metric="price_low", value=100.0, tolerance_pct=3.0)  # band 97..103, width 6
     assert C.miss(tol, 94.0) == pytest.approx(0.5) and C.miss(tol, 101.0) == 0.0
     low = _target(metric="liquidated_usd", min=4e9)

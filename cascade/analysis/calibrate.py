@@ -12,7 +12,10 @@ Miss of one target on one seed (:func:`miss`), dimensionless:
   band when the target has both bounds (``value +/- tolerance_pct`` gives both), else the
   bound's magnitude ``|bound|`` (1 if the bound is 0); time targets measure both in minutes,
   with a 60-minute scale for a one-sided bound;
-- 1 when the value is undefined (e.g. no ADL at all for an ADL delay).
+- 1 when the value is undefined (e.g. no ADL at all for an ADL delay);
+- at most 1: a seed that misses by more than the scale counts as one miss, as an undefined
+  value does. Uncapped, one outlier seed outweighed every other (calibration round 4: an ADL
+  delay of 12 minutes against at most 3 added 2.9, more than every seed's path RMSE together).
 
 So a low 3% under a ``value +/- 3%`` band misses by 0.5, and a liquidation total at half a
 ``min`` misses by 0.5. Skipped targets (a ``path_rmse_pct`` without candles) count nothing.
@@ -133,7 +136,7 @@ def parse_params(text: str, option: str = "--params") -> list[FitParam]:
 # ---------------------------------------------------------------------------------------------
 def miss(t: Target, x) -> float:
     """How far ``x`` lies outside ``t``'s bounds, in units of the target's scale (module doc):
-    0 inside, 1 when undefined."""
+    0 inside, at most 1, 1 when undefined."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return 1.0
     if t.check(x):
@@ -157,7 +160,7 @@ def miss(t: Target, x) -> float:
         bound = lo if lo is not None else hi
         scale = one_sided if one_sided is not None else (abs(bound) or 1.0)
     dist = (lo - x) if lo is not None and x < lo else (x - hi)
-    return float(max(dist, 0.0) / scale)
+    return float(min(max(dist, 0.0) / scale, 1.0))
 
 
 @dataclasses.dataclass

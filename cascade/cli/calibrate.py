@@ -13,8 +13,8 @@ NAME = "calibrate"
 HELP = ("Fit parameters shared by several events (e.g. the [market] law) to all their [targets] "
         "at once with scipy's differential evolution; writes market.toml, fit.md and fit.json.")
 EPILOG = ("Objective: each target's miss (0 inside its bounds, else the distance to the nearest "
-          "bound over the band's width, or over |bound| for a one-sided target; 1 when "
-          "undefined) summed over events, targets and seeds. Deterministic: a fixed list of "
+          "bound over the band's width, or over |bound| for a one-sided target, at most 1; 1 "
+          "when undefined) summed over events, targets and seeds. Deterministic: a fixed list of "
           "seeds and a fixed optimiser seed; --workers changes the speed, not the result.")
 
 
