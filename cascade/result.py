@@ -23,7 +23,6 @@ from cascade.engine import (
     KIND_PARTIAL,
     KIND_STOP,
     L_OFF,
-    RECORD_DTYPE,
     S_BAD,
     S_FREAL,
     S_FUND,
@@ -37,6 +36,7 @@ from cascade.engine import (
     S_TAKEOVER,
     EngineState,
 )
+from cascade.engine.state import concat_records
 from cascade.io.files import write_atomic
 from cascade.model.market import step_times
 
@@ -432,15 +432,7 @@ class RecordSource:
 
     def records(self) -> np.ndarray:
         """RECORD_DTYPE (k,): every venue's records, ``pos`` global and ``venue`` set."""
-        out = np.empty(sum(r.shape[0] for r in self.views), RECORD_DTYPE)
-        a = 0
-        for v, (r, off) in enumerate(zip(self.views, self.offsets)):
-            b = a + r.shape[0]
-            out[a:b] = r
-            out["pos"][a:b] += off
-            out["venue"][a:b] = v
-            a = b
-        return out
+        return concat_records(self.views, self.offsets)
 
 
 def _positions(state, pops, names, summary: dict):

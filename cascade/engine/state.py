@@ -417,16 +417,8 @@ class EngineState:
         """RECORD_DTYPE (k,): every venue's records (venue by venue, each in the order written),
         ``pos`` indexing the concatenated rows and ``venue`` set."""
         nv = self.lay.shape[0]
-        out = np.empty(int(self.ist[:, J_NREC].sum()), RECORD_DTYPE)
-        a = 0
-        for v in range(nv):  # written in place: one copy of the records, not two
-            r = self.venue_records(v)
-            b = a + r.shape[0]
-            out[a:b] = r
-            out["pos"][a:b] += self.lay[v, L_OFF]
-            out["venue"][a:b] = v
-            a = b
-        return out
+        return concat_records([self.venue_records(v) for v in range(nv)],
+                              [int(self.lay[v, L_OFF]) for v in range(nv)])
 
     def write_back_entries(self) -> None:
         """Copy the opened conditional entries' entry, wallet and liquidation price into each
@@ -438,3 +430,18 @@ class EngineState:
                 p.entry[p.n_ladder:] = self.entry[sl]
                 p.wallet[p.n_ladder:] = self.wallet[sl]
                 p.lp[p.n_ladder:] = self.lp[sl]
+
+
+def concat_records(views: list, offsets: list) -> np.ndarray:
+    """RECORD_DTYPE (k,): the venues' records (``views``, ``pos`` venue-local) one venue after the
+    other, ``pos`` shifted by the venue's row offset and ``venue`` set. Written in place: one
+    copy of the records, not two."""
+    out = np.empty(sum(r.shape[0] for r in views), RECORD_DTYPE)
+    a = 0
+    for v, (r, off) in enumerate(zip(views, offsets)):
+        b = a + r.shape[0]
+        out[a:b] = r
+        out["pos"][a:b] += off
+        out["venue"][a:b] = v
+        a = b
+    return out

@@ -177,14 +177,11 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
         np.zeros(n_cand, np.int32)
     if n_paths == 1:
         entry = interp(-age, -age_grid, grids[0][1])
-    else:
-        path_of = (np.arange(n_cand) % n_paths).astype(np.int32)
+    else:  # candidate i takes path i % n_paths: path j's candidates are the slice [j::n_paths]
         entry = np.empty(n_cand)
         for j in range(n_paths):
-            sel = path_of == j
-            entry[sel] = interp(-age[sel], -age_grid, grids[j][1])
-        gk += path_of * np.int32(len(age_grid))
-        del path_of
+            entry[j::n_paths] = interp(-age[j::n_paths], -age_grid, grids[j][1])
+            gk[j::n_paths] += np.int32(j * len(age_grid))
     del age, grids
     entry *= np.exp(rng_noise.standard_normal(n_cand) * (pop.entry_noise_pct / 100.0))
     cross = rng_mode.random(n_cand) < pop.cross_share
@@ -573,9 +570,9 @@ def _survive_path_nb(side, gk, entry, stop_dist, has_stop, qty, lp, suffix_min, 
     """The drawn history's part of :func:`_survived`, row by row: ``alive[i]``, the row's size is
     positive and the path since its entry (grid point ``gk[i]`` of the history paths' grids end
     to end: ``suffix_min`` / ``suffix_max`` the lowest / highest price from there to the start,
-    with the start price ``p0``) crossed neither its liquidation price ``lp[i]`` nor its stop (at ``entry * (1 - side
-    * stop_dist)``, if ``has_stop``). tests/naive/population.py holds the NumPy original it
-    equals."""
+    with the start price ``p0``) crossed neither its liquidation price ``lp[i]`` nor its stop
+    (at ``entry * (1 - side * stop_dist)``, if ``has_stop``). tests/naive/population.py holds
+    the NumPy original it equals."""
     for i in numba.prange(side.shape[0]):
         lo = suffix_min[gk[i]]
         hi = suffix_max[gk[i]]
