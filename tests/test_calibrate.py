@@ -45,6 +45,28 @@ def test_miss_is_zero_inside_and_scaled_outside():
     assert C.miss(after, pd.Timestamp("2025-10-10 20:30", tz="UTC")) == pytest.approx(0.5)
 
 
+def test_margin_use_is_zero_in_the_middle_and_one_at_a_bound():
+    band = _target(metric="price_low", min=100.0, max=110.0)
+    assert C.margin_use(band, 105.0) == 0.0 and C.margin_use(band, 110.0) == 1.0
+    assert C.margin_use(band, 102.5) == pytest.approx(0.5)
+    assert C.margin_use(band, 95.0) == 1.0 and C.margin_use(band, None) == 1.0
+    low = _target(metric="liquidated_usd", min=4e9)  # one-sided: scale |bound|
+    assert C.margin_use(low, 5e9) == pytest.approx(0.75) and C.margin_use(low, 9e9) == 0.0
+    high = _target(metric="path_rmse_pct", max=2.0)
+    assert C.margin_use(high, 1.5) == pytest.approx(0.75) and C.margin_use(high, 0.0) == 0.0
+    when = _target(metric="time_of_low", min="2025-10-10T21:00:00Z", max="2025-10-10T21:30:00Z")
+    assert C.margin_use(when, pd.Timestamp("2025-10-10 21:15", tz="UTC")) == 0.0
+    assert C.margin_use(when, pd.Timestamp("2025-10-10 21:24", tz="UTC")) == pytest.approx(0.6)
+    after = _target(metric="time_of_low", min="2025-10-10T21:00:00Z")  # 60-minute scale
+    assert C.margin_use(after, pd.Timestamp("2025-10-10 21:15", tz="UTC")) == pytest.approx(0.75)
+    # the objective: misses plus the weight times margin use, summed over targets and seeds
+    ev = C.Event(scenario=None, targets=[band, low], seeds=[1, 2], reference=None, skipped={})
+    values = [{"t": [105.0, 95.0]}]
+    ev.targets = [band]
+    assert C.objective_value([ev], values, 0.0) == pytest.approx(0.5)
+    assert C.objective_value([ev], values, 0.1) == pytest.approx(0.5 + 0.1 * (0.0 + 1.0))
+
+
 @pytest.mark.parametrize("text, expected", [
     ("market.depth", "--params 'market.depth': unknown key 'depth' in [market]; expected one of: "
                      "depth_usd"),
@@ -114,7 +136,7 @@ def test_calibrate_recovers_the_depth_of_a_synthetic_event(small):
     fit = C.calibrate([ev], C.parse_params("market.depth_usd=4e6:4e7"), seeds=1, maxiter=8,
                       popsize=6, log=lines.append)
     assert fit.start == {"market.depth_usd": 25e6} and fit.start_objective > 1.0
-    assert fit.objective == 0.0
+    assert fit.misses == 0.0 and 0.0 <= fit.objective <= C.MARGIN_WEIGHT * 2
     assert fit.fitted["market.depth_usd"] == pytest.approx(TRUE_DEPTH, rel=0.1)
     assert lines[0].startswith("  parameter set 1: objective") and "=2.5e+07" in lines[0]
     assert lines[1].startswith("start: objective")
@@ -126,7 +148,8 @@ def test_calibrate_recovers_the_depth_of_a_synthetic_event(small):
                         popsize=6)
     assert again.fitted == fit.fitted and again.evaluations == fit.evaluations
     # the objective at the fit is evaluate_params' value there
-    assert C.evaluate_params([ev], fit.fitted, 1) == 0.0
+    assert C.evaluate_params([ev], fit.fitted, 1) == pytest.approx(fit.objective)
+    assert C.evaluate_params([ev], fit.fitted, 1, margin_weight=0.0) == 0.0
     assert C.evaluate_params([ev], {"market.depth_usd": 25e6}, 1) == pytest.approx(
         fit.start_objective)
 
@@ -168,7 +191,7 @@ def test_calibrate_cli_writes_the_law_and_the_fit_table(small, tmp_path, capsys)
     text = capsys.readouterr().out
     assert "| small | low | price_low |" in text
     law = (out / "market.toml").read_text()
-    assert law.startswith("# Fitted by `cascade ") and "objective 0 " in law
+    assert law.startswith("# Fitted by `cascade ") and "(target misses 0 " in law
     doc = tomllib.loads(law)
     assert list(doc) == ["market"]  # only the [market] table, as the shared law file
     from cascade.model.scenario import SCHEMA
@@ -177,7 +200,8 @@ def test_calibrate_cli_writes_the_law_and_the_fit_table(small, tmp_path, capsys)
     assert doc["market"]["depth_usd"] == pytest.approx(TRUE_DEPTH, rel=0.1)
     assert doc["market"]["impact_exponent"] == ev.market.impact_exponent  # unfitted, shared
     fit = json.loads((out / "fit.json").read_text())
-    assert fit["objective"] == 0.0 and fit["params"][0]["key"] == "market.depth_usd"
+    assert fit["misses"] == 0.0 and fit["params"][0]["key"] == "market.depth_usd"
+    assert 0.0 <= fit["objective"] <= 2 * C.MARGIN_WEIGHT and fit["margin_weight"] == C.MARGIN_WEIGHT
     assert {r["target"] for r in fit["targets"]} == {"low", "liq"}
     assert all(r["miss"] == 0.0 and r["n_pass"] == 1 for r in fit["targets"])
     assert "| parameter | bounds | start | fitted |" in (out / "fit.md").read_text()
@@ -195,6 +219,12 @@ def test_calibrate_cli_bad_input_exits_2(small, tmp_path, capsys):
     assert main(["calibrate", str(scen), "--params", "market.permanent_share=0.8:0.2",
                  "--quiet", "--out", str(tmp_path / "o")]) == 2
     assert "expected a range LOW:HIGH of two numbers with LOW < HIGH, got '0.8:0.2'" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse's own error: usage, then the message
+        main(["calibrate", str(scen), "--params", "market.permanent_share",
+              "--margin-weight", "-1", "--quiet", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    assert "argument --margin-weight: expected a number >= 0, got '-1'" in \
         capsys.readouterr().err
     assert main(["calibrate", str(tmp_path / "missing.toml"), "--params",
                  "market.permanent_share", "--quiet", "--out", str(tmp_path / "o")]) == 2

@@ -788,7 +788,7 @@ def _naive_cases():
     venue(d, "hl").update(latency_s=3.0)
     d["flows"] = [{"start": T0 + 9 * MIN + 58 * dt.timedelta(seconds=1), "duration_min": 1 / 60,
                    "usd_per_min": 2.4e9, "side": "sell"}]
-    e = market(positions=700)
+    e = market(positions=800)
     e["flows"] = e["flows"][1:]  # the squeeze, part of it on the spot venues (flow_share)
     e["venues"].append({"name": "by", "rules": "binance", "population_share": 0.2,
                         "depth_share": 0.2, "partial": "step_down", "adl": False,

@@ -20,6 +20,14 @@ Miss of one target on one seed (:func:`miss`), dimensionless:
 So a low 3% under a ``value +/- 3%`` band misses by 0.5, and a liquidation total at half a
 ``min`` misses by 0.5. Skipped targets (a ``path_rmse_pct`` without candles) count nothing.
 
+The objective adds ``margin_weight`` (default :data:`MARGIN_WEIGHT`) times each target's
+*margin use* (:func:`margin_use`) summed the same way: 0 at the middle of a two-sided band (or
+a one-sided target's scale beyond its bound), 1 at a bound and outside. Misses alone are flat
+inside the bands, so without it the search stops anywhere in a flat region, often next to a
+bound where the next seed fails (calibration round 4: a fit of ``permanent_share`` was flat
+from 0.07 to 0.21 and returned 0.21). The weight is small: the whole margin term of a fit over
+two events and four seeds is worth less than two misses.
+
 The search is scipy's :func:`scipy.optimize.differential_evolution` within the parameters'
 bounds, with a fixed seed (deterministic: same command, same fit), ``polish=False`` (the
 objective is flat inside the bands and noisy across seeds; gradient polishing does not help),
@@ -134,6 +142,46 @@ def parse_params(text: str, option: str = "--params") -> list[FitParam]:
 # ---------------------------------------------------------------------------------------------
 # the objective
 # ---------------------------------------------------------------------------------------------
+MARGIN_WEIGHT = 0.02
+"""Default weight of the margin term in the objective (module doc)."""
+
+
+def _band(t: Target):
+    """(x, lo, hi, scale of a one-sided bound) in the units :func:`miss` measures in."""
+    if t.value is not None:
+        half = abs(t.value) * t.tolerance_pct / 100.0
+        lo, hi = t.value - half, t.value + half
+    else:
+        lo, hi = t.min, t.max
+    return lo, hi
+
+
+def _measured(t: Target, x, lo, hi):
+    if t.unit == "time":
+        ref = lo if lo is not None else hi
+        x, lo, hi = (None if v is None else (v - ref) / pd.Timedelta(minutes=1)
+                     for v in (x, lo, hi))
+        return x, lo, hi, 60.0
+    return float(x), lo, hi, None
+
+
+def margin_use(t: Target, x) -> float:
+    """How much of ``t``'s margin ``x`` uses, in [0, 1] (module doc): for a two-sided band the
+    distance from its middle over half its width; for a one-sided bound 1 minus the distance
+    inside it over the bound's scale (as :func:`miss` scales), at least 0; 1 at a bound,
+    outside it, or when ``x`` is undefined."""
+    if x is None or (isinstance(x, float) and math.isnan(x)) or not t.check(x):
+        return 1.0
+    lo, hi = _band(t)
+    x, lo, hi, one_sided = _measured(t, x, lo, hi)
+    if lo is not None and hi is not None:
+        return float(min(abs(x - (lo + hi) / 2.0) / ((hi - lo) / 2.0), 1.0)) if hi > lo else 0.0
+    bound = lo if lo is not None else hi
+    scale = one_sided if one_sided is not None else (abs(bound) or 1.0)
+    inside = (x - lo) if lo is not None else (hi - x)
+    return float(max(1.0 - inside / scale, 0.0))
+
+
 def miss(t: Target, x) -> float:
     """How far ``x`` lies outside ``t``'s bounds, in units of the target's scale (module doc):
     0 inside, at most 1, 1 when undefined."""
@@ -141,19 +189,8 @@ def miss(t: Target, x) -> float:
         return 1.0
     if t.check(x):
         return 0.0
-    if t.value is not None:
-        half = abs(t.value) * t.tolerance_pct / 100.0
-        lo, hi = t.value - half, t.value + half
-    else:
-        lo, hi = t.min, t.max
-    if t.unit == "time":
-        ref = lo if lo is not None else hi
-        x, lo, hi = (None if v is None else (v - ref) / pd.Timedelta(minutes=1)
-                     for v in (x, lo, hi))
-        one_sided = 60.0
-    else:
-        x = float(x)
-        one_sided = None
+    lo, hi = _band(t)
+    x, lo, hi, one_sided = _measured(t, x, lo, hi)
     if lo is not None and hi is not None and hi > lo:
         scale = hi - lo
     else:
@@ -229,19 +266,31 @@ def evaluate_events(events: list[Event], overrides: dict, positions: int | None 
     return out
 
 
-def total_miss(events: list[Event], values: list[dict[str, list]]) -> float:
-    """Sum of :func:`miss` over events, targets that ran and seeds."""
+def total_miss(events: list[Event], values: list[dict[str, list]], fn=None) -> float:
+    """Sum of :func:`miss` (or ``fn``) over events, targets that ran and seeds."""
+    fn = miss if fn is None else fn
     total = 0.0
     for e, vals in zip(events, values):
         for t in e.targets:
             if t.name in vals:
-                total += sum(miss(t, v) for v in vals[t.name])
+                total += sum(fn(t, v) for v in vals[t.name])
     return float(total)
 
 
+def objective_value(events: list[Event], values: list[dict[str, list]],
+                    margin_weight: float = MARGIN_WEIGHT) -> float:
+    """The objective (module doc): total misses + ``margin_weight`` x total margin use."""
+    out = total_miss(events, values)
+    if margin_weight:
+        out += margin_weight * total_miss(events, values, margin_use)
+    return float(out)
+
+
 def evaluate_params(scenarios, overrides: dict, seeds, positions: int | None = None,
-                    references=(), *, executor=None) -> float:
-    """The objective: target misses summed over events, targets and seeds (module doc).
+                    references=(), *, executor=None, margin_weight: float = MARGIN_WEIGHT
+                    ) -> float:
+    """The objective: target misses, plus ``margin_weight`` x margin use, summed over events,
+    targets and seeds (module doc).
 
     Parameters
     ----------
@@ -251,14 +300,16 @@ def evaluate_params(scenarios, overrides: dict, seeds, positions: int | None = N
     positions : override of ``[population] positions`` (None: the scenarios')
     references : kline files or frames for ``path_rmse_pct`` targets
     executor : a ``concurrent.futures`` executor to run the (event, seed) runs in
+    margin_weight : weight of the margin term (0: misses only)
 
     Returns
     -------
-    float, >= 0; 0 when every target holds on every seed.
+    float, >= 0; with ``margin_weight=0``, 0 when every target holds on every seed.
     """
     events = (list(scenarios) if scenarios and all(isinstance(s, Event) for s in scenarios)
               else prepare_events(scenarios, seeds, references))
-    return total_miss(events, evaluate_events(events, overrides, positions, executor=executor))
+    return objective_value(events, evaluate_events(events, overrides, positions,
+                                                   executor=executor), margin_weight)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,6 +331,12 @@ class Calibration:
     generations: int
     seconds: float
     command: str = ""
+    margin_weight: float = MARGIN_WEIGHT
+
+    @property
+    def misses(self) -> float:
+        """Total misses at the fit (the objective without its margin term)."""
+        return total_miss(self.events, self.values)
 
     def fit_rows(self) -> list[dict]:
         """One row per event and target: simulated median and range over the seeds, bounds,
@@ -305,8 +362,9 @@ class Calibration:
 
     def markdown(self) -> str:
         lines = [f"# Calibration fit ({', '.join(e.name for e in self.events)})", "",
-                 f"Objective (target misses summed over events, targets and seeds): "
-                 f"**{self.objective:.4g}**"
+                 f"Objective (target misses summed over events, targets and seeds, plus "
+                 f"{self.margin_weight:g} x margin use): **{self.objective:.4g}**, of which "
+                 f"misses {self.misses:.4g}"
                  + (f" (scenarios' own values: {self.start_objective:.4g})"
                     if self.start_objective is not None else ""), "",
                  f"{self.evaluations} parameter sets over {self.generations} generations, "
@@ -332,6 +390,7 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return {"command": self.command, "objective": self.objective,
+                "misses": self.misses, "margin_weight": self.margin_weight,
                 "start_objective": self.start_objective,
                 "params": [{"key": p.key, "lo": p.lo, "hi": p.hi,
                             "start": (self.start or {}).get(p.key),
@@ -348,8 +407,9 @@ class Calibration:
         other tables follow in their own tables."""
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         head = [f"# Fitted by `{self.command}`" if self.command else "# Fitted by cascade calibrate",
-                f"# on {now}; objective {self.objective:.6g} (target misses summed over "
-                f"{len(self.events)} event(s) x their seeds; see fit.md)"
+                f"# on {now}; objective {self.objective:.6g} (target misses {self.misses:.6g} "
+                f"summed over {len(self.events)} event(s) x their seeds, plus "
+                f"{self.margin_weight:g} x margin use; see fit.md)"
                 + (f", {self.start_objective:.6g} at the scenarios' own values"
                    if self.start_objective is not None else ""),
                 "# events: " + ", ".join(f"{e.name} (seeds {e.seeds[0]}..{e.seeds[-1]})"
@@ -439,13 +499,14 @@ def _toml_value(v) -> str:
 def calibrate(scenarios, params: list[FitParam], *, seeds: int = 3, seed_start: int | None = None,
               positions: int | None = None, references=(), maxiter: int = 20, popsize: int = 5,
               workers: int = 1, rng_seed: int = 0, command: str = "",
+              margin_weight: float = MARGIN_WEIGHT,
               log: Callable[[str], None] | None = None) -> Calibration:
     """Fit ``params`` (shared by every scenario) to all the scenarios' targets at once.
 
     Minimises :func:`evaluate_params` with :func:`scipy.optimize.differential_evolution`
     (``seed=rng_seed``, ``popsize`` individuals per parameter, ``maxiter`` generations, no
-    polish) within each parameter's bounds; stops early when every target holds on every seed
-    (objective 0). ``workers`` > 1 runs each parameter set's (event, seed) runs in that many
+    polish) within each parameter's bounds; stops early when the objective is 0 (every target
+    holds on every seed and ``margin_weight`` is 0). ``workers`` > 1 runs each parameter set's (event, seed) runs in that many
     processes. ``log`` receives a progress line per parameter set evaluated and per
     generation.
     """
@@ -457,6 +518,9 @@ def calibrate(scenarios, params: list[FitParam], *, seeds: int = 3, seed_start: 
                         ("--workers", workers, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise CascadeError(f"{name}: expected a whole number >= {lo}, got {v!r}")
+    if (isinstance(margin_weight, bool) or not isinstance(margin_weight, (int, float))
+            or not math.isfinite(margin_weight) or margin_weight < 0):
+        raise CascadeError(f"--margin-weight: expected a number >= 0, got {margin_weight!r}")
     events = prepare_events(scenarios, seeds, references, seed_start=seed_start)
     keys = [p.key for p in params]
     bounds = [(p.lo, p.hi) for p in params]
@@ -485,7 +549,7 @@ def calibrate(scenarios, params: list[FitParam], *, seeds: int = 3, seed_start: 
         key = tuple(float(v) for v in x)
         if key not in cache:
             values = evaluate_events(events, dict(zip(keys, key)), positions, executor=executor)
-            cache[key] = (total_miss(events, values), values)
+            cache[key] = (objective_value(events, values, margin_weight), values)
             if log is not None:
                 log(f"  parameter set {len(cache)}: objective {cache[key][0]:.4g} at "
                     + ", ".join(f"{k}={v:.6g}" for k, v in zip(keys, key))
@@ -523,7 +587,8 @@ def calibrate(scenarios, params: list[FitParam], *, seeds: int = 3, seed_start: 
     return Calibration(params=list(params), fitted=dict(zip(keys, bx)), objective=bf,
                        start=start or None, start_objective=start_obj, events=events,
                        values=bvalues, evaluations=len(cache), generations=gen[0],
-                       seconds=time.perf_counter() - t0, command=command)
+                       seconds=time.perf_counter() - t0, command=command,
+                       margin_weight=float(margin_weight))
 
 
 def stderr_log(line: str) -> None:

@@ -14,7 +14,9 @@ HELP = ("Fit parameters shared by several events (e.g. the [market] law) to all 
         "at once with scipy's differential evolution; writes market.toml, fit.md and fit.json.")
 EPILOG = ("Objective: each target's miss (0 inside its bounds, else the distance to the nearest "
           "bound over the band's width, or over |bound| for a one-sided target, at most 1; 1 "
-          "when undefined) summed over events, targets and seeds. Deterministic: a fixed list of "
+          "when undefined) summed over events, targets and seeds, plus --margin-weight times each "
+          "target's margin use (0 at the middle of its band, 1 at a bound), which picks the "
+          "middle of a region where no target misses. Deterministic: a fixed list of "
           "seeds and a fixed optimiser seed; --workers changes the speed, not the result.")
 
 
@@ -41,11 +43,27 @@ def add_arguments(p) -> None:
                    help="generations of differential evolution (default 20)")
     p.add_argument("--popsize", type=_seeds, default=5, metavar="N",
                    help="individuals per fitted parameter in a generation (default 5)")
+    p.add_argument("--margin-weight", type=_margin_weight, default=None, metavar="W",
+                   help="weight of the margin term in the objective (default 0.02; 0: misses "
+                        "only)")
     p.add_argument("--workers", type=_seeds, default=1, metavar="W",
                    help="processes running the seeds of one parameter set (default 1)")
     p.add_argument("--out", type=Path, default=Path("runs") / "calibrate", metavar="DIR",
                    help="output folder (default runs/calibrate)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _margin_weight(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
 
 
 def main(args) -> int:
@@ -63,6 +81,8 @@ def main(args) -> int:
     fit = calibrate(args.scenarios, params, seeds=args.seeds, seed_start=args.seed_start,
                     positions=args.positions, references=args.reference, maxiter=args.maxiter,
                     popsize=args.popsize, workers=args.workers, command=command,
+                    **({} if args.margin_weight is None else
+                       {"margin_weight": args.margin_weight}),
                     log=None if args.quiet else stderr_log)
     paths = fit.save(args.out)
     print(fit.markdown())

@@ -5,8 +5,10 @@ liquidation price, so the population itself is the liquidation ladder: longs occ
 ``[0, n_long)`` with ascending liquidation price (the engine walks them from the top down as the
 mark falls), shorts occupy ``[n_long, n)`` ascending (walked from the bottom up as the mark rises).
 
-Random draws use a seeded ``np.random.Generator`` with one child stream per quantity, outside any
-kernel, so the population is the same for a seed whatever the thread count.
+The candidates' draws are counter-based (:mod:`cascade.model.draws`): candidate i's values are a
+function of (seed, i) only, drawn in one parallel kernel, so the population is the same for a
+seed whatever the thread count. The conditional entries (a few percent of the rows) use a seeded
+``np.random.Generator``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from cascade._numba import jit, pjit
 from cascade.engine.sort import stable_argsort, take
+from cascade.model.draws import CandidateLaw, draw_candidates
 from cascade.model.history import GRID_S, history_grid, history_variance
 from cascade.model.scenario import Scenario, venue_date
 from cascade.rules.brackets import bracket_table, venue_rules
@@ -124,9 +127,26 @@ class Population:
                    if isinstance(getattr(self, f.name), np.ndarray))
 
 
-def _streams(seed: int, k: int) -> list[np.random.Generator]:
-    return [np.random.Generator(np.random.PCG64(s))
-            for s in np.random.SeedSequence([seed, 0xCA5CADE]).spawn(k)]
+def candidate_law(pop) -> CandidateLaw:
+    """The [population] values the candidates' draws follow (:class:`CandidateLaw`)."""
+    w = np.asarray(pop.leverage_weights, dtype=np.float64)
+    cdf = np.cumsum(w)
+    cdf /= cdf[-1]
+    lo, hi = pop.stop_loss_distance_pct
+    return CandidateLaw(
+        long_share=float(pop.long_share), xm=float(pop.min_notional_usd),
+        tail=float(pop.size_tail_index), lev_cdf=cdf,
+        lev_values=np.asarray(pop.leverages, dtype=np.float64),
+        lookback_s=float(pop.entry_lookback_h * 3600.0),
+        mean_age_s=float(pop.entry_age_mean_h * 3600.0),
+        noise_sigma=float(pop.entry_noise_pct / 100.0), cross_share=float(pop.cross_share),
+        spare_mean=float(pop.cross_spare_margin_mean), stop_share=float(pop.stop_loss_share),
+        dist_lo=lo / 100.0, dist_hi=hi / 100.0)
+
+
+def _entry_stream(seed: int) -> np.random.Generator:
+    """The conditional entries' generator (serial NumPy: m rows, a few percent of n)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0xCA5CADE, 1])))
 
 
 def build_population(sc: Scenario, positions: int | None = None, seed: int | None = None,
@@ -157,19 +177,15 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     suffix_min = np.concatenate([np.minimum.accumulate(g[2][::-1])[::-1] for g in grids])
     suffix_max = np.concatenate([np.maximum.accumulate(g[3][::-1])[::-1] for g in grids])
 
-    (rng_side, rng_size, rng_lev, rng_age, rng_noise, rng_mode, rng_spare, rng_stop, rng_dist,
-     rng_entries, rng_survive) = _streams(seed, 11)
     n_cand = int(np.ceil(n_req * OVERSAMPLE)) + 16 if n_req else 0
-
-    side = np.where(rng_side.random(n_cand) < pop.long_share, LONG, SHORT).astype(np.int8)
-    # classic Pareto notional shape: xm * (1 + Lomax(a))
-    shape = pop.min_notional_usd * (1.0 + rng_size.pareto(pop.size_tail_index, n_cand))
-    lev_choices = np.asarray(pop.leverages, dtype=np.float64)
-    leverage = lev_choices[rng_lev.choice(len(lev_choices), size=n_cand,
-                                          p=np.asarray(pop.leverage_weights) / sum(pop.leverage_weights))]
-    lb, mean_age = pop.entry_lookback_h * 3600.0, pop.entry_age_mean_h * 3600.0
-    # truncated exponential age by inverse CDF
-    age = -mean_age * np.log1p(-rng_age.random(n_cand) * -np.expm1(-lb / mean_age))
+    # every candidate's draws in one parallel kernel, counter-based: the same on any thread count
+    cand = draw_candidates(seed, n_cand, candidate_law(pop))
+    side, shape, leverage, cross, spare, has_stop, stop_dist = (
+        cand.side, cand.notional, cand.leverage, cand.cross, cand.spare, cand.has_stop,
+        cand.stop_dist)
+    age, noise, u_survive = cand.age, cand.noise, cand.u_survive
+    del cand
+    lb = pop.entry_lookback_h * 3600.0
     # gk: the grid point of the entry on the candidate's history path (the paths' grids end to
     # end; candidates take the paths in turn)
     gk = np.clip(np.rint((lb - age) / (lb / (len(age_grid) - 1))), 0,
@@ -183,21 +199,16 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
             entry[j::n_paths] = interp(-age[j::n_paths], -age_grid, grids[j][1])
             gk[j::n_paths] += np.int32(j * len(age_grid))
     del age, grids
-    entry *= np.exp(rng_noise.standard_normal(n_cand) * (pop.entry_noise_pct / 100.0))
-    cross = rng_mode.random(n_cand) < pop.cross_share
-    spare = rng_spare.exponential(1.0, n_cand) * pop.cross_spare_margin_mean if \
-        pop.cross_spare_margin_mean > 0 else np.zeros(n_cand)
-    has_stop = rng_stop.random(n_cand) < pop.stop_loss_share
-    lo, hi = pop.stop_loss_distance_pct
-    stop_dist = (lo + (hi - lo) * rng_dist.random(n_cand)) / 100.0
+    entry *= noise
+    del noise
 
     targets = {LONG: sc.population.open_interest_usd * pop.long_share,
                SHORT: sc.population.open_interest_usd * (1.0 - pop.long_share)}
 
     c = {"side": side, "shape": shape, "leverage": leverage, "gk": gk, "entry": entry,
          "cross": cross, "spare": spare, "has_stop": has_stop, "stop_dist": stop_dist,
-         "u_survive": rng_survive.random(n_cand)}
-    del side, shape, leverage, gk, entry, cross, spare, has_stop, stop_dist
+         "u_survive": u_survive}
+    del side, shape, leverage, gk, entry, cross, spare, has_stop, stop_dist, u_survive
     # a waypoint history is one smooth path: test survival against the paths it stands for too
     var_to_start = history_variance(sc)
     bridge = None if var_to_start is None else (
@@ -229,7 +240,7 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     del c, d
 
     rows = np.flatnonzero(keep)
-    ent = _entries(sc, table, rng_entries, n_req, p0)
+    ent = _entries(sc, table, _entry_stream(seed), n_req, p0)
     t_ladder = time.perf_counter()
     # the ladder's sorts and gathers: parallel kernels, exactly np.argsort(kind="stable") and
     # fancy indexing (cascade.engine.sort)
