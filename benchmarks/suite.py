@@ -458,8 +458,9 @@ def evaluate_targets(res: dict) -> list:
                            sp >= T["phases_threads"],
                            f"N={th.get('pop_n', 0):,}: population {pop['1']['population_s']:.3f} "
                            f"-> {pop['2']['population_s']:.3f} s, ladder "
-                           f"{pop['1']['ladder_s']:.3f} -> {pop['2']['ladder_s']:.3f} s; NumPy's "
-                           "serial random draws stay serial (same streams)"))
+                           f"{pop['1']['ladder_s']:.3f} -> {pop['2']['ladder_s']:.3f} s; the "
+                           "draws are counter-based and parallel, the survivors' selection, "
+                           "rescaling and conditional entries serial NumPy"))
     else:
         out.append(_target(name, f">= {T['phases_threads']}x", None, None,
                            "fewer than 2 numba threads, or not measured"))
