@@ -138,8 +138,10 @@ def test_calibrate_recovers_the_depth_of_a_synthetic_event(small):
     assert fit.start == {"market.depth_usd": 25e6} and fit.start_objective > 1.0
     assert fit.misses == 0.0 and 0.0 <= fit.objective <= C.MARGIN_WEIGHT * 2
     assert fit.fitted["market.depth_usd"] == pytest.approx(TRUE_DEPTH, rel=0.1)
-    assert lines[0].startswith("  parameter set 1: objective") and "=2.5e+07" in lines[0]
-    assert lines[1].startswith("start: objective")
+    assert lines[0].startswith("note: 1 seed(s) per event: a fit on few seeds follows their "
+                               "noise") and "use --seeds 20 or more" in lines[0]
+    assert lines[1].startswith("  parameter set 1: objective") and "=2.5e+07" in lines[1]
+    assert lines[2].startswith("start: objective")
     gens = [ln for ln in lines if ln.startswith("generation ")]
     assert gens and gens[0].startswith("generation 1/8: best objective")
     assert len([ln for ln in lines if ln.startswith("  parameter set")]) == fit.evaluations
