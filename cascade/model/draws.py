@@ -122,7 +122,8 @@ def draw_candidates_nb(key, law, out):
     # each array is bound to a local name by attribute first: numba 0.68 drops a prange loop's
     # writes through a namedtuple (``out.side[i] = ...``, or names bound by unpacking it, even
     # ``a, b = out.a, out.b``), while writes to an array bound alone, ``side = out.side``, land
-    # (tests/test_draws.py checks the kernel against its reference)
+    # (numba issues 5872, 7135 and 10338, open; tests/test_draws.py checks the kernel against
+    # its reference)
     side = out.side
     notional = out.notional
     leverage = out.leverage
