@@ -60,9 +60,8 @@ def test_margin_use_is_zero_in_the_middle_and_one_at_a_bound():
     after = _target(metric="time_of_low", min="2025-10-10T21:00:00Z")  # 60-minute scale
     assert C.margin_use(after, pd.Timestamp("2025-10-10 21:15", tz="UTC")) == pytest.approx(0.75)
     # the objective: misses plus the weight times margin use, summed over targets and seeds
-    ev = C.Event(scenario=None, targets=[band, low], seeds=[1, 2], reference=None, skipped={})
+    ev = C.Event(scenario=None, targets=[band], seeds=[1, 2], reference=None, skipped={})
     values = [{"t": [105.0, 95.0]}]
-    ev.targets = [band]
     assert C.objective_value([ev], values, 0.0) == pytest.approx(0.5)
     assert C.objective_value([ev], values, 0.1) == pytest.approx(0.5 + 0.1 * (0.0 + 1.0))
 

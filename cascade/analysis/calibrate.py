@@ -151,7 +151,8 @@ noise (docs/calibration/README.md, round 5)."""
 
 
 def _band(t: Target):
-    """(x, lo, hi, scale of a one-sided bound) in the units :func:`miss` measures in."""
+    """(lo, hi): ``t``'s bounds, a ``value +/- tolerance_pct`` target's as a band (either may
+    be None)."""
     if t.value is not None:
         half = abs(t.value) * t.tolerance_pct / 100.0
         lo, hi = t.value - half, t.value + half
@@ -161,6 +162,8 @@ def _band(t: Target):
 
 
 def _measured(t: Target, x, lo, hi):
+    """(x, lo, hi, scale of a one-sided bound or None) in the units :func:`miss` measures in:
+    minutes from the band's first bound for a time target (60-minute one-sided scale)."""
     if t.unit == "time":
         ref = lo if lo is not None else hi
         x, lo, hi = (None if v is None else (v - ref) / pd.Timedelta(minutes=1)
@@ -510,9 +513,10 @@ def calibrate(scenarios, params: list[FitParam], *, seeds: int = 3, seed_start: 
     Minimises :func:`evaluate_params` with :func:`scipy.optimize.differential_evolution`
     (``seed=rng_seed``, ``popsize`` individuals per parameter, ``maxiter`` generations, no
     polish) within each parameter's bounds; stops early when the objective is 0 (every target
-    holds on every seed and ``margin_weight`` is 0). ``workers`` > 1 runs each parameter set's (event, seed) runs in that many
-    processes. ``log`` receives a progress line per parameter set evaluated and per
-    generation.
+    holds on every seed and ``margin_weight`` is 0). ``workers`` > 1 runs each parameter set's
+    (event, seed) runs in that many processes. ``log`` receives a progress line per parameter
+    set evaluated and per generation, and a note when an event has fewer than
+    :data:`FEW_SEEDS` seeds.
     """
     from scipy.optimize import differential_evolution
 

@@ -67,7 +67,7 @@ def _margin_weight(text: str) -> float:
 
 
 def main(args) -> int:
-    from cascade.analysis.calibrate import calibrate, parse_params, stderr_log
+    from cascade.analysis.calibrate import MARGIN_WEIGHT, calibrate, parse_params, stderr_log
     from cascade.errors import CascadeError
 
     params = parse_params(args.params, option="--params")
@@ -81,8 +81,8 @@ def main(args) -> int:
     fit = calibrate(args.scenarios, params, seeds=args.seeds, seed_start=args.seed_start,
                     positions=args.positions, references=args.reference, maxiter=args.maxiter,
                     popsize=args.popsize, workers=args.workers, command=command,
-                    **({} if args.margin_weight is None else
-                       {"margin_weight": args.margin_weight}),
+                    margin_weight=(MARGIN_WEIGHT if args.margin_weight is None
+                                   else args.margin_weight),
                     log=None if args.quiet else stderr_log)
     paths = fit.save(args.out)
     print(fit.markdown())

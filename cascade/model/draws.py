@@ -6,7 +6,8 @@ generator of ``java.util.SplittableRandom``) applied to the counter
 ``key + (i * SLOTS + slot + 1) * GOLDEN``, which is exactly SplitMix64's stream seeded with ``key``,
 read at position ``i * SLOTS + slot``. No state is carried from one candidate to the next, so a
 ``prange`` over candidates gives the same numbers whatever the block each thread takes. ``key``
-comes from ``np.random.SeedSequence([seed, 0xCA5CADE])``, so nearby seeds give unrelated streams.
+comes from ``np.random.SeedSequence([seed, 0xCA5CADE, stream])`` (:func:`stream_key`), so nearby
+seeds give unrelated streams.
 
 Distributions, each from uniforms ``u`` in [0, 1) (53 random bits):
 
@@ -110,6 +111,7 @@ class Candidates(NamedTuple):
 
 
 def empty_candidates(n: int) -> Candidates:
+    """Uninitialised :class:`Candidates` of n rows, for :func:`draw_candidates_nb` to fill."""
     return Candidates(np.empty(n, np.int8), np.empty(n), np.empty(n), np.empty(n), np.empty(n),
                       np.empty(n, np.bool_), np.empty(n), np.empty(n, np.bool_), np.empty(n),
                       np.empty(n))

@@ -180,11 +180,7 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
     n_cand = int(np.ceil(n_req * OVERSAMPLE)) + 16 if n_req else 0
     # every candidate's draws in one parallel kernel, counter-based: the same on any thread count
     cand = draw_candidates(seed, n_cand, candidate_law(pop))
-    side, shape, leverage, cross, spare, has_stop, stop_dist = (
-        cand.side, cand.notional, cand.leverage, cand.cross, cand.spare, cand.has_stop,
-        cand.stop_dist)
-    age, noise, u_survive = cand.age, cand.noise, cand.u_survive
-    del cand
+    age = cand.age
     lb = pop.entry_lookback_h * 3600.0
     # gk: the grid point of the entry on the candidate's history path (the paths' grids end to
     # end; candidates take the paths in turn)
@@ -199,16 +195,15 @@ def build_population(sc: Scenario, positions: int | None = None, seed: int | Non
             entry[j::n_paths] = interp(-age[j::n_paths], -age_grid, grids[j][1])
             gk[j::n_paths] += np.int32(j * len(age_grid))
     del age, grids
-    entry *= noise
-    del noise
+    entry *= cand.noise
 
     targets = {LONG: sc.population.open_interest_usd * pop.long_share,
                SHORT: sc.population.open_interest_usd * (1.0 - pop.long_share)}
 
-    c = {"side": side, "shape": shape, "leverage": leverage, "gk": gk, "entry": entry,
-         "cross": cross, "spare": spare, "has_stop": has_stop, "stop_dist": stop_dist,
-         "u_survive": u_survive}
-    del side, shape, leverage, gk, entry, cross, spare, has_stop, stop_dist, u_survive
+    c = {"side": cand.side, "shape": cand.notional, "leverage": cand.leverage, "gk": gk,
+         "entry": entry, "cross": cand.cross, "spare": cand.spare, "has_stop": cand.has_stop,
+         "stop_dist": cand.stop_dist, "u_survive": cand.u_survive}
+    del cand, gk, entry
     # a waypoint history is one smooth path: test survival against the paths it stands for too
     var_to_start = history_variance(sc)
     bridge = None if var_to_start is None else (
