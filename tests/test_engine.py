@@ -124,6 +124,7 @@ COUNTER_TREND_NEWS = {"market.dip_buy_threshold_pct": 0.5, "market.news_permanen
     {**ENTRIES, "engine.latency_s": 2.0},
     {**ENTRIES, "engine.max_iterations": 1, "population.entry_order_long_share": 0.6},
     COUNTER_TREND_NEWS,
+    {**COUNTER_TREND_NEWS, "market.dip_buy_reference": "fair"},
     {"venue.liquidation_order": "takeover"},
 ])
 def test_step_loop_matches_naive(overrides):
@@ -138,6 +139,8 @@ def test_step_loop_matches_naive(overrides):
     if overrides is COUNTER_TREND_NEWS:
         dip = res.steps["dip_flow_usd"]
         assert (dip > 0).any() and (dip < 0).any()
+    if overrides.get("market.dip_buy_reference") == "fair":
+        assert (res.steps["dip_flow_usd"] > 0).any()  # they bought the forced orders' dip
     if overrides.get("engine.feedback") is not False:
         # the scenario is built to liquidate both sides and fire stops
         assert s["liquidated_long_usd"] > 0 and s["liquidated_short_usd"] > 0

@@ -393,3 +393,43 @@ def test_validate_no_flows_on_the_command_line(tmp_path):
     data = json.loads(out.stdout)
     assert data["passed"] and data["positions"] == 2000
     assert [s["seed"] for s in data["seeds"]] == [7, 8]
+
+
+def _news_run(reference: str, usd_per_min: float, news_permanent_share: float = 1.0):
+    """The small scenario, feedback off, one 20-minute sell flow of ``usd_per_min`` against
+    counter-trend traders as strong as the shared law's (6% of the depth a second per %, capped
+    at half of it), 3% from their ``reference``: (drop at the end in %, their flow in USD)."""
+    import datetime as dt
+
+    from cascade.runner import run
+    from tests.conftest import START, make_scenario
+
+    sc = make_scenario(**{
+        "market.dip_buy_reference": reference, "market.news_permanent_share": news_permanent_share,
+        "market.permanent_share": 0.1, "market.dip_buy_usd_per_s_per_pct": 0.06 * 12e6,
+        "market.dip_buy_max_usd_per_s": 0.5 * 12e6, "engine.feedback": False,
+        "flows": [{"start": START + dt.timedelta(minutes=2), "duration_min": 20.0,
+                   "usd_per_min": usd_per_min, "side": "sell", "label": "news"}]})
+    steps = run(sc, seed=3).steps
+    p = steps["last_price"]
+    return 100.0 * (1.0 - p.iloc[-1] / p.iloc[0]), float(steps["dip_flow_usd"].sum())
+
+
+def test_counter_trend_against_the_average_is_a_wall_and_against_the_fair_price_is_not():
+    """Round 6 (docs/calibration/README.md): against the slow average the counter-trend bid
+    outgrows any news flow, so three times the selling barely moves the price further; against
+    the fair price (the price less its transient impact) news passes and the bid stays out."""
+    avg1, avg_dip1 = _news_run("average", 20e6)
+    avg3, _ = _news_run("average", 60e6)
+    fair1, fair_dip1 = _news_run("fair", 20e6)
+    fair3, fair_dip3 = _news_run("fair", 60e6)
+    assert avg_dip1 > 0 and avg3 < 1.3 * avg1  # the wall: 4.1% and 4.6%
+    assert fair_dip1 == fair_dip3 == 0.0  # news leaves no dislocation to buy
+    assert fair3 > 1.8 * fair1 and fair1 > 2 * avg1  # 10.8% and 21.5%
+
+
+def test_fair_price_buyers_lean_against_uninformed_selling():
+    """The same flow, but uninformed (its impact decays): it dislocates the price from the fair
+    one and the counter-trend traders buy it."""
+    _, dip = _news_run("fair", 60e6, news_permanent_share=0.0)
+    assert dip > 0

@@ -148,6 +148,7 @@ from cascade.model.market import (
     P_DECAY,
     P_DEPTH,
     P_DIPCAP,
+    P_DIPFAIR,
     P_DIPRATE,
     P_DIPTHR,
     P_EMA,
@@ -446,7 +447,8 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
     vs.st[S_Y] *= decay
     y = vs.st[S_Y]
     p_pre = exp(mst[M_X] + vs.st[S_PERM] + vs.st[S_TRANS])
-    ref = vs.st[S_REF]
+    # the fair price: the price once the book refilled (no transient impact)
+    ref = exp(mst[M_X] + vs.st[S_PERM]) if vp.prm[P_DIPFAIR] != 0.0 else vs.st[S_REF]
     dd = (ref - p_pre) / ref * 100.0 - vp.prm[P_DIPTHR]
     # counter-trend traders: buy below the slow reference, sell above it, beyond the threshold,
     # in proportion to the depth the book has now

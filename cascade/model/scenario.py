@@ -227,6 +227,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "dip_buy_max_usd_per_s": F("float", None, "Legacy, absolute form of "
                                    "dip_buy_max_depth_share (only one of the two).", "USD/s",
                                    lo=0, hi=MAX_USD),
+        "dip_buy_reference": F("choice", "average", "The counter-trend traders' reference "
+                               "price: 'average', the slow moving average of the price "
+                               "(reference_half_life_s); 'fair', the price without its transient "
+                               "impact (what it would be once the book refilled), so they lean "
+                               "against dislocations by uninformed orders and not against news.",
+                               choices=("average", "fair")),
         "reference_half_life_s": F("float", 43200.0, "Half-life of the slow moving average used as "
                                    "the dip buyers' reference price.", "s", lo=0, lo_open=True,
                                    hi=MAX_S),

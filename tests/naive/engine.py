@@ -279,7 +279,8 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
         trans *= decay
         y *= decay
         p_pre = math.exp(x + perm + trans)
-        dip = counter_trend(ref, p_pre, prm[m.P_DIPTHR], prm[m.P_DIPRATE], prm[m.P_DIPCAP],
+        fair = math.exp(x + perm)  # the price less its transient impact
+        dip = counter_trend(fair if prm[m.P_DIPFAIR] else ref, p_pre, prm[m.P_DIPTHR], prm[m.P_DIPRATE], prm[m.P_DIPCAP],
                             depth / depth0)
         ext = exo[t] + dip
         forced = flow_at.pop(t, 0.0)

@@ -101,7 +101,8 @@ class Venue:
                                                      table.cum))
         g = {k: float(prm[getattr(m, k)]) for k in (
             "P_STEP", "P_DEPTH", "P_ALPHA", "P_PHI", "P_DECAY", "P_FLOOR", "P_VOLSENS",
-            "P_LIQSENS", "P_MEMDECAY", "P_DIPRATE", "P_DIPTHR", "P_DIPCAP", "P_REFDECAY", "P_FEE",
+            "P_LIQSENS", "P_MEMDECAY", "P_DIPRATE", "P_DIPTHR", "P_DIPCAP", "P_DIPFAIR", "P_REFDECAY",
+            "P_FEE",
             "P_FEEDBACK", "P_LIQ_EQ", "P_EMA", "P_FINT_S", "P_T0", "P_OFFLOAD", "P_FUNDCAP",
             "P_NEWSPHI", "P_LIQTHR")}
         self.p = g
@@ -504,7 +505,8 @@ class Venue:
         self.y *= g["P_DECAY"]
         y = self.y
         p_pre = math.exp(x + self.perm + self.trans)
-        dip = counter_trend(self.ref, p_pre, g["P_DIPTHR"], g["P_DIPRATE"], g["P_DIPCAP"], mult)
+        ref = math.exp(x + self.perm) if g["P_DIPFAIR"] else self.ref  # fair: no transient
+        dip = counter_trend(ref, p_pre, g["P_DIPTHR"], g["P_DIPRATE"], g["P_DIPCAP"], mult)
         forced = self.forced_due.pop(t, 0.0)
         arb_in = self.arb_due.pop(t, 0.0)
         ext = exo_t + dip + arb_in
