@@ -125,6 +125,7 @@ COUNTER_TREND_NEWS = {"market.dip_buy_threshold_pct": 0.5, "market.news_permanen
     {**ENTRIES, "engine.max_iterations": 1, "population.entry_order_long_share": 0.6},
     COUNTER_TREND_NEWS,
     {**COUNTER_TREND_NEWS, "market.dip_buy_reference": "fair"},
+    {**COUNTER_TREND_NEWS, "market.dip_buy_reference": "fair", "market.permanent_depth": "normal"},
     {"venue.liquidation_order": "takeover"},
 ])
 def test_step_loop_matches_naive(overrides):
@@ -141,6 +142,8 @@ def test_step_loop_matches_naive(overrides):
         assert (dip > 0).any() and (dip < 0).any()
     if overrides.get("market.dip_buy_reference") == "fair":
         assert (res.steps["dip_flow_usd"] > 0).any()  # they bought the forced orders' dip
+    if overrides.get("market.permanent_depth") == "normal":
+        assert (res.steps["depth_usd"] < 0.5 * res.scenario.market.depth_usd).any()  # it thinned
     if overrides.get("engine.feedback") is not False:
         # the scenario is built to liquidate both sides and fire stops
         assert s["liquidated_long_usd"] > 0 and s["liquidated_short_usd"] > 0

@@ -813,10 +813,10 @@ def _naive_cases():
     takeover = ioc_raw()
     venue(takeover, "bn")["liquidation_order"] = "takeover"  # Bybit / OKX: the fund takes all
     fair = copy.deepcopy(a)  # counter-trend traders lean against the transient impact only
-    fair["market"]["dip_buy_reference"] = "fair"
+    fair["market"].update(dip_buy_reference="fair", permanent_depth="normal")
     return {"ioc_takeover_offload_cap_adl": ioc_raw(), "takeover_offload_cap_adl": takeover,
             "market_orders_storm": h,
-            "binance_and_hyperliquid": a, "dip_buyers_against_the_fair_price": fair,
+            "binance_and_hyperliquid": a, "fair_price_buyers_permanence_at_full_depth": fair,
             "entries_latency_step_down_last_average": b,
             "wicks_iteration_cap_swapped_rules": c, "entries_pending_at_funding": d,
             "three_venues_hyperliquid_adl": e, "storm_with_funding_shocks": storm_raw(),
@@ -892,8 +892,9 @@ def test_engine_matches_the_slow_reference(case):
         assert sv["bn"]["adl_count"] > 0 and sv["hl"]["partial_liquidations"] > 0
         assert sv["hl"]["backstop_usd"] > 0
         assert (res.steps["bn.mark_price"] != res.steps["bn.last_price"]).mean() > 0.5
-    elif case == "dip_buyers_against_the_fair_price":
+    elif case == "fair_price_buyers_permanence_at_full_depth":
         assert (res.steps["bn.dip_flow_usd"] > 0).any() and (res.steps["hl.dip_flow_usd"] > 0).any()
+        assert (res.steps["bn.depth_usd"] < 0.5 * res.steps["bn.depth_usd"].iloc[0]).any()
     elif case == "entries_latency_step_down_last_average":
         assert sv["bn"]["partial_liquidations"] > 0 and sv["bn"]["adl_count"] > 0
         assert s["entries_opened"] > 0

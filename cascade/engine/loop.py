@@ -149,6 +149,7 @@ from cascade.model.market import (
     P_DEPTH,
     P_DIPCAP,
     P_DIPFAIR,
+    P_PERMNORMAL,
     P_DIPRATE,
     P_DIPTHR,
     P_EMA,
@@ -584,8 +585,10 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
     phi_t = phi
     if exo_t * net > 0.0:
         phi_t += (vp.prm[P_NEWSPHI] - phi) * min(exo_t / net, 1.0)
-    vs.st[S_PERM] += phi_t * imp
-    vs.st[S_TRANS] += (1.0 - phi_t) * imp
+    # measured against the book at full depth, a thinned book's extra move is all transient
+    imp_p = impact_nb(y, net, depth0, alpha) if vp.prm[P_PERMNORMAL] != 0.0 else imp
+    vs.st[S_PERM] += phi_t * imp_p
+    vs.st[S_TRANS] += imp - phi_t * imp_p
     # coins handed to ADL never reached the book: take them off the outstanding imbalance
     vs.st[S_Y] = y + net - (handed if feedback else 0.0)
     vs.st[S_PRICE] = p

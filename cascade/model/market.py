@@ -29,7 +29,9 @@ second, and sell alike above it, up to a cap; rate and cap are shares of the dep
 step (``D_t / depth_usd``): into a book thinned 20x they send a twentieth, so their orders never
 move a thin book more than a full one. With ``dip_buy_reference = "fair"`` the reference is the
 price less its transient impact, ``exp(x + perm)``, instead of the slow average: they lean against
-the dislocation left by uninformed orders, not against news. ``depth_usd`` itself is ``depth_oi_ratio`` times the open
+the dislocation left by uninformed orders, not against news. With ``permanent_depth = "normal"``
+the permanent part of a step's impact is ``G`` at ``depth_usd`` (the full book), the rest of the
+move transient. ``depth_usd`` itself is ``depth_oi_ratio`` times the open
 interest unless the event cites a figure, so the law is scale-free: a market half the size, with
 shocks half the size, follows the same path.
 Impact splits into a permanent and a transient part by who sent the flow: the scenario's
@@ -50,13 +52,15 @@ SECONDS_PER_YEAR = 365.0 * 86400.0
 # indices into the float parameter vector passed to the step loop
 (P_STEP, P_DEPTH, P_ALPHA, P_PHI, P_DECAY, P_FLOOR, P_VOLSENS, P_LIQSENS, P_MEMDECAY,
  P_DIPRATE, P_DIPTHR, P_DIPCAP, P_REFDECAY, P_FEE, P_FEEDBACK, P_LIQ_EQ, P_EMA, P_FINT_S,
- P_T0, P_OFFLOAD, P_FUNDCAP, P_NEWSPHI, P_LIQTHR, P_DIPFAIR) = range(24)
-N_PARAMS = 24
+ P_T0, P_OFFLOAD, P_FUNDCAP, P_NEWSPHI, P_LIQTHR, P_DIPFAIR, P_PERMNORMAL) = range(25)
+N_PARAMS = 25
 # P_OFFLOAD: share of the venue's (thinned) depth the fund offloads per minute; P_FUNDCAP: the
 # fund's (vault's) net inventory notional may reach this multiple of its balance; P_NEWSPHI: the
 # permanent share of the exogenous (news) flows' impact; P_LIQTHR: forced flow per second, as a share
 # of depth, that the book absorbs without thinning; P_DIPFAIR: 1 when the counter-trend traders'
-# reference is the fair price (the price less its transient impact), 0 for the slow average
+# reference is the fair price (the price less its transient impact), 0 for the slow average;
+# P_PERMNORMAL: 1 when the permanent part of a step's impact is measured against the book at
+# depth_usd (what thinning adds is transient), 0 against the current book
 # indices into the integer parameter vector
 I_MARKW, I_LAT, I_MAXIT, I_MARK, I_PARTIAL, I_ADL, I_BWIN, I_LIQORD = range(8)
 N_IPARAMS = 8
@@ -172,6 +176,7 @@ def parameters(sc, fee_rate: float, feedback: bool, liquidate_on_equal: bool = T
     prm[P_DIPCAP] = cap * dt
     prm[P_REFDECAY] = 2.0 ** (-dt / m.reference_half_life_s)
     prm[P_DIPFAIR] = 1.0 if m.dip_buy_reference == "fair" else 0.0
+    prm[P_PERMNORMAL] = 1.0 if m.permanent_depth == "normal" else 0.0
     prm[P_FEE] = fee_rate
     prm[P_FEEDBACK] = 1.0 if feedback else 0.0
     prm[P_LIQ_EQ] = 1.0 if liquidate_on_equal else 0.0

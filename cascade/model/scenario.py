@@ -227,6 +227,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "dip_buy_max_usd_per_s": F("float", None, "Legacy, absolute form of "
                                    "dip_buy_max_depth_share (only one of the two).", "USD/s",
                                    lo=0, hi=MAX_USD),
+        "permanent_depth": F("choice", "current", "The book against which the permanent part "
+                             "of a step's impact is measured: 'current', the book as thin as it "
+                             "is now (all of the impact splits by permanent_share and "
+                             "news_permanent_share); 'normal', the book at depth_usd, so what a "
+                             "thinned book adds to a move is transient.",
+                             choices=("current", "normal")),
         "dip_buy_reference": F("choice", "average", "The counter-trend traders' reference "
                                "price: 'average', the slow moving average of the price "
                                "(reference_half_life_s); 'fair', the price without its transient "

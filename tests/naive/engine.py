@@ -374,8 +374,11 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
         if off > 0:
             fund.trade(-off if inv0 > 0 else off, fill)
         phi_t = permanent_share(phi, prm[m.P_NEWSPHI], exo[t], net)
-        perm += phi_t * imp
-        trans += (1 - phi_t) * imp
+        # permanent_depth = "normal": the permanent part as if the book had its full depth
+        imp_p = (curve(y + net, depth0, alpha) - curve(y, depth0, alpha)
+                 if prm[m.P_PERMNORMAL] else imp)
+        perm += phi_t * imp_p
+        trans += imp - phi_t * imp_p
         y += net
         price = p
         window = window[1:] + [p]

@@ -104,7 +104,7 @@ class Venue:
             "P_LIQSENS", "P_MEMDECAY", "P_DIPRATE", "P_DIPTHR", "P_DIPCAP", "P_DIPFAIR", "P_REFDECAY",
             "P_FEE",
             "P_FEEDBACK", "P_LIQ_EQ", "P_EMA", "P_FINT_S", "P_T0", "P_OFFLOAD", "P_FUNDCAP",
-            "P_NEWSPHI", "P_LIQTHR")}
+            "P_NEWSPHI", "P_LIQTHR", "P_PERMNORMAL")}
         self.p = g
         self.window = int(iprm[m.I_MARKW])
         self.lat = int(iprm[m.I_LAT])
@@ -566,8 +566,11 @@ class Venue:
             self.fund_trade(-off if inv0 > 0 else off, fill)
             self.offloaded += off * fill
         phi_t = permanent_share(g["P_PHI"], g["P_NEWSPHI"], exo_t, net)
-        self.perm += phi_t * imp
-        self.trans += (1 - phi_t) * imp
+        # permanent_depth = "normal": the permanent part as if the book had its full depth
+        imp_p = (curve(y + net, g["P_DEPTH"], alpha) - curve(y, g["P_DEPTH"], alpha)
+                 if g["P_PERMNORMAL"] else imp)
+        self.perm += phi_t * imp_p
+        self.trans += imp - phi_t * imp_p
         self.depth_now = depth
         self.y = y + net - (handed if self.feedback else 0.0)
         self.price, self.mark = p, mark
