@@ -4,9 +4,10 @@ October's population and the shared law, every flow of the event replaced by one
 sell flow of ``r`` (share of open interest per minute) for ``D`` minutes from 20:50 UTC. For
 each shock this prints and tabulates the low and the price at the end of the run (both relative
 to the 20:50 price), the amplification (drawdown with feedback over without, same seed) and the
-share of open interest liquidated, under the law as it is and under each variant named below.
+share of open interest liquidated, under the shared law as it is and under round 5's law (before round 6 changed it).
 
     python docs/calibration/round6_shock_response.py [POSITIONS] [SEEDS]
+    python docs/calibration/round6_shock_response.py plot    # redraw from the CSV
 
 Defaults: 300,000 positions, seeds 1,2,3 (none of them used in any calibration). Two worker
 processes. Writes docs/calibration/round6/shock_response.csv and shock_response.png. About four
@@ -28,9 +29,13 @@ OUT = ROOT / "docs" / "calibration" / "round6"
 START = dt.datetime(2025, 10, 10, 20, 50, tzinfo=dt.timezone.utc)
 RATES = (0.0005, 0.001, 0.002, 0.004, 0.008)  # share of open interest per minute
 DURATIONS = (10.0, 60.0, 180.0)  # minutes
+# the shared law as it is, and round 5's law (its keys as they were before round 6)
+ROUND5 = {"dip_buy_reference": "average", "permanent_depth": "current",
+          "permanent_share": 0.12568044561093933, "dip_buy_threshold_pct": 7.863,
+          "depth_liq_sensitivity": 976.0924160875036}
 VARIANTS = {
-    "shared law (dip buyers against a 6 h average)": {},
-    "dip buyers against the fair price": {"dip_buy_reference": "fair"},
+    "shared law (round 6: dip buyers against the fair price)": {},
+    "round 5 law (dip buyers against a 6 h average)": ROUND5,
 }
 
 
@@ -62,6 +67,11 @@ def one(job):
 def main():
     import pandas as pd
 
+    if sys.argv[1:2] == ["plot"]:  # redraw from the table of an earlier run
+        df = pd.read_csv(OUT / "shock_response.csv")
+        med = df.groupby(["variant", "duration_min", "oi_share_per_min"]).median(numeric_only=True)
+        plot(med.reset_index(), OUT / "shock_response.png", 300_000, [1, 2, 3])
+        return
     positions = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
     seeds = [int(s) for s in sys.argv[2].split(",")] if len(sys.argv) > 2 else [1, 2, 3]
     jobs = [(v, r, d, s, positions) for v in VARIANTS for d in DURATIONS for r in RATES
@@ -93,8 +103,9 @@ def plot(med, path, positions, seeds):
     for ax, col, title in ((axes[0], "low_pct", "low after 20:50"),
                            (axes[1], "end_pct", "price at the end of the run")):
         for (variant, d), g in med.groupby(["variant", "duration_min"]):
-            style = "-" if "fair" in variant else "--"
-            ax.plot(100 * g["total_oi_share"], g[col], style, marker="o",
+            style = "-" if variant.startswith("shared") else "--"
+            color = f"C{DURATIONS.index(d)}"
+            ax.plot(100 * g["total_oi_share"], g[col], style, marker="o", color=color,
                     label=f"{variant}, {d:.0f} min")
         ax.set_xscale("log")
         ax.set_xlabel("selling, % of open interest in all")
