@@ -433,3 +433,32 @@ def test_fair_price_buyers_lean_against_uninformed_selling():
     one and the counter-trend traders buy it."""
     _, dip = _news_run("fair", 60e6, news_permanent_share=0.0)
     assert dip > 0
+
+
+def _october_with_one_shock(oi_share_per_min: float):
+    """October's scenario and the shared law, its flows replaced by one sell shock of
+    ``oi_share_per_min`` for 180 minutes from 20:50 (docs/calibration/round6_shock_response.py):
+    the end price relative to the 20:50 price, in %."""
+    import copy
+    import datetime as dt
+
+    from cascade.runner import run
+
+    sc = load_scenario(SCENARIOS / "oct2025.toml")
+    raw = copy.deepcopy(sc.raw)
+    start = dt.datetime(2025, 10, 10, 20, 50, tzinfo=dt.timezone.utc)
+    raw["flows"] = [{"label": "shock", "start": start, "duration_min": 180.0,
+                     "oi_share_per_min": oi_share_per_min, "side": "sell"}]
+    sc = parse_scenario(raw, source=str(sc.path), base_dir=sc.path.parent, path=sc.path)
+    price = run(sc, positions=20_000, seed=1).steps["last_price"]
+    return 100.0 * (float(price.iloc[-1]) / float(price.loc[:start].iloc[-1]) - 1.0)
+
+
+def test_the_shared_law_lets_more_selling_take_the_price_further():
+    """Issue 15, round 6: under round 5's law 18% and 72% of open interest sold over three hours
+    both ended about 10% down (the counter-trend bid was a wall); the shared law must let four
+    times the selling take the price much further (round 6: -12% and -29% at 300,000 positions)."""
+    end_18 = _october_with_one_shock(0.001)
+    end_72 = _october_with_one_shock(0.004)
+    assert end_72 < end_18 - 10.0
+    assert end_72 < -20.0
