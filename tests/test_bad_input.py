@@ -191,6 +191,10 @@ CASES = [
          lambda t: set_key(drop_history(t), "population", "history_klines", '"no-such.csv"'),
          ["[population] history_klines"], ["expected a file path", "'no-such.csv'",
                                            "not found"]),
+    Case("bad-dip-buy-reference", sub(market__dip_buy_reference='"fare"'),
+         ["[market] dip_buy_reference"], ["expected one of 'average', 'fair'", "got 'fare'"]),
+    Case("bad-permanent-depth", sub(market__permanent_depth='"full"'),
+         ["[market] permanent_depth"], ["expected one of 'current', 'normal'", "got 'full'"]),
     # venue
     Case("unknown-venue", sub(venue__name='"bybit"'),
          ["[venue] name"], ["expected one of 'binance', 'hyperliquid'", "got 'bybit'"]),

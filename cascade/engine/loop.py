@@ -149,7 +149,6 @@ from cascade.model.market import (
     P_DEPTH,
     P_DIPCAP,
     P_DIPFAIR,
-    P_PERMNORMAL,
     P_DIPRATE,
     P_DIPTHR,
     P_EMA,
@@ -161,6 +160,7 @@ from cascade.model.market import (
     P_MEMDECAY,
     P_NEWSPHI,
     P_OFFLOAD,
+    P_PERMNORMAL,
     P_PHI,
     P_REFDECAY,
     P_STEP,
@@ -448,11 +448,11 @@ def _venue_step(t, v, index, last_all, scratch, pos, lad, tab, vp, vs, mst, exo_
     vs.st[S_Y] *= decay
     y = vs.st[S_Y]
     p_pre = exp(mst[M_X] + vs.st[S_PERM] + vs.st[S_TRANS])
-    # the fair price: the price once the book refilled (no transient impact)
+    # counter-trend traders: buy below their reference, sell above it, beyond the threshold, in
+    # proportion to the depth the book has now; the reference is the slow average, or the fair
+    # price (the price once the book refilled: no transient impact)
     ref = exp(mst[M_X] + vs.st[S_PERM]) if vp.prm[P_DIPFAIR] != 0.0 else vs.st[S_REF]
     dd = (ref - p_pre) / ref * 100.0 - vp.prm[P_DIPTHR]
-    # counter-trend traders: buy below the slow reference, sell above it, beyond the threshold,
-    # in proportion to the depth the book has now
     dip = 0.0
     if dd > 0.0:
         dip = min(vp.prm[P_DIPRATE] * dd, vp.prm[P_DIPCAP]) * mult

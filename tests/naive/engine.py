@@ -279,8 +279,8 @@ def run(popu, exo, noise, prm, iprm, fund0, table=None):
         trans *= decay
         y *= decay
         p_pre = math.exp(x + perm + trans)
-        fair = math.exp(x + perm)  # the price less its transient impact
-        dip = counter_trend(fair if prm[m.P_DIPFAIR] else ref, p_pre, prm[m.P_DIPTHR], prm[m.P_DIPRATE], prm[m.P_DIPCAP],
+        ref_t = math.exp(x + perm) if prm[m.P_DIPFAIR] else ref  # fair: no transient impact
+        dip = counter_trend(ref_t, p_pre, prm[m.P_DIPTHR], prm[m.P_DIPRATE], prm[m.P_DIPCAP],
                             depth / depth0)
         ext = exo[t] + dip
         forced = flow_at.pop(t, 0.0)

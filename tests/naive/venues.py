@@ -101,10 +101,9 @@ class Venue:
                                                      table.cum))
         g = {k: float(prm[getattr(m, k)]) for k in (
             "P_STEP", "P_DEPTH", "P_ALPHA", "P_PHI", "P_DECAY", "P_FLOOR", "P_VOLSENS",
-            "P_LIQSENS", "P_MEMDECAY", "P_DIPRATE", "P_DIPTHR", "P_DIPCAP", "P_DIPFAIR", "P_REFDECAY",
-            "P_FEE",
-            "P_FEEDBACK", "P_LIQ_EQ", "P_EMA", "P_FINT_S", "P_T0", "P_OFFLOAD", "P_FUNDCAP",
-            "P_NEWSPHI", "P_LIQTHR", "P_PERMNORMAL")}
+            "P_LIQSENS", "P_MEMDECAY", "P_DIPRATE", "P_DIPTHR", "P_DIPCAP", "P_DIPFAIR",
+            "P_REFDECAY", "P_FEE", "P_FEEDBACK", "P_LIQ_EQ", "P_EMA", "P_FINT_S", "P_T0",
+            "P_OFFLOAD", "P_FUNDCAP", "P_NEWSPHI", "P_LIQTHR", "P_PERMNORMAL")}
         self.p = g
         self.window = int(iprm[m.I_MARKW])
         self.lat = int(iprm[m.I_LAT])
